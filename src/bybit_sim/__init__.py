@@ -1,0 +1,1 @@
+"""bybit_sim: a local Bybit V5 exchange simulator (REST, WebSockets, matching engine, faults)."""

@@ -1,0 +1,1 @@
+"""Order Manager: Bybit V5 order execution service."""
