@@ -1,0 +1,23 @@
+"""Fault injection for the simulator (REST and WebSocket). Placeholder until the streams work lands."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+class FaultInjector:
+    """Holds fault rules; consulted by the REST middleware and the WebSocket streams."""
+
+    def __init__(self) -> None:
+        self.rules: list[dict[str, object]] = []
+
+    def clear(self) -> None:
+        self.rules.clear()
+
+
+@web.middleware
+async def rest_fault_middleware(
+    request: web.Request, handler: web.RequestHandler
+) -> web.StreamResponse:
+    """Applies matching REST fault rules around the real handler (pass-through for now)."""
+    return await handler(request)
