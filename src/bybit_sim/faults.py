@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class FaultInjector:
@@ -16,8 +20,6 @@ class FaultInjector:
 
 
 @web.middleware
-async def rest_fault_middleware(
-    request: web.Request, handler: web.RequestHandler
-) -> web.StreamResponse:
+async def rest_fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Applies matching REST fault rules around the real handler (pass-through for now)."""
     return await handler(request)
