@@ -1,4 +1,4 @@
-"""Fault injection for the simulator (REST and WebSocket). Placeholder until the streams work lands."""
+"""Fault injection for the simulator (REST and WebSocket); placeholder until streams land."""
 
 from __future__ import annotations
 
