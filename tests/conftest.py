@@ -53,3 +53,88 @@ async def amqp_url(amqp_base_url: str, rabbitmq_api: str) -> AsyncIterator[str]:
         parts = urlsplit(amqp_base_url)
         yield urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), "", ""))
         await http.delete(f"{base}/vhosts/{vhost}")
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+#
+# One migrated template database per test session (om_tpl_<pid>), then one fresh database per
+# test cloned from it (CREATE DATABASE ... TEMPLATE: a file copy, milliseconds), dropped after
+# the test. Tests never share rows and never see each other's schema changes.
+
+
+def _pg_url_with_db(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
+
+
+async def _pg_admin_execute(admin_url: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _drop_stale_templates(admin_url: str) -> None:
+    """Drop om_tpl_<pid> databases left by test sessions whose process no longer exists."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        names = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'om_tpl_%'")
+        for row in names:
+            pid = row["datname"].removeprefix("om_tpl_")
+            if pid.isdigit() and not _process_exists(int(pid)):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """URL of the maintenance database (`postgres`) on the server of ORDERMANAGER_DATABASE_URL."""
+    return _pg_url_with_db(require_env("ORDERMANAGER_DATABASE_URL"), "postgres")
+
+
+@pytest.fixture(scope="session")
+async def migrated_template(pg_admin_url: str) -> AsyncIterator[str]:
+    """Name of a database migrated to head, used as the template for `db_url`."""
+    import asyncio
+
+    from order_manager.adapters.postgres.migrate import upgrade
+
+    name = f"om_tpl_{os.getpid()}"
+    await _drop_stale_templates(pg_admin_url)
+    await _pg_admin_execute(
+        pg_admin_url,
+        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+        f'CREATE DATABASE "{name}"',
+    )
+    # Alembic's env runs its own event loop, so it runs in a worker thread.
+    await asyncio.to_thread(upgrade, _pg_url_with_db(pg_admin_url, name))
+    yield name
+    await _pg_admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def db_url(pg_admin_url: str, migrated_template: str) -> AsyncIterator[str]:
+    """A fresh database at the newest schema revision for one test; dropped afterwards."""
+    name = f"om_t_{uuid.uuid4().hex[:16]}"
+    await _pg_admin_execute(
+        pg_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"'
+    )
+    yield _pg_url_with_db(pg_admin_url, name)
+    await _pg_admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

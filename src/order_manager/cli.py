@@ -1,16 +1,206 @@
-"""Command line entry point (`order-manager`)."""
+"""Command line entry point (`order-manager`).
 
+    order-manager run            check the schema is current, serve the API and the service
+    order-manager migrate        upgrade the database to the newest revision
+                 migrate --revision REV | migrate downgrade REV | migrate current | migrate sql
+    order-manager config-check   validate the configuration, print it with secrets masked
+    order-manager version
+
+Exit codes: 0 success, 1 runtime failure (database unreachable, schema not current, ...),
+2 invalid configuration or usage (the message names the `ORDERMANAGER_*` variable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, NoReturn
+
+import alembic.util
+import asyncpg
+import sqlalchemy.exc
 import typer
 
-app = typer.Typer(help="Order Manager for Bybit V5.", no_args_is_help=True)
+from order_manager.config import ConfigError, Settings, load_settings, redact_url
+
+MIGRATION_ERRORS = (
+    OSError,
+    ValueError,
+    asyncpg.PostgresError,
+    sqlalchemy.exc.SQLAlchemyError,
+    alembic.util.CommandError,
+)
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+app = typer.Typer(help="Order Manager for Bybit V5.", no_args_is_help=True, add_completion=False)
+migrate_app = typer.Typer(
+    help="Database schema migrations (default: upgrade to the newest revision).",
+    invoke_without_command=True,
+    add_completion=False,
+)
+app.add_typer(migrate_app, name="migrate")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"order-manager: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+
+
+def _database_url(override: str | None) -> str:
+    return override or _settings().database_url
+
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="PostgreSQL URL (default: ORDERMANAGER_DATABASE_URL).",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
 def version() -> None:
     """Print the version."""
-    from order_manager import __name__ as pkg
+    from order_manager.api.app import service_version
 
-    typer.echo(pkg)
+    typer.echo(service_version())
+
+
+@app.command("config-check")
+def config_check(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Validate the configuration and print the effective values (secrets masked)."""
+    settings = _settings()
+    values = settings.redacted_dict()
+    if as_json:
+        typer.echo(json.dumps(values, indent=2, default=str))
+        return
+    for name, value in values.items():
+        label = name if name.startswith("effective_") else f"ORDERMANAGER_{name.upper()}"
+        typer.echo(f"{label}={'' if value is None else value}")
+    typer.echo("# configuration OK", err=True)
+
+
+@migrate_app.callback()
+def migrate(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Option("--revision", help="Target revision.")] = "head",
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Upgrade the database schema (to the newest revision unless --revision is given)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from order_manager.adapters.postgres import migrate as migrations
+
+    dsn = _database_url(database_url)
+    try:
+        migrations.upgrade(dsn, revision)
+        current = asyncio.run(migrations.current_revision(dsn))
+    except MIGRATION_ERRORS as exc:
+        _fail(f"migration failed on {redact_url(dsn)}: {exc}", EXIT_FAILURE)
+    typer.echo(f"database {redact_url(dsn)} at revision {current}")
+
+
+@migrate_app.command("downgrade")
+def migrate_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision; `base` drops everything.")],
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Revert the schema to REVISION."""
+    from order_manager.adapters.postgres import migrate as migrations
+
+    dsn = _database_url(database_url)
+    try:
+        migrations.downgrade(dsn, revision)
+        current = asyncio.run(migrations.current_revision(dsn))
+    except MIGRATION_ERRORS as exc:
+        _fail(f"downgrade failed on {redact_url(dsn)}: {exc}", EXIT_FAILURE)
+    typer.echo(f"database {redact_url(dsn)} at revision {current or 'base'}")
+
+
+@migrate_app.command("current")
+def migrate_current(database_url: DatabaseUrlOption = None) -> None:
+    """Print the database's revision and the newest one this code knows."""
+    from order_manager.adapters.postgres import migrate as migrations
+
+    dsn = _database_url(database_url)
+    current = asyncio.run(migrations.current_revision(dsn))
+    typer.echo(f"current: {current or 'base'}  head: {migrations.head_revision()}")
+
+
+@migrate_app.command("sql")
+def migrate_sql(
+    revision: Annotated[str, typer.Option("--revision", help="Target revision.")] = "head",
+) -> None:
+    """Print the SQL of an upgrade without touching a database."""
+    from order_manager.adapters.postgres import migrate as migrations
+
+    typer.echo(migrations.upgrade_sql(revision))
+
+
+def _check_schema(settings: Settings, auto_migrate: bool) -> None:
+    from order_manager.adapters.postgres import migrate as migrations
+
+    dsn = settings.database_url
+    try:
+        if auto_migrate:
+            migrations.upgrade(dsn)
+        current = asyncio.run(migrations.current_revision(dsn))
+    except MIGRATION_ERRORS as exc:
+        _fail(f"PostgreSQL at {redact_url(dsn)} unreachable: {exc}", EXIT_FAILURE)
+    head = migrations.head_revision()
+    if current != head:
+        _fail(
+            f"database schema is at {current or 'base'}, this code needs {head}: "
+            "run `order-manager migrate` (or start with --migrate)",
+            EXIT_FAILURE,
+        )
+
+
+@app.command()
+def run(
+    auto_migrate: Annotated[
+        bool, typer.Option("--migrate", help="Upgrade the schema before starting.")
+    ] = False,
+) -> None:
+    """Run the service: REST API on ORDERMANAGER_HOST:ORDERMANAGER_PORT plus every component.
+
+    SIGTERM or Ctrl-C stops it gracefully (in-flight requests finish, components stop)."""
+    import uvicorn
+
+    from order_manager.bootstrap import build_container
+    from order_manager.logs import configure_logging, uvicorn_log_config
+
+    settings = _settings()
+    configure_logging(settings.log_level.value, settings.log_format.value)
+    _check_schema(settings, auto_migrate)
+    container = build_container(settings)
+    config = uvicorn.Config(
+        container.app,  # type: ignore[arg-type]
+        host=settings.host,
+        port=settings.port,
+        log_config=uvicorn_log_config(),
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        # uvicorn could not start (port in use, or start-up failed; the log says why).
+        sys.exit(EXIT_FAILURE)
 
 
 def main() -> None:
