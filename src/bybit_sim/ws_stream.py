@@ -1,0 +1,169 @@
+"""One simulator WebSocket connection: an outbound queue, a writer task, and stream faults.
+
+Both the private and the public streams push through :class:`StreamConnection`. Producers (the
+engine's listeners, running synchronously inside the engine) only call :meth:`publish`, which
+puts the already-serialised message on a bounded per-connection queue and returns at once; a
+per-connection writer task drains it. A slow client therefore never stalls the engine or other
+clients; a client so slow that its queue overflows is disconnected (like Bybit does) rather than
+silently losing messages - it reconnects and reconciles via REST.
+
+The writer applies WebSocket fault rules (:mod:`bybit_sim.faults`) to *data* messages only;
+acks and pongs (:meth:`send_control`) go out untouched and in order with the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+from aiohttp import web
+
+from bybit_sim.faults import FaultInjector
+
+log = logging.getLogger(__name__)
+
+QUEUE_LIMIT: Final = 10_000
+CONTROL: Final = ""  # pseudo-topic of acks/pongs: never faulted
+
+
+def dumps(payload: Mapping[str, Any]) -> str:
+    """Compact JSON, as Bybit sends it."""
+    return json.dumps(payload, separators=(",", ":"))
+
+
+class StreamConnection:
+    """A connected WebSocket client with its queue, writer task and subscriptions."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        faults: FaultInjector,
+        target: str,
+        queue_limit: int = QUEUE_LIMIT,
+    ) -> None:
+        self.ws = ws
+        self.faults = faults
+        self.target = target
+        self.conn_id = str(uuid.uuid4())
+        self.topics: set[str] = set()
+        self.sent = 0
+        self.closing = False
+        self._queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue(queue_limit)
+        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.conn_id}")
+
+    # -- producers (synchronous, never block) ------------------------------------------------
+
+    def send_control(self, payload: Mapping[str, Any]) -> None:
+        """Queue an ack/pong; never subject to faults."""
+        self._put(CONTROL, dumps(payload))
+
+    def publish(self, topic: str, text: str) -> None:
+        """Queue one data message for ``topic`` (already serialised)."""
+        self._put(topic, text)
+
+    def _put(self, topic: str, text: str) -> None:
+        if self.closing:
+            return
+        try:
+            self._queue.put_nowait((topic, text))
+        except asyncio.QueueFull:
+            log.warning(
+                "ws %s: client too slow (%d queued), disconnecting", self.conn_id, QUEUE_LIMIT
+            )
+            self.drop()
+
+    def drop(self) -> None:
+        """Close the connection as soon as possible (queued messages are discarded)."""
+        if self.closing:
+            return
+        self.closing = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Stop the writer (called by the handler when the client is gone)."""
+        self.closing = True
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        held: str | None = None  # message held back by a ``reorder`` fault
+        held_until = 0.0
+        try:
+            while True:
+                if held is None:
+                    item = await self._queue.get()
+                else:
+                    try:
+                        item = await asyncio.wait_for(
+                            self._queue.get(), max(0.0, held_until - loop.time())
+                        )
+                    except TimeoutError:
+                        await self._send(held)
+                        held = None
+                        continue
+                if item is None:
+                    break
+                topic, text = item
+                if topic == CONTROL:
+                    await self._send(text)
+                    continue
+                rule = self.faults.pick(self.target, topic)
+                kind = rule.kind if rule is not None else None
+                if kind == "pause":
+                    continue  # lost for this client; the state is still visible via REST
+                if kind == "drop":
+                    break
+                if kind == "reorder" and held is None and rule is not None:
+                    held = text
+                    held_until = loop.time() + int(rule.params["hold_ms"]) / 1000
+                    continue
+                if kind == "delay" and rule is not None:
+                    await asyncio.sleep(int(rule.params["ms"]) / 1000)
+                await self._send(text)
+                if kind == "duplicate":
+                    await self._send(text)
+                if held is not None:
+                    await self._send(held)
+                    held = None
+        except (ConnectionError, RuntimeError) as exc:
+            log.info("ws %s: send failed (%s), closing", self.conn_id, exc)
+        finally:
+            self.closing = True
+            if not self.ws.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await self.ws.close()
+
+    async def _send(self, text: str) -> None:
+        await self.ws.send_str(text)
+        self.sent += 1
+
+
+class ConnectionRegistry:
+    """The live connections of one stream kind (for fan-out and admin ``ws/drop``)."""
+
+    def __init__(self) -> None:
+        self.connections: set[StreamConnection] = set()
+
+    def add(self, conn: StreamConnection) -> None:
+        self.connections.add(conn)
+
+    def discard(self, conn: StreamConnection) -> None:
+        self.connections.discard(conn)
+
+    def drop_all(self) -> int:
+        """Close every connection now; returns how many were open."""
+        live = [c for c in self.connections if not c.closing]
+        for conn in live:
+            conn.drop()
+        return len(live)
