@@ -138,3 +138,39 @@ async def db_url(pg_admin_url: str, migrated_template: str) -> AsyncIterator[str
     )
     yield _pg_url_with_db(pg_admin_url, name)
     await _pg_admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ------------------------------------------------------------------------------ bybit_sim
+#
+# A fresh simulator per test on a free port. Prices are frozen so that every fill comes from the
+# test itself (move them with `sim.state.exchange.set_price/step_price` or the /sim admin API);
+# `sim_factory` starts simulators with any other SimConfig (random walk, hedge mode, no limits).
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[object]:
+    """A running `bybit_sim.server.SimServer` (default Bybit config, frozen prices)."""
+    from bybit_sim.config import SimConfig
+    from bybit_sim.server import SimServer
+
+    async with SimServer(SimConfig().with_path("frozen")) as server:
+        yield server
+
+
+@pytest.fixture
+async def sim_factory() -> AsyncIterator[object]:
+    """`await sim_factory(config)` starts a SimServer for `config`; all are stopped afterwards."""
+    from bybit_sim.config import SimConfig
+    from bybit_sim.server import SimServer
+
+    servers: list[SimServer] = []
+
+    async def start(config: SimConfig | None = None) -> SimServer:
+        server = SimServer(config or SimConfig().with_path("frozen"))
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()

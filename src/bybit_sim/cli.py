@@ -1,6 +1,17 @@
-"""Command line entry point (`bybit-sim`)."""
+"""Command line entry point: `bybit-sim serve --host --port --seed --config FILE`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from bybit_sim.config import SimConfig
+from bybit_sim.server import SimServer
 
 app = typer.Typer(help="Local Bybit V5 exchange simulator.", no_args_is_help=True)
 
@@ -9,6 +20,41 @@ app = typer.Typer(help="Local Bybit V5 exchange simulator.", no_args_is_help=Tru
 def version() -> None:
     """Print the version."""
     typer.echo("bybit_sim")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (0 = any free port)")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of price paths and ids")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="JSON or TOML file with SimConfig fields")
+    ] = None,
+) -> None:
+    """Run the simulator until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    cfg = SimConfig.load(config) if config else SimConfig(port=8765)
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if seed is not None:
+        overrides["seed"] = seed
+    if overrides:
+        cfg = cfg.with_overrides(**overrides)
+    asyncio.run(_serve(cfg))
+
+
+async def _serve(cfg: SimConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with SimServer(cfg) as server:
+        typer.echo(f"bybit-sim listening on {server.url} (seed {cfg.seed})", err=False)
+        await stop.wait()
+    typer.echo("bybit-sim stopped")
 
 
 def main() -> None:

@@ -1,0 +1,1722 @@
+"""The simulated exchange: one UNIFIED account trading against synthetic books.
+
+`Exchange` is the single entry point for the REST handlers, the WebSocket streams and the admin
+API. It is synchronous and single-threaded (called from the event loop), so each public method is
+atomic. Public methods take Bybit request parameters (a mapping of JSON/query values) and return
+Bybit `result` objects, raising `ApiError` with Bybit's retCode for a refused request.
+
+Every state change is reported to private listeners as `(topic, items)` with items in Bybit's
+WS shape (topics `order`, `execution`, `position`, `wallet`), collected during one operation and
+delivered when it ends (`_flush`), and to market listeners as `(category, symbol)` whenever a
+symbol's price or book changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, quote, unquote
+
+from bybit_sim.config import SimConfig
+from bybit_sim.engine.book import BUY, SELL
+from bybit_sim.engine.errors import ApiError, params_error
+from bybit_sim.engine.instruments import Instrument
+from bybit_sim.engine.market import Market
+from bybit_sim.engine.numbers import ZERO, fine, fmt, is_multiple, round_down
+from bybit_sim.engine.orders import ACTIVE_STATUSES, Order
+from bybit_sim.engine.params import (
+    Params,
+    get_bool,
+    get_decimal,
+    get_int,
+    get_limit,
+    get_opt_decimal,
+    get_str,
+)
+from bybit_sim.engine.positions import Position
+from bybit_sim.engine.wallet import (
+    MARGIN_COIN,
+    CoinBalance,
+    MarginFigures,
+    available_margin,
+    render_account,
+)
+
+log = logging.getLogger(__name__)
+
+PrivateListener = Callable[[str, list[dict[str, Any]]], None]
+MarketListener = Callable[[str, str], None]
+T = TypeVar("T")
+
+CATEGORIES = ("linear", "spot")
+ORDER_LINK_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
+TIME_IN_FORCE = frozenset({"GTC", "IOC", "FOK", "PostOnly"})
+TRIGGER_BY = frozenset({"LastPrice", "MarkPrice", "IndexPrice"})
+WEEK_MS = 7 * 24 * 3600 * 1000
+ONE_WAY = "one_way"
+ZERO_POSITION_MSG = "current position is zero, cannot fix reduce-only order qty"
+HEDGE = "hedge"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _opposite(side: str) -> str:
+    return SELL if side == BUY else BUY
+
+
+class Exchange:
+    """See module docstring. `clock` returns epoch milliseconds (injectable for tests)."""
+
+    def __init__(self, config: SimConfig, clock: Callable[[], int] = _now_ms) -> None:
+        self.config = config
+        self._clock = clock
+        self._private_listeners: list[PrivateListener] = []
+        self._market_listeners: list[MarketListener] = []
+        self._instruments: dict[tuple[str, str], Instrument] = {}
+        for n, cfg in enumerate(config.instruments, start=1):
+            self._instruments[(cfg.category, cfg.symbol)] = Instrument(cfg, n)
+        self._init_state()
+
+    # ------------------------------------------------------------------ state
+    def _init_state(self) -> None:
+        cfg = self.config
+        self._rng = random.Random(cfg.seed)
+        self._spot_id = 1_800_000_000_000_000_000 + cfg.seed % 1000 * 1_000_000_000
+        self.markets: dict[tuple[str, str], Market] = {
+            key: Market(inst, cfg.seed, cfg.book_levels) for key, inst in self._instruments.items()
+        }
+        self.orders: dict[str, Order] = {}
+        self._open: dict[str, Order] = {}
+        self._closed: list[Order] = []
+        self._link_ids: dict[str, str] = {}
+        self._executions: list[dict[str, Any]] = []
+        self._order_seq = 0
+        self._order_im = ZERO
+        self.coins: dict[str, CoinBalance] = {
+            coin: CoinBalance(wallet=amount) for coin, amount in cfg.initial_wallet.items()
+        }
+        self.coins.setdefault(MARGIN_COIN, CoinBalance())
+        for inst in self._instruments.values():
+            self.coins.setdefault(inst.cfg.base_coin, CoinBalance())
+            self.coins.setdefault(inst.cfg.quote_coin, CoinBalance())
+        self.position_mode: dict[str, str] = {}
+        self.leverage: dict[str, Decimal] = {}
+        self.positions: dict[tuple[str, int], Position] = {}
+        now = self._clock()
+        for inst in self._instruments.values():
+            if inst.is_spot:
+                continue
+            self.position_mode[inst.symbol] = HEDGE if cfg.position_mode == "hedge" else ONE_WAY
+            self.leverage[inst.symbol] = min(cfg.default_leverage, inst.cfg.max_leverage)
+            self._make_positions(inst, now)
+        self._last_time = 0
+        self._out_orders: list[dict[str, Any]] = []
+        self._out_execs: list[dict[str, Any]] = []
+        self._dirty_positions: dict[tuple[str, int], None] = {}
+        self._wallet_dirty = False
+        self._dirty_markets: dict[tuple[str, str], None] = {}
+
+    def _make_positions(self, inst: Instrument, now: int) -> None:
+        for idx in (0, 1, 2):
+            self.positions.pop((inst.symbol, idx), None)
+        idxs = (1, 2) if self.position_mode[inst.symbol] == HEDGE else (0,)
+        for idx in idxs:
+            self.positions[(inst.symbol, idx)] = Position(
+                inst=inst,
+                idx=idx,
+                leverage=self.leverage[inst.symbol],
+                created_time=now,
+                updated_time=now,
+            )
+
+    # -------------------------------------------------------------- listeners
+    def add_private_listener(self, fn: PrivateListener) -> None:
+        self._private_listeners.append(fn)
+
+    def add_market_listener(self, fn: MarketListener) -> None:
+        self._market_listeners.append(fn)
+
+    def _flush(self) -> None:
+        """Deliver everything collected during the operation that just ended."""
+        batches: list[tuple[str, list[dict[str, Any]]]] = []
+        if self._out_orders:
+            batches.append(("order", self._out_orders))
+            self._out_orders = []
+        if self._out_execs:
+            batches.append(("execution", self._out_execs))
+            self._out_execs = []
+        if self._dirty_positions:
+            keys = list(self._dirty_positions)
+            self._dirty_positions = {}
+            if self._private_listeners:
+                batches.append(("position", [self._position_item(k, ws=True) for k in keys]))
+        if self._wallet_dirty:
+            self._wallet_dirty = False
+            if self._private_listeners:
+                item = self.wallet_account(None)
+                batches.append(("wallet", [item]))
+        for topic, items in batches:
+            for fn in self._private_listeners:
+                try:
+                    fn(topic, items)
+                except Exception:
+                    log.exception("private listener failed on %s", topic)
+        if self._dirty_markets:
+            keys2 = list(self._dirty_markets)
+            self._dirty_markets = {}
+            for category, symbol in keys2:
+                for mfn in self._market_listeners:
+                    try:
+                        mfn(category, symbol)
+                    except Exception:
+                        log.exception("market listener failed on %s/%s", category, symbol)
+
+    def _emit_order(self, order: Order) -> None:
+        if self._private_listeners:
+            self._out_orders.append(order.render(ws=True))
+
+    # ------------------------------------------------------------------ clock
+    def now(self) -> int:
+        """Exchange time in ms; never goes backwards."""
+        t = self._clock()
+        if t < self._last_time:
+            t = self._last_time
+        self._last_time = t
+        return t
+
+    def _stamp(self, order: Order) -> None:
+        """Set updatedTime, strictly increasing per order."""
+        t = self.now()
+        order.updated_time = t if t > order.updated_time else order.updated_time + 1
+
+    # ------------------------------------------------------------- lookups
+    def instrument(self, category: str, symbol: str) -> Instrument:
+        inst = self._instruments.get((category, symbol))
+        if inst is None:
+            if category == "spot":
+                raise ApiError(170121, "Invalid symbol.")
+            raise params_error("params error: symbol invalid")
+        return inst
+
+    def instruments(self) -> Iterable[Instrument]:
+        return self._instruments.values()
+
+    def market(self, category: str, symbol: str) -> Market:
+        return self.markets[(category, self.instrument(category, symbol).symbol)]
+
+    @staticmethod
+    def category_of(p: Params, allowed: tuple[str, ...] = CATEGORIES) -> str:
+        category = get_str(p, "category", required=True)
+        if category not in allowed:
+            raise params_error(f"params error: category {category} is not supported")
+        return category
+
+    def _new_order_id(self, spot: bool) -> str:
+        if spot:
+            self._spot_id += 1
+            return str(self._spot_id)
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def _new_exec_id(self, spot: bool) -> str:
+        if spot:
+            self._spot_id += 1
+            return str(self._spot_id + 300_000_000_000_000_000)
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    # ------------------------------------------------------------ positions
+    def _position(self, symbol: str, idx: int) -> Position:
+        return self.positions[(symbol, idx)]
+
+    def _position_for_order(self, order: Order) -> Position:
+        return self.positions[(order.symbol, order.position_idx)]
+
+    def _closable(self, order_side: str, pos: Position, hedge: bool) -> Decimal:
+        """Size the order would reduce (one-way: opposite position; hedge: its idx)."""
+        if hedge:
+            reducing = (pos.idx == 1 and order_side == SELL) or (pos.idx == 2 and order_side == BUY)
+            return pos.size if reducing else ZERO
+        return pos.size if pos.size and pos.side != order_side else ZERO
+
+    def _is_hedge(self, symbol: str) -> bool:
+        return self.position_mode.get(symbol) == HEDGE
+
+    def _mark(self, symbol: str) -> Decimal:
+        return self.markets[("linear", symbol)].last
+
+    def margin_figures(self) -> MarginFigures:
+        upl = im = mm = ZERO
+        mmr = self.config.maintenance_margin_rate
+        for (symbol, _), pos in self.positions.items():
+            if pos.size:
+                mark = self._mark(symbol)
+                upl += pos.unrealised(mark)
+                im += pos.initial_margin()
+                mm += pos.size * pos.avg_price * mmr
+        return MarginFigures(upl=upl, position_im=im, position_mm=mm, order_im=self._order_im)
+
+    def _available_usdt(self) -> Decimal:
+        return available_margin(self.coins[MARGIN_COIN], self.margin_figures())
+
+    def _spot_available(self, coin: str) -> Decimal:
+        bal = self.coins.get(coin)
+        if bal is None:
+            return ZERO
+        if coin == MARGIN_COIN:
+            m = self.margin_figures()
+            return min(
+                bal.wallet - bal.locked - m.position_im - m.order_im,
+                available_margin(bal, m),
+            )
+        return bal.wallet - bal.locked
+
+    # ================================================================ orders
+    def create_order(self, p: Params, external: bool = False) -> dict[str, str]:
+        """POST /v5/order/create (or, `external`, a manual trade placed outside the API)."""
+        try:
+            order = self._create(p, external)
+            return {"orderId": order.order_id, "orderLinkId": order.order_link_id}
+        finally:
+            self._flush()
+
+    def place_external_order(self, **params: Any) -> dict[str, Any]:
+        """Admin: a manual order on the same account (no orderLinkId, createType CreateByUser)."""
+        params.pop("orderLinkId", None)
+        result = self.create_order(params, external=True)
+        return self.orders[result["orderId"]].render(ws=True)
+
+    def _create(self, p: Params, external: bool) -> Order:
+        category = self.category_of(p)
+        inst = self.instrument(category, get_str(p, "symbol", required=True))
+        m = self.markets[(category, inst.symbol)]
+        spot = inst.is_spot
+        side = get_str(p, "side", required=True)
+        if side not in (BUY, SELL):
+            raise params_error("params error: side invalid")
+        order_type = get_str(p, "orderType", required=True)
+        if order_type not in ("Market", "Limit"):
+            raise params_error("params error: orderType invalid")
+        tif = get_str(p, "timeInForce", default="GTC")
+        if tif not in TIME_IN_FORCE:
+            raise params_error("params error: timeInForce invalid")
+        if order_type == "Market":
+            tif = "IOC"
+        link_id = "" if external else get_str(p, "orderLinkId")
+        if link_id and not ORDER_LINK_ID_RE.match(link_id):
+            raise params_error("params error: orderLinkId invalid (max 36 chars of [0-9A-Za-z_-])")
+        reduce_only = False if spot else get_bool(p, "reduceOnly")
+        close_on_trigger = False if spot else get_bool(p, "closeOnTrigger")
+        qty = get_decimal(p, "qty")
+        position_idx = 0
+        hedge = False
+        if not spot:
+            position_idx = get_int(p, "positionIdx", 0) or 0
+            hedge = self._is_hedge(inst.symbol)
+            valid = (1, 2) if hedge else (0,)
+            if position_idx not in valid:
+                raise params_error("position idx not match position mode")
+            if hedge and not reduce_only:
+                # in hedge mode an order against its idx's side only closes that side
+                reduce_only = (position_idx == 1 and side == SELL) or (
+                    position_idx == 2 and side == BUY
+                )
+
+        price = get_opt_decimal(p, "price")
+        if order_type == "Limit":
+            if price is None:
+                raise params_error("params error: price is required for Limit orders")
+            self._check_price(inst, price)
+        trigger_price = get_opt_decimal(p, "triggerPrice")
+        take_profit = get_opt_decimal(p, "takeProfit")
+        stop_loss = get_opt_decimal(p, "stopLoss")
+        market_unit = get_str(p, "marketUnit")
+        quote_budget: Decimal | None = None
+        if spot:
+            if market_unit not in ("", "baseCoin", "quoteCoin"):
+                raise params_error("params error: marketUnit invalid")
+            if order_type == "Market" and not market_unit:
+                market_unit = "quoteCoin" if side == BUY else "baseCoin"
+            if order_type == "Market" and market_unit == "quoteCoin":
+                quote_budget = qty
+                if not is_multiple(qty, inst.cfg.quote_precision):
+                    raise ApiError(170148, "Market order amount decimal too long.")
+            elif not is_multiple(qty, inst.step):
+                raise ApiError(170137, "Order quantity has too many decimals.")
+            if qty <= 0:
+                raise ApiError(170136, "Order quantity below the lower limit.")
+            limit_max = inst.cfg.max_mkt_order_qty if order_type == "Market" else None
+            limit_max = limit_max or inst.cfg.max_order_qty
+            if quote_budget is None and qty > limit_max:
+                raise ApiError(170124, "Order amount too large.")
+        else:
+            market_unit = ""
+            if qty == 0 and reduce_only and close_on_trigger:
+                pass  # closes the whole position; qty fixed below
+            else:
+                if not is_multiple(qty, inst.step):
+                    raise params_error("params error: qty invalid, not a multiple of qtyStep")
+                if qty < inst.cfg.min_order_qty:
+                    raise params_error("The number of contracts exceeds minimum limit allowed")
+                max_qty = (
+                    inst.cfg.max_mkt_order_qty if order_type == "Market" else inst.cfg.max_order_qty
+                )
+                if qty > max_qty:
+                    raise params_error("The number of contracts exceeds maximum limit allowed")
+
+        trigger_direction = 0
+        trigger_by = ""
+        if trigger_price is not None and trigger_price != 0:
+            self._check_price(inst, trigger_price, what="triggerPrice")
+            trigger_by = get_str(p, "triggerBy", default="LastPrice")
+            if trigger_by not in TRIGGER_BY:
+                raise params_error("params error: triggerBy invalid")
+            if spot:
+                trigger_direction = 1 if trigger_price > m.last else 2
+            else:
+                trigger_direction = get_int(p, "triggerDirection", 0) or 0
+                if trigger_direction not in (1, 2):
+                    raise params_error("params error: triggerDirection must be 1 or 2")
+        else:
+            trigger_price = None
+
+        if link_id and link_id in self._link_ids:
+            raise ApiError(110072, "OrderLinkedID is duplicate")
+
+        if trigger_price is not None:
+            conditional = sum(1 for o in m.conditionals if o.stop_order_type == "Stop")
+            if conditional >= self.config.max_conditional_orders_per_symbol:
+                raise ApiError(110009, "The number of stop orders exceeds maximum limit allowed")
+        elif len(m.buys) + len(m.sells) >= self.config.max_active_orders_per_symbol:
+            raise ApiError(110020, "Number of active orders exceeds the limit")
+
+        if order_type == "Limit" and price is not None:
+            self._check_band(inst, m, side, price)
+
+        if trigger_price is not None and not spot:
+            if trigger_direction == 1 and trigger_price <= m.last:
+                raise ApiError(
+                    110092,
+                    f"expect Rising, but trigger_price[{inst.price_str(trigger_price)}] "
+                    f"<= current[{inst.price_str(m.last)}]",
+                )
+            if trigger_direction == 2 and trigger_price >= m.last:
+                raise ApiError(
+                    110093,
+                    f"expect Falling, but trigger_price[{inst.price_str(trigger_price)}] "
+                    f">= current[{inst.price_str(m.last)}]",
+                )
+
+        ref_price = price if price is not None else (trigger_price or m.last)
+        if order_type == "Market":
+            ref_price = trigger_price or m.last
+        reserve = ZERO
+        if not spot:
+            pos = self._position(inst.symbol, position_idx)
+            closable = self._closable(side, pos, hedge)
+            if reduce_only:
+                if trigger_price is None and closable == 0:
+                    raise ApiError(
+                        110017, "current position is zero, cannot fix reduce-only order qty"
+                    )
+                if qty == 0 or (trigger_price is None and qty > closable):
+                    cap = (
+                        inst.cfg.max_mkt_order_qty
+                        if order_type == "Market"
+                        else inst.cfg.max_order_qty
+                    )
+                    qty = min(closable if closable else qty, cap)
+                    if qty == 0:
+                        raise ApiError(110017, ZERO_POSITION_MSG)
+            else:
+                if qty * ref_price < inst.cfg.min_notional:
+                    raise ApiError(
+                        110094,
+                        f"Order does not meet minimum order value {fmt(inst.cfg.min_notional)}USDT",
+                    )
+                if trigger_price is None:
+                    open_qty = max(qty - closable, ZERO)
+                    needed = fine(open_qty * ref_price / self.leverage[inst.symbol])
+                    if needed > self._available_usdt():
+                        raise ApiError(110007, "ab not enough for new order")
+                    if order_type == "Limit":
+                        reserve = needed
+            if take_profit is not None or stop_loss is not None:
+                tpsl_mode = get_str(p, "tpslMode", default="Full")
+                if tpsl_mode != "Full":
+                    raise params_error("params error: only tpslMode Full is supported")
+                if reduce_only:
+                    raise ApiError(110057, "reduce-only orders cannot carry TP/SL")
+        else:
+            notional = quote_budget if quote_budget is not None else qty * ref_price
+            if notional < inst.cfg.min_notional:
+                raise ApiError(170140, "Order value exceeded lower limit.")
+            base, quote = inst.cfg.base_coin, inst.cfg.quote_coin
+            if side == BUY:
+                if quote_budget is not None:
+                    need = quote_budget
+                elif order_type == "Market":
+                    need = qty * self._protective(inst, m, side)
+                else:
+                    need = qty * ref_price
+                if trigger_price is None and need > self._spot_available(quote):
+                    raise ApiError(170131, "Insufficient balance.")
+                if order_type == "Limit":
+                    reserve = need
+            else:
+                if trigger_price is None and qty > self._spot_available(base):
+                    raise ApiError(170131, "Insufficient balance.")
+                if order_type == "Limit":
+                    reserve = qty
+
+        now = self.now()
+        self._order_seq += 1
+        order = Order(
+            order_id=self._new_order_id(spot),
+            order_link_id=link_id,
+            inst=inst,
+            side=side,
+            order_type=order_type,
+            price=price if order_type == "Limit" and price is not None else ZERO,
+            qty=qty,
+            time_in_force=tif,
+            position_idx=position_idx,
+            created_time=now,
+            updated_time=now,
+            seq=self._order_seq,
+            reduce_only=reduce_only,
+            close_on_trigger=close_on_trigger,
+            market_unit=market_unit,
+            is_leverage="0" if spot else "",
+            last_price_on_created=m.last,
+            smp_type=get_str(p, "smpType", default="None"),
+            quote_budget=quote_budget,
+        )
+        if take_profit is not None or stop_loss is not None:
+            order.take_profit = take_profit or ZERO
+            order.stop_loss = stop_loss or ZERO
+            order.tp_trigger_by = get_str(p, "tpTriggerBy", default="LastPrice")
+            order.sl_trigger_by = get_str(p, "slTriggerBy", default="LastPrice")
+            order.tpsl_mode = "Full"
+            order.tp_order_type = order.sl_order_type = "Market"
+        if link_id:
+            self._link_ids[link_id] = order.order_id
+        self.orders[order.order_id] = order
+        self._open[order.order_id] = order
+
+        if trigger_price is not None:
+            order.trigger_price = trigger_price
+            order.trigger_direction = trigger_direction
+            order.trigger_by = trigger_by
+            order.stop_order_type = "StopOrder" if spot else "Stop"
+            order.order_filter = "StopOrder"
+            order.status = "Untriggered"
+            m.conditionals.append(order)
+            self._emit_order(order)
+            return order
+
+        self._reserve(order, reserve)
+        if order_type == "Market":
+            order.price = self._protective(inst, m, side)
+        self._emit_order(order)
+        self._execute_incoming(order, m)
+        return order
+
+    def _check_price(self, inst: Instrument, price: Decimal, what: str = "price") -> None:
+        if price <= 0:
+            raise params_error(f"params error: {what} invalid")
+        if not is_multiple(price, inst.tick):
+            if inst.is_spot:
+                raise ApiError(170134, "Order price has too many decimals.")
+            raise params_error(f"params error: {what} invalid, not a multiple of tickSize")
+        if not inst.is_spot:
+            if inst.cfg.min_price is not None and price < inst.cfg.min_price:
+                raise params_error(f"params error: {what} is below minPrice")
+            if inst.cfg.max_price is not None and price > inst.cfg.max_price:
+                raise params_error(f"params error: {what} is above maxPrice")
+
+    def _check_band(self, inst: Instrument, m: Market, side: str, price: Decimal) -> None:
+        ratio = inst.cfg.price_limit_ratio
+        if side == BUY:
+            ceiling = (m.last * (1 + ratio) / inst.tick).to_integral_value(ROUND_FLOOR) * inst.tick
+            if price > ceiling:
+                if inst.is_spot:
+                    raise ApiError(
+                        170193, f"Buy order price cannot be higher than {inst.price_str(ceiling)}."
+                    )
+                raise ApiError(110003, "Order price is out of permissible range")
+        else:
+            floor = (m.last * (1 - ratio) / inst.tick).to_integral_value(ROUND_CEILING) * inst.tick
+            if price < floor:
+                if inst.is_spot:
+                    raise ApiError(
+                        170194, f"Sell order price cannot be lower than {inst.price_str(floor)}."
+                    )
+                raise ApiError(110003, "Order price is out of permissible range")
+
+    @staticmethod
+    def _protective(inst: Instrument, m: Market, side: str) -> Decimal:
+        """The protective limit price a Market order is converted to (IOC)."""
+        ratio = inst.cfg.price_limit_ratio
+        if side == BUY:
+            return (m.last * (1 + ratio) / inst.tick).to_integral_value(ROUND_FLOOR) * inst.tick
+        return max(
+            (m.last * (1 - ratio) / inst.tick).to_integral_value(ROUND_CEILING) * inst.tick,
+            inst.tick,
+        )
+
+    def _reserve(self, order: Order, amount: Decimal) -> None:
+        order.reserved = amount
+        if not amount:
+            return
+        if order.inst.is_spot:
+            coin = order.inst.cfg.quote_coin if order.side == BUY else order.inst.cfg.base_coin
+            self.coins[coin].locked += amount
+            self._wallet_dirty = True
+        else:
+            self._order_im += amount
+
+    def _release(self, order: Order, amount: Decimal) -> None:
+        amount = min(amount, order.reserved)
+        if amount <= 0:
+            return
+        order.reserved -= amount
+        if order.inst.is_spot:
+            coin = order.inst.cfg.quote_coin if order.side == BUY else order.inst.cfg.base_coin
+            self.coins[coin].locked -= amount
+            self._wallet_dirty = True
+        else:
+            self._order_im -= amount
+
+    # ------------------------------------------------------------- matching
+    def _execute_incoming(self, order: Order, m: Market) -> None:
+        """Match a just-accepted (or triggered / re-priced) order as taker, then rest or end it."""
+        inst = m.inst
+        book = m.book
+        if order.time_in_force == "PostOnly":
+            best = book.best(_opposite(order.side))
+            if best is not None and (
+                (order.side == BUY and order.price >= best[0])
+                or (order.side == SELL and order.price <= best[0])
+            ):
+                self._finish(order, "Cancelled", reject_reason="EC_PostOnlyWillTakeLiquidity")
+                return
+            m.rest(order)
+            return
+        want = self._fillable_qty(order)
+        if want is None:
+            return
+        if order.time_in_force == "FOK" and book.available(order.side, order.price) < want:
+            self._finish(order, "Cancelled", reject_reason="EC_CancelForNoFullFill")
+            return
+        budget = None
+        if order.quote_budget is not None:
+            budget = order.quote_budget - order.cum_exec_value
+            want = inst.cfg.max_mkt_order_qty
+        fills = book.take(order.side, order.price, want, quote=budget)
+        if fills:
+            seq = m.next_exec_seq()
+            for price, qty in fills:
+                self._fill(order, m, price, qty, is_maker=False, seq=seq)
+            self._dirty_markets[(inst.category, inst.symbol)] = None
+        if order.status == "Filled":
+            self._emit_order(order)
+            self._after_fill(order)
+            return
+        if order.quote_budget is not None:
+            left = order.quote_budget - order.cum_exec_value
+            best = book.best(SELL)
+            if order.cum_exec_qty > 0 and (best is None or left < best[0] * inst.step):
+                order.status = "Filled"
+                self._finish(order, "Filled")
+                self._after_fill(order)
+                return
+        if order.time_in_force in ("IOC", "FOK"):
+            reason = (
+                "EC_NoImmediateQtyToFill" if order.cum_exec_qty == 0 else "EC_NoEnoughQtyToFill"
+            )
+            status = "Cancelled"
+            if inst.is_spot and order.cum_exec_qty > 0:
+                status = "PartiallyFilledCanceled"
+            self._finish(order, status, reject_reason=reason)
+            if fills:
+                self._after_fill(order)
+            return
+        if fills:
+            self._emit_order(order)
+            self._after_fill(order)
+        m.rest(order)
+
+    def _fillable_qty(self, order: Order) -> Decimal | None:
+        """Quantity the order may still fill; reduce-only orders are clipped to the position
+        (and cancelled with CancelByReduceOnly when nothing is left to reduce)."""
+        leaves = order.qty - order.cum_exec_qty
+        if order.inst.is_spot or not order.reduce_only:
+            return leaves
+        pos = self._position_for_order(order)
+        closable = self._closable(order.side, pos, self._is_hedge(order.symbol))
+        if closable <= 0:
+            self._finish(order, "Cancelled", cancel_type="CancelByReduceOnly")
+            return None
+        return min(leaves, closable)
+
+    def _fill(
+        self, order: Order, m: Market, price: Decimal, qty: Decimal, is_maker: bool, seq: int
+    ) -> None:
+        """Book one execution: balances, position, order progress, execution record."""
+        inst = m.inst
+        fees = self.config.fees[inst.category]
+        rate = fees.maker if is_maker else fees.taker
+        value = price * qty
+        now = self.now()
+        leaves_before = order.qty - order.cum_exec_qty
+        pnl = ZERO
+        closed = ZERO
+        if inst.is_spot:
+            base = self.coins[inst.cfg.base_coin]
+            quote = self.coins[inst.cfg.quote_coin]
+            if order.side == BUY:
+                fee = qty * rate
+                fee_coin = inst.cfg.base_coin
+                if order.reserved:
+                    self._release(order, order.price * qty)
+                quote.wallet -= value
+                base.wallet += qty - fee
+            else:
+                fee = value * rate
+                fee_coin = inst.cfg.quote_coin
+                if order.reserved:
+                    self._release(order, qty)
+                base.wallet -= qty
+                quote.wallet += value - fee
+        else:
+            fee = value * rate
+            fee_coin = MARGIN_COIN
+            pos = self._position_for_order(order)
+            was_side = pos.side
+            closed, pnl = pos.apply_fill(order.side, qty, price, now)
+            net = pnl - fee
+            pos.cum_realised += net
+            pos.cur_realised += net
+            pos.seq = seq
+            usdt = self.coins[MARGIN_COIN]
+            usdt.wallet += net
+            usdt.cum_realised += net
+            if closed:
+                order.closed_pnl += pnl - fee
+            if order.reserved and leaves_before > 0:
+                self._release(order, fine(order.reserved * qty / leaves_before))
+            self._dirty_positions[(pos.inst.symbol, pos.idx)] = None
+            if pos.size == 0 or (was_side and pos.side != was_side):
+                self._clear_position_tpsl(pos)
+        self._wallet_dirty = True
+        order.cum_exec_qty += qty
+        order.cum_exec_value += value
+        order.cum_exec_fee += fee
+        order.fee_coin = fee_coin
+        if order.quote_budget is None and order.cum_exec_qty >= order.qty:
+            order.status = "Filled"
+            self._close_bookkeeping(order)
+        else:
+            order.status = "PartiallyFilled"
+        self._stamp(order)
+        m.volume += qty
+        m.turnover += value
+        item: dict[str, Any] = {
+            "category": inst.category,
+            "symbol": inst.symbol,
+            "isLeverage": order.is_leverage,
+            "orderId": order.order_id,
+            "orderLinkId": order.order_link_id,
+            "side": order.side,
+            "orderPrice": inst.price_str(order.price),
+            "orderQty": fmt(order.qty)
+            if order.quote_budget is not None
+            else inst.qty_str(order.qty),
+            "leavesQty": inst.qty_str(order.leaves_qty),
+            "orderType": order.order_type,
+            "stopOrderType": order.stop_order_type,
+            "execFee": fmt(fee),
+            "execId": self._new_exec_id(inst.is_spot),
+            "execPrice": inst.price_str(price),
+            "execQty": inst.qty_str(qty),
+            "execPnl": fmt(pnl),
+            "execType": "Trade",
+            "execValue": fmt(value),
+            "execTime": str(now),
+            "isMaker": is_maker,
+            "feeRate": fmt(rate),
+            "tradeIv": "",
+            "markIv": "",
+            "markPrice": inst.price_str(m.last),
+            "indexPrice": "" if inst.is_spot else inst.price_str(m.last),
+            "underlyingPrice": "",
+            "blockTradeId": "",
+            "closedSize": inst.qty_str(closed),
+            "extraFees": "",
+            "seq": seq,
+            "feeCurrency": fee_coin,
+            "marketUnit": order.market_unit,
+        }
+        if not inst.is_spot:
+            item["createType"] = order.create_type
+        self._executions.append(item)
+        if self._private_listeners:
+            self._out_execs.append(item)
+
+    def _after_fill(self, order: Order) -> None:
+        """Attach an order's TP/SL to its position once it has (partly) filled."""
+        if order.inst.is_spot or not (order.take_profit or order.stop_loss):
+            return
+        pos = self._position_for_order(order)
+        if pos.size == 0:
+            return
+        self._set_position_tpsl(
+            pos,
+            order.take_profit or None,
+            order.stop_loss or None,
+            order.tp_trigger_by,
+            order.sl_trigger_by,
+        )
+
+    def _close_bookkeeping(self, order: Order) -> None:
+        """Remove a now-final order from the open set and release what it reserved."""
+        if self._open.pop(order.order_id, None) is not None:
+            self._closed.append(order)
+        if order.reserved:
+            self._release(order, order.reserved)
+        m = self.markets[(order.category, order.symbol)]
+        m.unrest(order)
+        if order in m.conditionals:
+            m.conditionals.remove(order)
+
+    def _finish(
+        self,
+        order: Order,
+        status: str,
+        cancel_type: str = "UNKNOWN",
+        reject_reason: str = "EC_NoError",
+    ) -> None:
+        """Move an order to a final status and report it."""
+        order.status = status
+        order.cancel_type = cancel_type
+        order.reject_reason = reject_reason
+        self._close_bookkeeping(order)
+        self._stamp(order)
+        self._emit_order(order)
+
+    # ------------------------------------------------------------ price moves
+    def tick(self) -> None:
+        """Advance every non-frozen price path one step (the background task calls this)."""
+        try:
+            for m in self.markets.values():
+                if m.frozen or m.path.mode == "frozen":
+                    continue
+                self._move(m, m.path.next_price(m.last))
+        finally:
+            self._flush()
+
+    def set_price(self, category: str, symbol: str, price: Decimal) -> None:
+        """Admin: jump a symbol's price (rounded to its tick)."""
+        m = self.market(category, symbol)
+        if price <= 0:
+            raise params_error("price must be positive")
+        try:
+            self._move(m, max(round_down(price, m.inst.tick), m.inst.tick), force=True)
+        finally:
+            self._flush()
+
+    def step_price(self, category: str, symbol: str, steps: int = 1) -> None:
+        """Admin: advance a symbol's configured path `steps` times (even while frozen)."""
+        m = self.market(category, symbol)
+        try:
+            for _ in range(steps):
+                self._move(m, m.path.next_price(m.last))
+        finally:
+            self._flush()
+
+    def freeze_price(self, category: str, symbol: str, frozen: bool) -> None:
+        """Admin: stop (or restart) the background movement of one symbol."""
+        self.market(category, symbol).frozen = frozen
+
+    def _move(self, m: Market, price: Decimal, force: bool = False) -> None:
+        price = max(round_down(price, m.inst.tick), m.inst.tick)
+        if price == m.last and not force:
+            return
+        m.set_last(price)
+        self._dirty_markets[(m.inst.category, m.inst.symbol)] = None
+        self._match_resting(m)
+        self._trigger_conditionals(m)
+        if not m.inst.is_spot:
+            for idx in (0, 1, 2):
+                pos = self.positions.get((m.inst.symbol, idx))
+                if pos is not None and pos.size:
+                    # Bybit pushes position updates as the mark price moves
+                    self._dirty_positions[(m.inst.symbol, idx)] = None
+
+    def _match_resting(self, m: Market) -> None:
+        """Fill our resting orders the moved synthetic book now crosses, as maker, at their
+        own limit price, limited by the synthetic liquidity beyond that price."""
+        for side_orders, side in ((m.buys, BUY), (m.sells, SELL)):
+            for order in list(side_orders):
+                best = m.book.best(_opposite(side))
+                if best is None:
+                    break
+                crosses = best[0] <= order.price if side == BUY else best[0] >= order.price
+                if not crosses:
+                    break
+                want = self._fillable_qty(order)
+                if want is None:
+                    continue
+                fills = m.book.take(side, order.price, want)
+                if not fills:
+                    break
+                qty = sum((q for _, q in fills), ZERO)
+                self._fill(order, m, order.price, qty, is_maker=True, seq=m.next_exec_seq())
+                self._emit_order(order)
+                self._after_fill(order)
+
+    def _trigger_conditionals(self, m: Market) -> None:
+        for order in list(m.conditionals):
+            if order.status != "Untriggered":
+                continue
+            hit = (order.trigger_direction == 1 and m.last >= order.trigger_price) or (
+                order.trigger_direction == 2 and m.last <= order.trigger_price
+            )
+            if hit:
+                self._trigger(order, m)
+
+    def _trigger(self, order: Order, m: Market) -> None:
+        """Untriggered -> Triggered -> New, then match like a fresh order."""
+        m.conditionals.remove(order)
+        order.status = "Triggered"
+        self._stamp(order)
+        self._emit_order(order)
+        inst = m.inst
+        if order.stop_order_type in ("TakeProfit", "StopLoss"):
+            pos = self._position_for_order(order)
+            size = pos.size
+            if order.stop_order_type == "TakeProfit":
+                pos.tp_order_id = ""
+                pos.take_profit = ZERO
+            else:
+                pos.sl_order_id = ""
+                pos.stop_loss = ZERO
+            self._dirty_positions[(pos.inst.symbol, pos.idx)] = None
+            if size == 0:
+                self._finish(order, "Deactivated", cancel_type="CancelByTpSlTsClear")
+                return
+            order.qty = min(size, inst.cfg.max_mkt_order_qty)
+        if not inst.is_spot and not order.reduce_only and order.order_type == "Limit":
+            pos = self._position_for_order(order)
+            closable = self._closable(order.side, pos, self._is_hedge(order.symbol))
+            open_qty = max(order.qty - closable, ZERO)
+            needed = fine(open_qty * order.price / self.leverage[order.symbol])
+            if needed > self._available_usdt():
+                self._finish(order, "Cancelled", reject_reason="EC_Others")
+                return
+            self._reserve(order, needed)
+        elif inst.is_spot and order.order_type == "Limit":
+            need = order.qty * order.price if order.side == BUY else order.qty
+            coin = inst.cfg.quote_coin if order.side == BUY else inst.cfg.base_coin
+            if need > self._spot_available(coin):
+                self._finish(order, "Cancelled", reject_reason="EC_Others")
+                return
+            self._reserve(order, need)
+        if order.order_type == "Market":
+            order.price = self._protective(inst, m, order.side)
+        order.status = "New"
+        self._stamp(order)
+        self._emit_order(order)
+        self._execute_incoming(order, m)
+
+    # ------------------------------------------------------------- TP / SL
+    def _set_position_tpsl(
+        self,
+        pos: Position,
+        take_profit: Decimal | None,
+        stop_loss: Decimal | None,
+        tp_trigger_by: str,
+        sl_trigger_by: str,
+    ) -> None:
+        """Set (price), clear (0) or keep (None) a position's TP and SL conditional orders."""
+        for kind, value, trig in (
+            ("TakeProfit", take_profit, tp_trigger_by),
+            ("StopLoss", stop_loss, sl_trigger_by),
+        ):
+            if value is None:
+                continue
+            attr_id = "tp_order_id" if kind == "TakeProfit" else "sl_order_id"
+            existing_id: str = getattr(pos, attr_id)
+            existing = self.orders.get(existing_id) if existing_id else None
+            if kind == "TakeProfit":
+                pos.take_profit = value
+                pos.tp_trigger_by = trig
+            else:
+                pos.stop_loss = value
+                pos.sl_trigger_by = trig
+            if value == 0:
+                if existing is not None and existing.is_open:
+                    self._finish(existing, "Deactivated", cancel_type="CancelByUser")
+                setattr(pos, attr_id, "")
+                continue
+            long = pos.side == BUY
+            rising = (kind == "TakeProfit") == long
+            if existing is not None and existing.is_open:
+                existing.trigger_price = value
+                existing.trigger_by = trig
+                existing.trigger_direction = 1 if rising else 2
+                self._stamp(existing)
+                self._emit_order(existing)
+                continue
+            self._order_seq += 1
+            now = self.now()
+            m = self.markets[("linear", pos.inst.symbol)]
+            order = Order(
+                order_id=self._new_order_id(False),
+                order_link_id="",
+                inst=pos.inst,
+                side=SELL if long else BUY,
+                order_type="Market",
+                price=ZERO,
+                qty=ZERO,
+                time_in_force="IOC",
+                position_idx=pos.idx,
+                created_time=now,
+                updated_time=now,
+                seq=self._order_seq,
+                status="Untriggered",
+                reduce_only=True,
+                close_on_trigger=True,
+                create_type="CreateByTakeProfit" if kind == "TakeProfit" else "CreateByStopLoss",
+                trigger_price=value,
+                trigger_direction=1 if rising else 2,
+                trigger_by=trig,
+                stop_order_type=kind,
+                tpsl_mode="Full",
+                last_price_on_created=m.last,
+                order_filter="StopOrder",
+            )
+            self.orders[order.order_id] = order
+            self._open[order.order_id] = order
+            m.conditionals.append(order)
+            setattr(pos, attr_id, order.order_id)
+            self._emit_order(order)
+        self._dirty_positions[(pos.inst.symbol, pos.idx)] = None
+
+    def _clear_position_tpsl(self, pos: Position) -> None:
+        """A closed (or flipped) position loses its TP/SL: their orders are deactivated."""
+        for attr in ("tp_order_id", "sl_order_id"):
+            oid: str = getattr(pos, attr)
+            order = self.orders.get(oid) if oid else None
+            if order is not None and order.status == "Untriggered":
+                self._finish(order, "Deactivated", cancel_type="CancelByTpSlTsClear")
+            setattr(pos, attr, "")
+        pos.take_profit = ZERO
+        pos.stop_loss = ZERO
+
+    # ------------------------------------------------------- amend / cancel
+    def _lookup(self, p: Params, category: str, symbol: str, verb: str) -> Order:
+        order_id = get_str(p, "orderId")
+        link_id = get_str(p, "orderLinkId")
+        if not order_id and not link_id:
+            raise params_error("params error: orderId or orderLinkId is required")
+        order: Order | None = None
+        if order_id:
+            order = self.orders.get(order_id)
+        elif link_id in self._link_ids:
+            order = self.orders.get(self._link_ids[link_id])
+        if (
+            order is None
+            or not order.is_open
+            or order.category != category
+            or order.symbol != symbol
+        ):
+            raise ApiError(110001, f"order not exists or too late to {verb}")
+        return order
+
+    def cancel_order(self, p: Params) -> dict[str, str]:
+        """POST /v5/order/cancel."""
+        try:
+            category = self.category_of(p)
+            inst = self.instrument(category, get_str(p, "symbol", required=True))
+            order = self._lookup(p, category, inst.symbol, "cancel")
+            self._cancel(order)
+            return {"orderId": order.order_id, "orderLinkId": order.order_link_id}
+        finally:
+            self._flush()
+
+    def _cancel(self, order: Order, cancel_type: str = "CancelByUser") -> None:
+        if order.status == "Untriggered":
+            status = "Deactivated"
+        elif order.inst.is_spot and order.cum_exec_qty > 0:
+            status = "PartiallyFilledCanceled"
+        else:
+            status = "Cancelled"
+        if order.stop_order_type in ("TakeProfit", "StopLoss"):
+            pos = self._position_for_order(order)
+            if order.stop_order_type == "TakeProfit" and pos.tp_order_id == order.order_id:
+                pos.tp_order_id = ""
+                pos.take_profit = ZERO
+            if order.stop_order_type == "StopLoss" and pos.sl_order_id == order.order_id:
+                pos.sl_order_id = ""
+                pos.stop_loss = ZERO
+            self._dirty_positions[(pos.inst.symbol, pos.idx)] = None
+        self._finish(order, status, cancel_type=cancel_type)
+
+    def cancel_all(self, p: Params) -> dict[str, Any]:
+        """POST /v5/order/cancel-all."""
+        try:
+            category = self.category_of(p)
+            symbol = get_str(p, "symbol")
+            base_coin = get_str(p, "baseCoin")
+            settle_coin = get_str(p, "settleCoin")
+            if category == "linear" and not (symbol or base_coin or settle_coin):
+                raise params_error("params error: symbol, baseCoin or settleCoin is required")
+            if symbol:
+                self.instrument(category, symbol)
+            order_filter = get_str(p, "orderFilter")
+            if order_filter not in ("", "Order", "StopOrder", "OpenOrder", "tpslOrder"):
+                raise params_error("params error: orderFilter invalid")
+            if category == "spot" and not order_filter:
+                order_filter = "Order"
+            victims = [
+                o
+                for o in self._open.values()
+                if o.category == category
+                and self._matches(o, symbol, base_coin, settle_coin)
+                and _filter_ok(o, order_filter)
+            ]
+            out = []
+            for order in victims:
+                self._cancel(order)
+                out.append({"orderId": order.order_id, "orderLinkId": order.order_link_id})
+            return {"list": out, "success": "1"}
+        finally:
+            self._flush()
+
+    @staticmethod
+    def _matches(o: Order, symbol: str, base_coin: str, settle_coin: str) -> bool:
+        if symbol:
+            return o.symbol == symbol
+        if base_coin:
+            return o.inst.cfg.base_coin == base_coin
+        if settle_coin:
+            return o.inst.cfg.quote_coin == settle_coin
+        return True
+
+    def amend_order(self, p: Params) -> dict[str, str]:
+        """POST /v5/order/amend: qty, price, triggerPrice, takeProfit, stopLoss."""
+        try:
+            category = self.category_of(p)
+            inst = self.instrument(category, get_str(p, "symbol", required=True))
+            order = self._lookup(p, category, inst.symbol, "replace")
+            self._amend(order, p)
+            return {"orderId": order.order_id, "orderLinkId": order.order_link_id}
+        finally:
+            self._flush()
+
+    def _amend(self, order: Order, p: Params) -> None:
+        inst = order.inst
+        m = self.markets[(inst.category, inst.symbol)]
+        qty = get_opt_decimal(p, "qty")
+        price = get_opt_decimal(p, "price")
+        trigger = get_opt_decimal(p, "triggerPrice")
+        take_profit = get_opt_decimal(p, "takeProfit")
+        stop_loss = get_opt_decimal(p, "stopLoss")
+        if order.stop_order_type in ("TakeProfit", "StopLoss"):
+            qty = None
+        if qty is not None and qty != order.qty:
+            if not is_multiple(qty, inst.step):
+                if inst.is_spot:
+                    raise ApiError(170137, "Order quantity has too many decimals.")
+                raise params_error("params error: qty invalid, not a multiple of qtyStep")
+            if qty <= order.cum_exec_qty:
+                if inst.is_spot:
+                    raise ApiError(170313, "The new order quantity must be greater than filled.")
+                raise ApiError(
+                    110064,
+                    "The modified contract quantity cannot be less than or equal to the "
+                    "filled quantity.",
+                )
+            if not inst.is_spot and qty < inst.cfg.min_order_qty:
+                raise params_error("The number of contracts exceeds minimum limit allowed")
+            if qty > inst.cfg.max_order_qty:
+                raise params_error("The number of contracts exceeds maximum limit allowed")
+        else:
+            qty = None
+        if price is not None and order.order_type == "Limit" and price != order.price:
+            self._check_price(inst, price)
+            self._check_band(inst, m, order.side, price)
+        else:
+            price = None
+        if trigger is not None and order.status == "Untriggered" and trigger != order.trigger_price:
+            self._check_price(inst, trigger, what="triggerPrice")
+            if order.trigger_direction == 1 and trigger <= m.last:
+                raise ApiError(110092, "expect Rising, but trigger_price <= current")
+            if order.trigger_direction == 2 and trigger >= m.last:
+                raise ApiError(110093, "expect Falling, but trigger_price >= current")
+        else:
+            trigger = None
+        tpsl_changed = (take_profit is not None and take_profit != order.take_profit) or (
+            stop_loss is not None and stop_loss != order.stop_loss
+        )
+        if qty is None and price is None and trigger is None and not tpsl_changed:
+            raise params_error("order not modified")
+        new_qty = qty if qty is not None else order.qty
+        new_price = price if price is not None else order.price
+        # re-reserve for the new size/price; refuse if the account cannot afford the increase
+        if order.status != "Untriggered" and order.order_type == "Limit":
+            leaves = new_qty - order.cum_exec_qty
+            if inst.is_spot:
+                need = leaves * new_price if order.side == BUY else leaves
+                coin = inst.cfg.quote_coin if order.side == BUY else inst.cfg.base_coin
+                if need - order.reserved > self._spot_available(coin):
+                    raise ApiError(170131, "Insufficient balance.")
+            elif order.reduce_only:
+                need = ZERO
+            else:
+                pos = self._position_for_order(order)
+                closable = self._closable(order.side, pos, self._is_hedge(inst.symbol))
+                need = fine(max(leaves - closable, ZERO) * new_price / self.leverage[inst.symbol])
+                if need - order.reserved > self._available_usdt():
+                    raise ApiError(110007, "ab not enough for new order")
+            self._release(order, order.reserved)
+            self._reserve(order, need)
+        order.qty = new_qty
+        if trigger is not None:
+            order.trigger_price = trigger
+        if take_profit is not None:
+            order.take_profit = take_profit
+        if stop_loss is not None:
+            order.stop_loss = stop_loss
+        if order.status == "Untriggered":
+            order.price = new_price
+            if order.stop_order_type in ("TakeProfit", "StopLoss") and trigger is not None:
+                pos = self._position_for_order(order)
+                if order.stop_order_type == "TakeProfit":
+                    pos.take_profit = trigger
+                else:
+                    pos.stop_loss = trigger
+                self._dirty_positions[(pos.inst.symbol, pos.idx)] = None
+            self._stamp(order)
+            self._emit_order(order)
+            return
+        repriced = price is not None
+        if repriced:
+            m.unrest(order)
+            order.price = new_price
+        self._stamp(order)
+        self._emit_order(order)
+        if repriced:
+            self._execute_incoming(order, m)
+
+    # ----------------------------------------------------------- admin fills
+    def force_fill(self, order_id: str, qty: Decimal | None = None) -> dict[str, Any]:
+        """Admin: fill an open order (partially when `qty` is given) at its price, as maker."""
+        try:
+            order = self.orders.get(order_id)
+            if order is None or order.status not in ACTIVE_STATUSES:
+                raise ApiError(110001, "order not exists or too late to fill")
+            m = self.markets[(order.category, order.symbol)]
+            leaves = order.qty - order.cum_exec_qty
+            if order.quote_budget is not None:
+                raise params_error("cannot force-fill a quote-unit market order")
+            want = leaves if qty is None else qty
+            if want <= 0 or want > leaves or not is_multiple(want, order.inst.step):
+                raise params_error(f"qty must be a qtyStep multiple in (0, {leaves}]")
+            clipped = self._fillable_qty(order)
+            if clipped is None:
+                return order.render(ws=True)
+            want = min(want, clipped)
+            price = order.price if order.order_type == "Limit" else m.last
+            self._fill(order, m, price, want, is_maker=True, seq=m.next_exec_seq())
+            self._emit_order(order)
+            self._after_fill(order)
+            return order.render(ws=True)
+        finally:
+            self._flush()
+
+    # -------------------------------------------------------------- wallet
+    def deposit(self, coin: str, amount: Decimal) -> dict[str, Any]:
+        """Admin: add funds; returns the wallet account object."""
+        if amount <= 0:
+            raise params_error("amount must be positive")
+        self.coins.setdefault(coin, CoinBalance()).wallet += amount
+        self._wallet_dirty = True
+        self._flush()
+        return self.wallet_account(None)
+
+    def withdraw(self, coin: str, amount: Decimal) -> dict[str, Any]:
+        """Admin: remove available funds; returns the wallet account object."""
+        if amount <= 0:
+            raise params_error("amount must be positive")
+        available = self._spot_available(coin)
+        if amount > available:
+            raise ApiError(110004, f"Insufficient wallet balance: available {fmt(available)}")
+        self.coins[coin].wallet -= amount
+        self._wallet_dirty = True
+        self._flush()
+        return self.wallet_account(None)
+
+    def _usd_prices(self) -> dict[str, Decimal]:
+        prices: dict[str, Decimal] = {"USDT": Decimal(1), "USDC": Decimal(1)}
+        for (category, _), m in self.markets.items():
+            coin = m.inst.cfg.base_coin
+            if m.inst.cfg.quote_coin == "USDT" and (category == "spot" or coin not in prices):
+                prices[coin] = m.last
+        return prices
+
+    def wallet_account(self, only: set[str] | None) -> dict[str, Any]:
+        return render_account(self.coins, self._usd_prices(), self.margin_figures(), only)
+
+    def wallet_balance(self, p: Params) -> dict[str, Any]:
+        """GET /v5/account/wallet-balance."""
+        account_type = get_str(p, "accountType", required=True)
+        if account_type != "UNIFIED":
+            raise params_error("accountType only support UNIFIED.")
+        coins = get_str(p, "coin")
+        only = {c.strip() for c in coins.split(",") if c.strip()} if coins else None
+        return {"list": [self.wallet_account(only)]}
+
+    def fee_rate(self, p: Params) -> dict[str, Any]:
+        """GET /v5/account/fee-rate."""
+        category = self.category_of(p)
+        symbol = get_str(p, "symbol")
+        fees = self.config.fees[category]
+        insts = (
+            [self.instrument(category, symbol)]
+            if symbol
+            else [i for i in self._instruments.values() if i.category == category]
+        )
+        return {
+            "list": [
+                {
+                    "symbol": i.symbol,
+                    "takerFeeRate": fmt(fees.taker),
+                    "makerFeeRate": fmt(fees.maker),
+                }
+                for i in insts
+            ]
+        }
+
+    # ------------------------------------------------------------ positions
+    def _position_item(self, key: tuple[str, int], ws: bool) -> dict[str, Any]:
+        pos = self.positions[key]
+        return pos.render(
+            self._mark(pos.inst.symbol),
+            self.config.fees["linear"].taker,
+            self.config.maintenance_margin_rate,
+            ws,
+        )
+
+    def position_list(self, p: Params) -> dict[str, Any]:
+        """GET /v5/position/list."""
+        category = self.category_of(p, ("linear",))
+        symbol = get_str(p, "symbol")
+        settle = get_str(p, "settleCoin")
+        base = get_str(p, "baseCoin")
+        if not symbol and not settle and not base:
+            raise params_error("params error: symbol or settleCoin is required")
+        limit = get_limit(p, 20, 200)
+        if symbol:
+            self.instrument(category, symbol)
+            keys = [k for k in self.positions if k[0] == symbol]
+        else:
+            keys = [
+                k
+                for k, pos in self.positions.items()
+                if pos.size
+                and (not settle or pos.inst.cfg.quote_coin == settle)
+                and (not base or pos.inst.cfg.base_coin == base)
+            ]
+        keys.sort(key=lambda k: (self._instruments[("linear", k[0])].symbol_id, k[1]))
+        numbered = list(enumerate(keys))
+        numbered.reverse()
+        page, cursor = paginate(numbered, lambda e: e[0], limit, get_str(p, "cursor"), "pos")
+        rows = [self._position_item(k, ws=False) for _, k in sorted(page)]
+        return {"category": category, "list": rows, "nextPageCursor": cursor}
+
+    def set_leverage(self, p: Params) -> dict[str, Any]:
+        """POST /v5/position/set-leverage."""
+        try:
+            category = self.category_of(p, ("linear",))
+            inst = self.instrument(category, get_str(p, "symbol", required=True))
+            buy = get_decimal(p, "buyLeverage")
+            sell = get_decimal(p, "sellLeverage")
+            if buy != sell:
+                raise params_error("params error: buyLeverage must equal sellLeverage")
+            if buy < 1 or buy > inst.cfg.max_leverage or not is_multiple(buy, Decimal("0.01")):
+                raise params_error(
+                    f"params error: leverage must be in [1, {fmt(inst.cfg.max_leverage)}]"
+                )
+            if buy == self.leverage[inst.symbol]:
+                raise ApiError(110043, "leverage not modified")
+            self.leverage[inst.symbol] = buy
+            now = self.now()
+            for idx in (0, 1, 2):
+                pos = self.positions.get((inst.symbol, idx))
+                if pos is not None:
+                    pos.leverage = buy
+                    pos.updated_time = now
+                    self._dirty_positions[(inst.symbol, idx)] = None
+            return {}
+        finally:
+            self._flush()
+
+    def switch_mode(self, p: Params) -> dict[str, Any]:
+        """POST /v5/position/switch-mode (mode 0 one-way, 3 hedge), by symbol or coin."""
+        try:
+            category = self.category_of(p, ("linear",))
+            symbol = get_str(p, "symbol")
+            coin = get_str(p, "coin")
+            mode_raw = get_int(p, "mode")
+            if mode_raw not in (0, 3):
+                raise params_error("params error: position_mode invalid")
+            mode = HEDGE if mode_raw == 3 else ONE_WAY
+            if symbol:
+                inst = self.instrument(category, symbol)
+                if self.position_mode[inst.symbol] == mode:
+                    raise ApiError(110025, "Position mode is not modified")
+                self._check_switchable(inst.symbol, raise_error=True)
+                targets = [inst]
+            elif coin:
+                targets = [
+                    i
+                    for i in self._instruments.values()
+                    if not i.is_spot
+                    and i.cfg.quote_coin == coin
+                    and self.position_mode[i.symbol] != mode
+                    and self._check_switchable(i.symbol, raise_error=False)
+                ]
+            else:
+                raise params_error("params error: symbol or coin is required")
+            now = self.now()
+            for inst in targets:
+                self.position_mode[inst.symbol] = mode
+                self._make_positions(inst, now)
+                for idx in (1, 2) if mode == HEDGE else (0,):
+                    self._dirty_positions[(inst.symbol, idx)] = None
+            return {}
+        finally:
+            self._flush()
+
+    def _check_switchable(self, symbol: str, raise_error: bool) -> bool:
+        if any(pos.size for (s, _), pos in self.positions.items() if s == symbol):
+            if raise_error:
+                raise ApiError(
+                    110024, "You have an existing position, so position mode cannot be switched"
+                )
+            return False
+        if any(o.symbol == symbol and o.category == "linear" for o in self._open.values()):
+            if raise_error:
+                raise ApiError(110028, "You have open orders, so position mode cannot be switched")
+            return False
+        return True
+
+    def trading_stop(self, p: Params) -> dict[str, Any]:
+        """POST /v5/position/trading-stop (Full mode TP/SL of a position)."""
+        try:
+            category = self.category_of(p, ("linear",))
+            inst = self.instrument(category, get_str(p, "symbol", required=True))
+            idx = get_int(p, "positionIdx")
+            if idx is None:
+                raise params_error("params error: positionIdx is required")
+            pos = self.positions.get((inst.symbol, idx))
+            if pos is None:
+                raise params_error("position idx not match position mode")
+            tpsl_mode = get_str(p, "tpslMode", default="Full")
+            if tpsl_mode != "Full":
+                raise params_error("params error: only tpslMode Full is supported")
+            tp = get_opt_decimal(p, "takeProfit")
+            sl = get_opt_decimal(p, "stopLoss")
+            if get_opt_decimal(p, "trailingStop"):
+                raise params_error("params error: trailingStop is not supported by the simulator")
+            if tp is None and sl is None:
+                raise ApiError(34040, "not modified")
+            if pos.size == 0:
+                raise params_error("can not set tp/sl/ts for zero position")
+            m = self.markets[("linear", inst.symbol)]
+            long = pos.side == BUY
+            base = inst.price_str(m.last)
+            if tp:
+                self._check_price(inst, tp, what="takeProfit")
+                if (long and tp <= m.last) or (not long and tp >= m.last):
+                    word = "higher" if long else "lower"
+                    raise params_error(
+                        f"TakeProfit:{inst.price_str(tp)} set for {pos.side} position should "
+                        f"{word} than base_price:{base}"
+                    )
+            if sl:
+                self._check_price(inst, sl, what="stopLoss")
+                if (long and sl >= m.last) or (not long and sl <= m.last):
+                    word = "lower" if long else "higher"
+                    raise params_error(
+                        f"StopLoss:{inst.price_str(sl)} set for {pos.side} position should "
+                        f"{word} than base_price:{base}"
+                    )
+            if (tp is None or tp == pos.take_profit) and (sl is None or sl == pos.stop_loss):
+                raise ApiError(34040, "not modified")
+            self._set_position_tpsl(
+                pos,
+                tp,
+                sl,
+                get_str(p, "tpTriggerBy", default=pos.tp_trigger_by),
+                get_str(p, "slTriggerBy", default=pos.sl_trigger_by),
+            )
+            return {}
+        finally:
+            self._flush()
+
+    # -------------------------------------------------------------- queries
+    def open_orders(self, p: Params) -> dict[str, Any]:
+        """GET /v5/order/realtime: open orders (or recent closed with openOnly=1, or one order
+        by orderId/orderLinkId whatever its status), newest first, cursor-paginated."""
+        category = self.category_of(p)
+        symbol = get_str(p, "symbol")
+        base = get_str(p, "baseCoin")
+        settle = get_str(p, "settleCoin")
+        order_id = get_str(p, "orderId")
+        link_id = get_str(p, "orderLinkId")
+        if category == "linear" and not (symbol or base or settle or order_id or link_id):
+            raise params_error("params error: symbol, baseCoin or settleCoin is required")
+        if symbol:
+            self.instrument(category, symbol)
+        limit = get_limit(p, 20, 50)
+        order_filter = get_str(p, "orderFilter")
+        open_only = get_int(p, "openOnly", 0)
+        source: Iterable[Order]
+        if order_id:
+            one = self.orders.get(order_id)
+            source = [one] if one is not None else []
+        elif link_id:
+            found = self.orders.get(self._link_ids.get(link_id, ""))
+            source = [found] if found is not None else []
+        elif open_only == 1:
+            closed = [o for o in self._closed if o.category == category]
+            source = closed[-self.config.closed_orders_kept :]
+        else:
+            source = self._open.values()
+        items = [
+            o
+            for o in source
+            if o.category == category
+            and self._matches(o, symbol, base, settle)
+            and _filter_ok(o, order_filter)
+        ]
+        items.sort(key=lambda o: o.seq, reverse=True)
+        page, cursor = paginate(items, lambda o: o.seq, limit, get_str(p, "cursor"), "open")
+        return {
+            "category": category,
+            "list": [o.render(ws=False) for o in page],
+            "nextPageCursor": cursor,
+        }
+
+    def order_history(self, p: Params) -> dict[str, Any]:
+        """GET /v5/order/history: closed orders (UTA 2.0 excludes active ones), newest first."""
+        category = self.category_of(p)
+        symbol = get_str(p, "symbol")
+        base = get_str(p, "baseCoin")
+        settle = get_str(p, "settleCoin")
+        if symbol:
+            self.instrument(category, symbol)
+        order_id = get_str(p, "orderId")
+        link_id = get_str(p, "orderLinkId")
+        status = get_str(p, "orderStatus")
+        order_filter = get_str(p, "orderFilter")
+        limit = get_limit(p, 20, 50)
+        start, end = self._time_window(p)
+        items = [
+            o
+            for o in self._closed
+            if o.category == category
+            and self._matches(o, symbol, base, settle)
+            and (not order_id or o.order_id == order_id)
+            and (not link_id or o.order_link_id == link_id)
+            and (not status or o.status == status)
+            and _filter_ok(o, order_filter)
+            and start <= o.created_time <= end
+        ]
+        items.sort(key=lambda o: o.seq, reverse=True)
+        page, cursor = paginate(items, lambda o: o.seq, limit, get_str(p, "cursor"), "hist")
+        return {
+            "category": category,
+            "list": [o.render(ws=False) for o in page],
+            "nextPageCursor": cursor,
+        }
+
+    def _time_window(self, p: Params) -> tuple[int, int]:
+        start = get_int(p, "startTime")
+        end = get_int(p, "endTime")
+        now = self.now()
+        if start is None and end is None:
+            return now - WEEK_MS, now + 1
+        if start is None:
+            assert end is not None
+            return end - WEEK_MS, end
+        if end is None:
+            return start, start + WEEK_MS
+        if end < start:
+            raise params_error("params error: endTime is earlier than startTime")
+        if end - start > WEEK_MS:
+            raise params_error("params error: the time range cannot exceed 7 days")
+        return start, end
+
+    def execution_list(self, p: Params) -> dict[str, Any]:
+        """GET /v5/execution/list: our fills, newest first, cursor-paginated."""
+        category = self.category_of(p)
+        symbol = get_str(p, "symbol")
+        if symbol:
+            self.instrument(category, symbol)
+        order_id = get_str(p, "orderId")
+        link_id = get_str(p, "orderLinkId")
+        base = get_str(p, "baseCoin")
+        exec_type = get_str(p, "execType")
+        limit = get_limit(p, 50, 100)
+        start, end = self._time_window(p)
+        numbered = [
+            (n, e)
+            for n, e in enumerate(self._executions)
+            if e["category"] == category
+            and (not symbol or e["symbol"] == symbol)
+            and (not order_id or e["orderId"] == order_id)
+            and (not link_id or e["orderLinkId"] == link_id)
+            and (not exec_type or e["execType"] == exec_type)
+            and (not base or self._instruments[(category, e["symbol"])].cfg.base_coin == base)
+            and start <= int(e["execTime"]) <= end
+        ]
+        numbered.reverse()
+        page, cursor = paginate(numbered, lambda e: e[0], limit, get_str(p, "cursor"), "exec")
+        rows = [{k: v for k, v in e.items() if k != "category"} for _, e in page]
+        return {"category": category, "list": rows, "nextPageCursor": cursor}
+
+    # --------------------------------------------------------------- market
+    def instruments_info(self, p: Params) -> dict[str, Any]:
+        """GET /v5/market/instruments-info (linear: cursor pagination; spot: none)."""
+        category = self.category_of(p)
+        symbol = get_str(p, "symbol")
+        base = get_str(p, "baseCoin")
+        status = get_str(p, "status")
+        items = [
+            i
+            for i in self._instruments.values()
+            if i.category == category
+            and (not symbol or i.symbol == symbol)
+            and (not base or i.cfg.base_coin == base)
+            and (not status or status == "Trading")
+        ]
+        if category == "spot":
+            return {"category": category, "list": [i.info() for i in items]}
+        limit = get_limit(p, 500, 1000)
+        items.sort(key=lambda i: i.symbol_id, reverse=True)
+        page, cursor = paginate(items, lambda i: i.symbol_id, limit, get_str(p, "cursor"), "inst")
+        page.sort(key=lambda i: i.symbol)
+        return {"category": category, "list": [i.info() for i in page], "nextPageCursor": cursor}
+
+    def tickers(self, p: Params) -> dict[str, Any]:
+        category = self.category_of(p)
+        symbol = get_str(p, "symbol")
+        now = self.now()
+        if symbol:
+            return {"category": category, "list": [self.market(category, symbol).ticker(now)]}
+        return {
+            "category": category,
+            "list": [m.ticker(now) for (c, _), m in self.markets.items() if c == category],
+        }
+
+    def ticker(self, category: str, symbol: str) -> dict[str, Any]:
+        """The Bybit tickers item of one symbol (used by the public WebSocket)."""
+        return self.market(category, symbol).ticker(self.now())
+
+    def orderbook(self, category: str, symbol: str, depth: int) -> dict[str, Any]:
+        """`{"s","b","a","u","seq","ts","cts"}` with up to `depth` levels per side."""
+        return self.market(category, symbol).orderbook(depth, self.now())
+
+    def orderbook_rest(self, p: Params) -> dict[str, Any]:
+        category = self.category_of(p)
+        symbol = get_str(p, "symbol", required=True)
+        default = 1 if category == "spot" else 25
+        depth = get_limit(p, default, 1000 if category != "option" else 25)
+        return self.orderbook(category, symbol, depth)
+
+    # ----------------------------------------------------------- admin/dump
+    def reset(self) -> None:
+        """Start over from the configuration (same seed); listeners stay registered."""
+        self._init_state()
+        for category, symbol in self.markets:
+            self._dirty_markets[(category, symbol)] = None
+        self._wallet_dirty = True
+        self._flush()
+
+    def dump(self) -> dict[str, Any]:
+        """The whole state, JSON-able (for the admin API and debugging)."""
+        now = self.now()
+        return {
+            "time": now,
+            "markets": [
+                {
+                    "category": c,
+                    "symbol": s,
+                    "lastPrice": m.inst.price_str(m.last),
+                    "frozen": m.frozen or m.path.mode == "frozen",
+                    "pathMode": m.path.mode,
+                    "bookUpdateId": m.book.update_id,
+                }
+                for (c, s), m in self.markets.items()
+            ],
+            "orders": [
+                o.render(ws=True) for o in sorted(self.orders.values(), key=lambda o: o.seq)
+            ],
+            "positions": [self._position_item(k, ws=True) for k in sorted(self.positions)],
+            "positionMode": dict(self.position_mode),
+            "wallet": self.wallet_account(None),
+            "executions": list(self._executions),
+        }
+
+
+def _filter_ok(o: Order, order_filter: str) -> bool:
+    if not order_filter or (order_filter == "OpenOrder" and not o.is_conditional):
+        return True
+    if order_filter == "Order":
+        return not o.is_conditional
+    if order_filter in ("StopOrder", "tpslOrder"):
+        return o.is_conditional
+    return False
+
+
+def encode_cursor(kind: str, key: int) -> str:
+    """Bybit-like opaque cursor, already percent-encoded (as Bybit returns them)."""
+    return quote(f"page_args={key}&kind={kind}&", safe="")
+
+
+def decode_cursor(cursor: str, kind: str) -> int:
+    text = cursor
+    for _ in range(3):
+        if "page_args=" in text:
+            break
+        text = unquote(text)
+    fields = parse_qs(text)
+    try:
+        if fields.get("kind", [kind])[0] != kind:
+            raise ValueError(kind)
+        return int(fields["page_args"][0])
+    except (KeyError, ValueError, IndexError):
+        raise params_error("params error: cursor invalid") from None
+
+
+def paginate(
+    items: list[T], key: Callable[[T], int], limit: int, cursor: str, kind: str
+) -> tuple[list[T], str]:
+    """`items` sorted by `key` descending; the cursor carries the last key returned."""
+    if cursor:
+        after = decode_cursor(cursor, kind)
+        items = [i for i in items if key(i) < after]
+    page = items[:limit]
+    next_cursor = encode_cursor(kind, key(page[-1])) if len(items) > limit else ""
+    return page, next_cursor

@@ -1,0 +1,33 @@
+"""Position endpoints: list, switch-mode, set-leverage, trading-stop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bybit_sim.engine.exchange import Exchange
+from bybit_sim.engine.params import Params
+from bybit_sim.envelope import Route
+
+
+def position_list(exchange: Exchange, params: Params) -> dict[str, Any]:
+    return exchange.position_list(params)
+
+
+def switch_mode(exchange: Exchange, params: Params) -> dict[str, Any]:
+    return exchange.switch_mode(params)
+
+
+def set_leverage(exchange: Exchange, params: Params) -> dict[str, Any]:
+    return exchange.set_leverage(params)
+
+
+def trading_stop(exchange: Exchange, params: Params) -> dict[str, Any]:
+    return exchange.trading_stop(params)
+
+
+ROUTES: list[Route] = [
+    ("GET", "/v5/position/list", position_list, True),
+    ("POST", "/v5/position/switch-mode", switch_mode, True),
+    ("POST", "/v5/position/set-leverage", set_leverage, True),
+    ("POST", "/v5/position/trading-stop", trading_stop, True),
+]
