@@ -47,8 +47,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 ENV_PREFIX = "ORDERMANAGER_"
 ENV_FILE_VARIABLE = "ORDERMANAGER_ENV_FILE"
 DEV_API_KEY = "om-dev-key-change-me"
-SIM_API_KEY = "om-sim-key"
-SIM_API_SECRET = "om-sim-secret"
+SIM_API_KEY = "sim-key"  # bybit_sim's default key pair (SimConfig.api_keys)
+SIM_API_SECRET = "sim-secret"
 SIM_DEFAULT_PORT = 8900
 MAX_ORDER_LINK_ID_PREFIX = 8
 
