@@ -1,0 +1,179 @@
+"""Conditional orders, TP/SL on orders and positions, hedge mode, leverage (no HTTP)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from bybit_sim.engine.errors import ApiError
+from tests.unit.sim.helpers import linear, make_exchange
+
+D = Decimal
+
+
+def test_conditional_order_untriggered_triggered_new_filled() -> None:
+    ex, rec = make_exchange()
+    oid = ex.create_order(
+        linear(side="Buy", orderType="Market", qty="0.1", triggerPrice="65500", triggerDirection=1)
+    )["orderId"]
+    assert ex.orders[oid].status == "Untriggered"
+    assert ex.open_orders(linear(orderFilter="StopOrder"))["list"][0]["stopOrderType"] == "Stop"
+    ex.set_price("linear", "BTCUSDT", D("65400"))
+    assert ex.orders[oid].status == "Untriggered"
+    ex.set_price("linear", "BTCUSDT", D("65500"))
+    assert rec.statuses(oid) == ["Untriggered", "Triggered", "New", "Filled"]
+    assert ex.position_list(linear())["list"][0]["size"] == "0.100"
+
+
+def test_trigger_direction_must_match_current_price() -> None:
+    ex, _ = make_exchange()
+    with pytest.raises(ApiError) as err:
+        ex.create_order(
+            linear(
+                side="Buy", orderType="Market", qty="0.1", triggerPrice="64000", triggerDirection=1
+            )
+        )
+    assert err.value.ret_code == 110092
+    with pytest.raises(ApiError) as err:
+        ex.create_order(
+            linear(
+                side="Buy", orderType="Market", qty="0.1", triggerPrice="66000", triggerDirection=2
+            )
+        )
+    assert err.value.ret_code == 110093
+
+
+def test_cancelled_conditional_is_deactivated() -> None:
+    ex, rec = make_exchange()
+    oid = ex.create_order(
+        linear(
+            side="Sell",
+            orderType="Limit",
+            qty="0.1",
+            price="64000",
+            triggerPrice="64100",
+            triggerDirection=2,
+        )
+    )["orderId"]
+    ex.cancel_order(linear(orderId=oid))
+    assert rec.statuses(oid) == ["Untriggered", "Deactivated"]
+
+
+def test_position_take_profit_closes_the_position() -> None:
+    ex, rec = make_exchange()
+    ex.create_order(linear(side="Buy", orderType="Market", qty="0.2"))
+    ex.trading_stop(linear(positionIdx=0, takeProfit="66000", stopLoss="64000"))
+    pos = ex.position_list(linear())["list"][0]
+    assert pos["takeProfit"] == "66000.00" and pos["stopLoss"] == "64000.00"
+    tpsl = ex.open_orders(linear(orderFilter="StopOrder"))["list"]
+    assert {o["stopOrderType"] for o in tpsl} == {"TakeProfit", "StopLoss"}
+    ex.set_price("linear", "BTCUSDT", D("66000"))
+    pos = ex.position_list(linear())["list"][0]
+    assert pos["size"] == "0.000"
+    tp = next(o for o in tpsl if o["stopOrderType"] == "TakeProfit")["orderId"]
+    sl = next(o for o in tpsl if o["stopOrderType"] == "StopLoss")["orderId"]
+    assert rec.statuses(tp) == ["Untriggered", "Triggered", "New", "Filled"]
+    assert ex.orders[tp].create_type == "CreateByTakeProfit"
+    assert rec.statuses(sl)[-1] == "Deactivated"
+    assert ex.orders[sl].cancel_type == "CancelByTpSlTsClear"
+
+
+def test_trading_stop_validation() -> None:
+    ex, _ = make_exchange()
+    with pytest.raises(ApiError) as err:
+        ex.trading_stop(linear(positionIdx=0, takeProfit="66000"))
+    assert err.value.ret_code == 10001
+    ex.create_order(linear(side="Buy", orderType="Market", qty="0.2"))
+    with pytest.raises(ApiError) as err:
+        ex.trading_stop(linear(positionIdx=0, stopLoss="66000"))
+    assert "should lower than base_price" in err.value.ret_msg
+    ex.trading_stop(linear(positionIdx=0, takeProfit="66000"))
+    with pytest.raises(ApiError) as err:
+        ex.trading_stop(linear(positionIdx=0, takeProfit="66000"))
+    assert err.value.ret_code == 34040
+
+
+def test_order_with_take_profit_sets_it_on_the_position() -> None:
+    ex, _ = make_exchange()
+    ex.create_order(linear(side="Sell", orderType="Market", qty="0.1", stopLoss="66000"))
+    pos = ex.position_list(linear())["list"][0]
+    assert pos["side"] == "Sell" and pos["stopLoss"] == "66000.00"
+    ex.set_price("linear", "BTCUSDT", D("66100"))
+    assert ex.position_list(linear())["list"][0]["size"] == "0.000"
+
+
+def test_hedge_mode_positions_and_idx_rules() -> None:
+    ex, _ = make_exchange()
+    ex.switch_mode(linear(mode=3))
+    with pytest.raises(ApiError) as err:
+        ex.create_order(linear(side="Buy", orderType="Market", qty="0.1"))
+    assert err.value.ret_msg == "position idx not match position mode"
+    ex.create_order(linear(side="Buy", orderType="Market", qty="0.1", positionIdx=1))
+    ex.create_order(linear(side="Sell", orderType="Market", qty="0.3", positionIdx=2))
+    rows = ex.position_list(linear())["list"]
+    assert [(r["positionIdx"], r["side"], r["size"]) for r in rows] == [
+        (1, "Buy", "0.100"),
+        (2, "Sell", "0.300"),
+    ]
+    # closing the long with idx 1 cannot exceed it and never touches the short
+    ex.create_order(linear(side="Sell", orderType="Market", qty="0.5", positionIdx=1))
+    rows = ex.position_list(linear())["list"]
+    assert [(r["positionIdx"], r["size"]) for r in rows] == [(1, "0.000"), (2, "0.300")]
+    with pytest.raises(ApiError) as err:
+        ex.switch_mode(linear(mode=0))
+    assert err.value.ret_code == 110024
+
+
+def test_switch_mode_refusals() -> None:
+    ex, _ = make_exchange()
+    with pytest.raises(ApiError) as err:
+        ex.switch_mode(linear(mode=0))
+    assert err.value.ret_code == 110025
+    ex.create_order(linear(side="Buy", orderType="Limit", qty="0.01", price="60000"))
+    with pytest.raises(ApiError) as err:
+        ex.switch_mode(linear(mode=3))
+    assert err.value.ret_code == 110028
+    with pytest.raises(ApiError) as err:
+        ex.switch_mode(linear(mode=1))
+    assert err.value.ret_code == 10001
+    ex.switch_mode({"category": "linear", "coin": "USDT", "mode": 3})
+    assert ex.position_mode["ETHUSDT"] == "hedge"
+    assert ex.position_mode["BTCUSDT"] == "one_way"
+
+
+def test_leverage_changes_margin() -> None:
+    ex, _ = make_exchange()
+    with pytest.raises(ApiError) as err:
+        ex.set_leverage(linear(buyLeverage="10", sellLeverage="10"))
+    assert err.value.ret_code == 110043
+    with pytest.raises(ApiError) as err:
+        ex.set_leverage(linear(buyLeverage="101", sellLeverage="101"))
+    assert err.value.ret_code == 10001
+    ex.set_leverage(linear(buyLeverage="2", sellLeverage="2"))
+    ex.create_order(linear(side="Buy", orderType="Limit", qty="1", price="60000"))
+    assert ex._order_im == D("30000")
+    with pytest.raises(ApiError) as err:
+        ex.create_order(linear(side="Buy", orderType="Limit", qty="3", price="60000"))
+    assert err.value.ret_code == 110007
+
+
+def test_external_order_and_force_fill() -> None:
+    ex, rec = make_exchange()
+    placed = ex.place_external_order(
+        category="linear",
+        symbol="BTCUSDT",
+        side="Buy",
+        orderType="Limit",
+        qty="0.5",
+        price="64000",
+        orderLinkId="ignored",
+    )
+    assert placed["orderLinkId"] == "" and placed["createType"] == "CreateByUser"
+    oid = placed["orderId"]
+    ex.force_fill(oid, D("0.2"))
+    assert ex.orders[oid].status == "PartiallyFilled"
+    ex.force_fill(oid)
+    assert rec.statuses(oid) == ["New", "PartiallyFilled", "Filled"]
+    with pytest.raises(ApiError):
+        ex.force_fill(oid)
