@@ -1,0 +1,82 @@
+"""PostgreSQL unit of work: one pooled connection, one transaction, every repository on it.
+
+Implements `order_manager.services.ports.uow.UnitOfWork` structurally. Leaving the `async with`
+block without `commit()` rolls the transaction back; an exception always rolls back.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from asyncpg.transaction import Transaction
+
+from order_manager.adapters.postgres.orders_repo import PgOrderRepository
+from order_manager.adapters.postgres.outbox_repo import PgOutboxRepository
+from order_manager.adapters.postgres.signals_repo import PgSignalRepository
+from order_manager.adapters.postgres.tracking_repo import PgTrackingRepository
+
+
+class PostgresUnitOfWork:
+    signals: PgSignalRepository
+    orders: PgOrderRepository
+    outbox: PgOutboxRepository
+    tracking: PgTrackingRepository
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._conn: PoolConnectionProxy | None = None
+        self._tx: Transaction | None = None
+        self._committed = False
+
+    @property
+    def connection(self) -> asyncpg.Connection:
+        """The transaction's connection (for repositories and tests; not for services)."""
+        if self._conn is None:
+            raise RuntimeError("unit of work is not open")
+        return self._conn  # type: ignore[return-value]
+
+    async def __aenter__(self) -> Self:
+        self._conn = await self._pool.acquire()
+        self._tx = self._conn.transaction()
+        await self._tx.start()
+        conn = self.connection
+        self.signals = PgSignalRepository(conn)
+        self.orders = PgOrderRepository(conn)
+        self.outbox = PgOutboxRepository(conn)
+        self.tracking = PgTrackingRepository(conn)
+        self._committed = False
+        return self
+
+    async def commit(self) -> None:
+        if self._tx is None:
+            raise RuntimeError("unit of work is not open")
+        await self._tx.commit()
+        self._committed = True
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._tx is not None and not self._committed:
+                await self._tx.rollback()
+        finally:
+            if self._conn is not None:
+                await self._pool.release(self._conn)
+            self._conn = None
+            self._tx = None
+
+
+class PostgresUnitOfWorkFactory:
+    """`UnitOfWorkFactory` over a pool: `async with factory() as uow: ...`."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    def __call__(self) -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(self._pool)

@@ -1,0 +1,46 @@
+"""The unit of work commits everything together or nothing (real PostgreSQL)."""
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from order_manager.adapters.postgres.pool import create_pool
+from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(db_url, min_size=1, max_size=2)
+    yield p
+    await p.close()
+
+
+async def _count(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        return int(await conn.fetchval("SELECT count(*) FROM audit_log"))
+
+
+async def _insert(conn: asyncpg.Connection) -> None:
+    await conn.execute("INSERT INTO audit_log (kind, action) VALUES ('system', 'uow-test')")
+
+
+async def test_commit_persists(pool: asyncpg.Pool) -> None:
+    async with PostgresUnitOfWorkFactory(pool)() as uow:
+        await _insert(uow.connection)
+        await uow.commit()
+    assert await _count(pool) == 1
+
+
+async def test_leaving_without_commit_rolls_back(pool: asyncpg.Pool) -> None:
+    async with PostgresUnitOfWorkFactory(pool)() as uow:
+        await _insert(uow.connection)
+    assert await _count(pool) == 0
+
+
+async def test_exception_rolls_back_and_propagates(pool: asyncpg.Pool) -> None:
+    with pytest.raises(ValueError, match="boom"):
+        async with PostgresUnitOfWorkFactory(pool)() as uow:
+            await _insert(uow.connection)
+            raise ValueError("boom")
+    assert await _count(pool) == 0
