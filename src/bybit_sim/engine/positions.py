@@ -53,7 +53,7 @@ class Position:
         if self.size > 0 and side != self.side:
             closed = min(qty, self.size)
             direction = 1 if self.side == BUY else -1
-            pnl = (price - self.avg_price) * closed * direction
+            pnl = fine((price - self.avg_price) * closed * direction)
             self.size -= closed
             qty -= closed
             if self.size == 0:
