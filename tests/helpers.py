@@ -1,0 +1,36 @@
+"""Small test helpers shared by the suites.
+
+`eventually` polls a condition with a deadline. It is for state that offers no event to await
+(a row in another process's database, a simulator's REST view); where an event, a queue or a
+future exists, await that instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T] | T],
+    *,
+    timeout: float = 5.0,  # noqa: ASYNC109 - a deadline that names what was awaited
+    interval: float = 0.02,
+    what: str = "condition",
+) -> T:
+    """Return the first truthy value of `probe()`; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        result = probe()
+        last = await result if inspect.isawaitable(result) else result
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s (last value: {last!r})")
+        await asyncio.sleep(interval)
