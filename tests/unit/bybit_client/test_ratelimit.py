@@ -26,7 +26,10 @@ REALTIME = "/v5/order/realtime"
 
 
 def drain(core: LimiterCore, now: float) -> list[int]:
+    """Grant what may go at ``now``; each granted request is answered instantly."""
     granted, _ = core.dispatch(now)
+    for waiter in granted:
+        core.release(waiter, now)
     return [w.seq for w in granted]
 
 
@@ -62,6 +65,22 @@ def test_a_burst_is_released_at_the_limit_per_window() -> None:
     assert core.waiters == []
 
 
+def test_a_slot_is_held_until_a_window_after_the_response() -> None:
+    core = LimiterCore(CFG)
+    for _ in range(12):
+        core.enqueue(CREATE, "linear", Priority.TRADE, 0.0)
+    granted, _ = core.dispatch(0.0)
+    assert len(granted) == 10
+    # Nothing answered yet: only a response can free a slot, so there is no timer to set.
+    assert core.dispatch(5.0) == ([], None)
+    core.release(granted[0], 5.0)
+    core.release(granted[1], 5.2)
+    assert core.dispatch(5.5) == ([], 6.0)
+    assert len(drain(core, 6.0)) == 1
+    assert len(drain(core, 6.2)) == 1
+    assert core.waiters == []
+
+
 def test_buckets_are_independent_per_category() -> None:
     core = LimiterCore(CFG)
     for _ in range(15):
@@ -69,6 +88,8 @@ def test_buckets_are_independent_per_category() -> None:
         core.enqueue(CREATE, "spot", Priority.TRADE, 0.0)
     granted, _ = core.dispatch(0.0)
     names = [w.buckets[0].name for w in granted]
+    for waiter in granted:
+        core.release(waiter, 0.0)
     assert names.count("/v5/order/create:linear") == 10
     assert names.count("/v5/order/create:spot") == 15
 
@@ -133,9 +154,10 @@ def test_block_after_a_10006_holds_the_bucket() -> None:
         max_size=120,
     ),
     step=st.floats(0.01, 0.3),
+    latency=st.floats(0.0, 0.2),
 )
 def test_no_window_ever_holds_more_than_the_limit(
-    arrivals: list[tuple[float, str]], step: float
+    arrivals: list[tuple[float, str]], step: float, latency: float
 ) -> None:
     core = LimiterCore(CFG)
     pending = sorted(arrivals)
@@ -148,6 +170,7 @@ def test_no_window_ever_holds_more_than_the_limit(
         granted, next_time = core.dispatch(now)
         for waiter in granted:
             grants.setdefault(waiter.buckets[0].name, []).append(now)
+            core.release(waiter, now + latency)
         candidates = [t for t in (next_time, pending[0][0] if pending else None) if t is not None]
         now = max(now + step, min(candidates)) if candidates else now + step
     total = sum(len(v) for v in grants.values())
@@ -169,7 +192,8 @@ async def test_async_limiter_serves_in_priority_order() -> None:
         ),
         clock=lambda: fake[0],
     )
-    await limiter.acquire(REALTIME, "linear")  # fills the IP bucket
+    permit = await limiter.acquire(REALTIME, "linear")  # fills the IP bucket
+    permit.release()
     order: list[str] = []
 
     async def go(path: str) -> None:
@@ -179,7 +203,7 @@ async def test_async_limiter_serves_in_priority_order() -> None:
     tasks = [asyncio.create_task(go(p)) for p in (REALTIME, CREATE, CANCEL)]
     await wait_until(lambda: len(limiter.pending()) == 3, what="three queued requests")
     fake[0] = 2000.0
-    limiter._pump()
+    limiter._schedule_pump()
     await asyncio.wait_for(tasks[2], 1)
     assert order == [CANCEL]
     for task in tasks:

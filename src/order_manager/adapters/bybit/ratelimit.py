@@ -24,6 +24,7 @@ import asyncio
 import bisect
 import enum
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -109,33 +110,48 @@ def configured_limit(path: str, category: str | None, overrides: dict[str, int])
 
 @dataclass(slots=True)
 class Bucket:
-    """A sliding window: at most ``capacity`` grants in any ``window`` seconds."""
+    """At most ``capacity`` requests per ``window`` seconds, counted conservatively.
+
+    A request holds its slot from the moment it is released to the network until ``window``
+    seconds after its *response* arrived. The exchange stamps the request somewhere in between,
+    so however long the request waited in our event loop or on the wire, two requests that use
+    the same slot reach the exchange at least ``window`` apart.
+    """
 
     name: str
     capacity: int
     window: float
-    grants: deque[float] = field(default_factory=deque)
+    done: deque[float] = field(default_factory=deque)  # response times, ascending
+    in_flight: int = 0
     blocked_until: float = 0.0
 
     def _prune(self, now: float) -> None:
-        while self.grants and self.grants[0] + self.window <= now:
-            self.grants.popleft()
+        while self.done and self.done[0] + self.window <= now:
+            self.done.popleft()
 
     def next_free(self, now: float) -> float:
-        """Earliest time (>= now) at which one more grant fits."""
+        """Earliest time (>= now) at which one more request fits; ``inf`` when only a response
+        of a request in flight can free a slot."""
         self._prune(now)
-        if len(self.grants) < self.capacity:
+        excess = self.in_flight + len(self.done) - self.capacity
+        if excess < 0:
             ready = now
+        elif excess < len(self.done):
+            ready = self.done[excess] + self.window
         else:
-            ready = self.grants[-self.capacity] + self.window
+            ready = math.inf
         return max(ready, self.blocked_until, now)
 
-    def record(self, now: float) -> None:
-        self.grants.append(now)
+    def take(self) -> None:
+        self.in_flight += 1
+
+    def give_back(self, now: float) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+        self.done.append(now)
 
     def used(self, now: float) -> int:
         self._prune(now)
-        return len(self.grants)
+        return self.in_flight + len(self.done)
 
 
 @dataclass(slots=True)
@@ -205,18 +221,24 @@ class LimiterCore:
             ready = [b.next_free(now) for b in waiter.buckets]
             if max(ready) <= now:
                 for bucket in waiter.buckets:
-                    bucket.record(now)
+                    bucket.take()
                 granted.append(waiter)
                 continue
             kept.append(waiter)
             for bucket, at in zip(waiter.buckets, ready, strict=True):
                 if at > now:
                     full.add(bucket.name)
-                    next_time = at if next_time is None else min(next_time, at)
+                    if at != math.inf:
+                        next_time = at if next_time is None else min(next_time, at)
         if granted:
             self.waiters = kept
             self._keys = [w.sort_key() for w in kept]
         return granted, next_time
+
+    def release(self, waiter: Waiter, now: float) -> None:
+        """The granted request got its response (or failed): start its slot's cool-down."""
+        for bucket in waiter.buckets:
+            bucket.give_back(now)
 
     def observe(
         self,
@@ -245,8 +267,29 @@ class LimiterCore:
                 bucket.blocked_until = max(bucket.blocked_until, until)
 
 
+class Permit:
+    """A granted slot; :meth:`release` it when the response arrived (or the request failed)."""
+
+    __slots__ = ("_limiter", "_waiter", "waited")
+
+    def __init__(self, limiter: RateLimiter | None, waiter: Waiter | None, waited: float) -> None:
+        self._limiter = limiter
+        self._waiter = waiter
+        self.waited = waited
+
+    def release(self) -> None:
+        limiter, waiter = self._limiter, self._waiter
+        self._limiter = self._waiter = None
+        if limiter is not None and waiter is not None:
+            limiter._release(waiter)
+
+
 class RateLimiter:
-    """Async front of :class:`LimiterCore`; ``clock`` is a monotonic clock in seconds."""
+    """Async front of :class:`LimiterCore`; ``clock`` is a monotonic clock in seconds.
+
+    Requests enqueued in the same loop iteration are dispatched together (one scheduling pass
+    per iteration, not one per request), so a burst of thousands costs little CPU.
+    """
 
     def __init__(self, config: RateLimitConfig, clock: Callable[[], float] = time.monotonic):
         self.core = LimiterCore(config)
@@ -254,27 +297,33 @@ class RateLimiter:
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._pump_scheduled = False
 
     def now(self) -> float:
         return self._clock()
 
     async def acquire(
         self, path: str, category: str | None, priority: Priority | None = None
-    ) -> float:
-        """Wait for a slot; returns the seconds waited."""
+    ) -> Permit:
+        """Wait for a slot; the returned permit must be released after the response."""
         if not self.enabled:
-            return 0.0
+            return Permit(None, None, 0.0)
         start = self._clock()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         prio = default_priority(path) if priority is None else priority
         waiter = self.core.enqueue(path, category, prio, start, token=future)
-        self._pump()
+        self._schedule_pump()
         try:
             await future
         except asyncio.CancelledError:
-            self.core.remove(waiter)
+            if future.done() and not future.cancelled():
+                self.core.release(waiter, self._clock())  # granted, then cancelled
+            else:
+                self.core.remove(waiter)
+            self._schedule_pump()
             raise
-        return self._clock() - start
+        return Permit(self, waiter, self._clock() - start)
 
     def observe(
         self,
@@ -297,13 +346,25 @@ class RateLimiter:
     def pending(self) -> Sequence[Waiter]:
         return tuple(self.core.waiters)
 
+    def _release(self, waiter: Waiter) -> None:
+        self.core.release(waiter, self._clock())
+        self._schedule_pump()
+
+    def _schedule_pump(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
     def _pump(self) -> None:
+        self._pump_scheduled = False
         now = self._clock()
         granted, next_time = self.core.dispatch(now)
         for waiter in granted:
             future = waiter.token
             assert isinstance(future, asyncio.Future)
-            if not future.done():
+            if future.done():  # cancelled while queued: hand the slot straight back
+                self.core.release(waiter, now)
+            else:
                 future.set_result(None)
         if next_time is not None and (self._timer_at is None or next_time < self._timer_at):
             if self._timer is not None:

@@ -356,7 +356,25 @@ class BybitRestClient:
         attempt: int = 0,
     ) -> Envelope:
         """One signed HTTP exchange; raises a typed error for anything but retCode 0."""
-        waited = await self.limiter.acquire(path, category, priority)
+        permit = await self.limiter.acquire(path, category, priority)
+        try:
+            return await self._send(
+                method, path, params, signed, category, trace_id, attempt, permit.waited
+            )
+        finally:
+            permit.release()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, object],
+        signed: bool,
+        category: str | None,
+        trace_id: str | None,
+        attempt: int,
+        waited: float,
+    ) -> Envelope:
         self.metrics.ratelimit_wait_seconds.labels(endpoint=path).observe(waited)
         if signed and self.clock.is_stale(self.config.clock_sync_interval):
             await self.sync_clock()
@@ -432,7 +450,7 @@ class BybitRestClient:
                 "bybit.request",
                 method=method,
                 path=path,
-                params=redact(params),
+                params=redact({k: v for k, v in params.items() if v is not None}),
                 attempt=attempt,
                 http_status=http_status,
                 ret_code=ret_code,

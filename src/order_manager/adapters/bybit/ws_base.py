@@ -159,17 +159,26 @@ class ReconnectingWebSocket:
         self._session = aiohttp.ClientSession()
         self._task = asyncio.create_task(self._run(), name=f"bybit-{self.name}")
         if wait:
-            await self._wait_first_ready()
+            try:
+                await self._wait_first_ready()
+            except BaseException:
+                await self.stop()
+                raise
 
     async def stop(self) -> None:
         self._stopping = True
         if self._ws is not None:
             await self._ws.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except (BybitError, aiohttp.ClientError, OSError, TimeoutError) as error:
+                # The loop had already ended with this error (start() re-raised it).
+                log.debug("bybit.ws_stopped_after_error", stream=self.name, error=str(error))
         if self._session is not None:
             await self._session.close()
             self._session = None
