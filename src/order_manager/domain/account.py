@@ -1,0 +1,167 @@
+"""What the planner and risk checks know about the account: balances, positions, open orders.
+
+The shell builds an ``AccountState`` per signal from its stores (wallet events, the tracker's
+positions, our non-terminal orders) and passes it in; nothing here fetches anything.
+
+Public API:
+
+- ``OpenOrder``: one of our live orders as planning sees it, with the margin it reserves
+  (``reserved`` in ``reserve_coin``) and its quote ``notional``. Build it with
+  ``OpenOrder.from_state(order_state, instrument, leverage=1, reference_price=None)``.
+- ``AccountState``: ``balances`` (available per coin **before** our open-order reservations,
+  e.g. wallet balance minus position margin), ``positions``, ``open_orders``,
+  ``recent_order_times`` (per symbol, for the orders-per-minute limit), ``leverage`` (per
+  symbol, default 1: the balance check then demands the full notional), ``daily_volume``
+  (opening notional traded today), ``trading_paused``. Helpers: ``position``,
+  ``orders_for``, ``available``, ``reserved``, ``exposure``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from types import MappingProxyType
+
+from order_manager.domain.enums import Category, OrderType, PositionIdx, Side
+from order_manager.domain.instruments import Instrument
+from order_manager.domain.money import ONE, ZERO
+from order_manager.domain.orders import OrderState, OrderStatus
+from order_manager.domain.positions import Position
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrder:
+    order_link_id: str
+    order_id: str | None
+    category: Category
+    symbol: str
+    side: Side
+    order_type: OrderType
+    qty: Decimal
+    price: Decimal | None
+    filled_qty: Decimal
+    status: OrderStatus
+    reduce_only: bool
+    position_idx: PositionIdx
+    created_at: datetime
+    reserve_coin: str
+    reserved: Decimal
+    notional: Decimal
+    signal_ids: tuple[str, ...] = ()
+
+    @property
+    def remaining_qty(self) -> Decimal:
+        return max(ZERO, self.qty - self.filled_qty)
+
+    @property
+    def is_unfilled_resting_limit(self) -> bool:
+        """Amendable for many-to-one: a confirmed limit order with nothing filled yet."""
+        return (
+            self.order_type is OrderType.LIMIT
+            and self.status is OrderStatus.PENDING
+            and self.filled_qty == 0
+            and self.order_id is not None
+        )
+
+    @classmethod
+    def from_state(
+        cls,
+        state: OrderState,
+        instrument: Instrument,
+        *,
+        leverage: Decimal = ONE,
+        reference_price: Decimal | None = None,
+        signal_ids: tuple[str, ...] = (),
+    ) -> OpenOrder:
+        """Planning view of a live order; reservations use its price (or ``reference_price``)."""
+        remaining = state.remaining_qty
+        price = state.price or reference_price
+        notional = instrument.notional(remaining, price) if price else ZERO
+        if state.reduce_only:
+            coin, reserved = instrument.quote_coin, ZERO
+        elif instrument.category is Category.SPOT:
+            if state.side is Side.BUY:
+                coin, reserved = instrument.quote_coin, notional
+            else:
+                coin, reserved = instrument.base_coin, remaining
+        elif instrument.category is Category.INVERSE:
+            coin = instrument.base_coin
+            reserved = remaining / price / leverage if price else ZERO
+        else:
+            coin, reserved = instrument.quote_coin, notional / leverage
+        return cls(
+            order_link_id=state.order_link_id,
+            order_id=state.order_id,
+            category=state.category,
+            symbol=state.symbol,
+            side=state.side,
+            order_type=state.order_type,
+            qty=state.qty,
+            price=state.price,
+            filled_qty=state.filled_qty,
+            status=state.status,
+            reduce_only=state.reduce_only,
+            position_idx=state.position_idx,
+            created_at=state.created_at,
+            reserve_coin=coin,
+            reserved=reserved,
+            notional=notional,
+            signal_ids=signal_ids,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    balances: Mapping[str, Decimal] = field(default_factory=dict)
+    positions: tuple[Position, ...] = ()
+    open_orders: tuple[OpenOrder, ...] = ()
+    recent_order_times: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
+    leverage: Mapping[str, Decimal] = field(default_factory=dict)
+    daily_volume: Decimal = ZERO
+    trading_paused: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "balances", MappingProxyType(dict(self.balances)))
+        object.__setattr__(
+            self, "recent_order_times", MappingProxyType(dict(self.recent_order_times))
+        )
+        object.__setattr__(self, "leverage", MappingProxyType(dict(self.leverage)))
+
+    def position(
+        self, category: Category, symbol: str, idx: PositionIdx = PositionIdx.ONE_WAY
+    ) -> Position:
+        for pos in self.positions:
+            if pos.category is category and pos.symbol == symbol and pos.position_idx == idx:
+                return pos
+        return Position.flat(category, symbol, idx)
+
+    def orders_for(self, category: Category, symbol: str) -> tuple[OpenOrder, ...]:
+        return tuple(
+            o
+            for o in self.open_orders
+            if o.category is category and o.symbol == symbol and o.status.is_open
+        )
+
+    def leverage_for(self, symbol: str) -> Decimal:
+        return self.leverage.get(symbol, ONE)
+
+    def reserved(self, coin: str) -> Decimal:
+        return sum(
+            (o.reserved for o in self.open_orders if o.reserve_coin == coin and o.status.is_open),
+            ZERO,
+        )
+
+    def available(self, coin: str) -> Decimal:
+        """Balance of ``coin`` minus what our open orders reserve."""
+        return self.balances.get(coin, ZERO) - self.reserved(coin)
+
+    def exposure(self) -> Decimal:
+        """Quote notional of all positions (at mark) plus open non-reduce-only orders."""
+        positions = sum((p.notional() for p in self.positions), ZERO)
+        orders = sum(
+            (o.notional for o in self.open_orders if o.status.is_open and not o.reduce_only),
+            ZERO,
+        )
+        return positions + orders
