@@ -42,6 +42,7 @@ CATEGORIES: Final[dict[str, tuple[str, ...]]] = {
     "position": ("linear", "inverse", "option"),
     "wallet": (),
 }
+MAX_ITEMS_PER_MESSAGE: Final = 100
 FAST_EXECUTION_FIELDS: Final = (
     "category",
     "symbol",
@@ -115,43 +116,53 @@ class PrivateHub:
         """Engine listener: one change of ``topic`` (order/execution/position/wallet)."""
         if not items or not self.registry.connections:
             return
-        texts: dict[str, str | None] = {}
+        rendered: dict[str, list[str]] = {}
         for conn in self.registry.connections:
             if not isinstance(conn, PrivateConnection) or not conn.authenticated or conn.closing:
                 continue
             for sub in conn.topics:
-                if sub not in texts:
-                    texts[sub] = self._render(sub, topic, items)
-                text = texts[sub]
-                if text is not None:
+                if sub not in rendered:
+                    rendered[sub] = self._render(sub, topic, items)
+                for text in rendered[sub]:
                     conn.publish(sub, text)
 
     @staticmethod
-    def _render(sub: str, topic: str, items: list[dict[str, Any]]) -> str | None:
-        """The message for subscription ``sub`` of this change, or None if it carries nothing."""
+    def _render(sub: str, topic: str, items: list[dict[str, Any]]) -> list[str]:
+        """The messages for subscription ``sub`` of this change (none if it carries nothing).
+
+        Large batches (e.g. cancel-all of thousands of orders) are split into messages of at
+        most ``MAX_ITEMS_PER_MESSAGE`` items, so no frame exceeds common client size limits.
+        """
         parsed = parse_topic(sub)
         if parsed is None:
-            return None
+            return []
         base, category = parsed
         if base == "execution.fast":
             if topic != "execution":
-                return None
+                return []
             selected: list[dict[str, Any]] = [
                 {k: item[k] for k in FAST_EXECUTION_FIELDS if k in item}
                 for item in items
                 if item.get("execType", "Trade") == "Trade"
             ]
         elif base == topic:
-            selected = list(items)
+            selected = items
         else:
-            return None
+            return []
         if category is not None:
             selected = [item for item in selected if item.get("category") == category]
-        if not selected:
-            return None
-        return dumps(
-            {"id": str(uuid.uuid4()), "topic": sub, "creationTime": _now_ms(), "data": selected}
-        )
+        now = _now_ms()
+        return [
+            dumps(
+                {
+                    "id": str(uuid.uuid4()),
+                    "topic": sub,
+                    "creationTime": now,
+                    "data": selected[start : start + MAX_ITEMS_PER_MESSAGE],
+                }
+            )
+            for start in range(0, len(selected), MAX_ITEMS_PER_MESSAGE)
+        ]
 
 
 HUB: Final = web.AppKey("ws_private_hub", PrivateHub)
@@ -276,7 +287,7 @@ async def private_stream(request: web.Request) -> web.WebSocketResponse:
     """``GET /v5/private`` upgraded to a WebSocket."""
     state = request.app[STATE]
     hub = request.app[HUB]
-    ws = web.WebSocketResponse(autoping=True)
+    ws = web.WebSocketResponse(autoping=True, compress=False)
     await ws.prepare(request)
     conn = PrivateConnection(ws, state.faults)
     hub.registry.add(conn)

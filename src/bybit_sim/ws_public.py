@@ -311,7 +311,7 @@ def handle_text(conn: StreamConnection, hub: PublicHub, category: str, text: str
 def _stream_handler(category: str) -> Any:
     async def public_stream(request: web.Request) -> web.WebSocketResponse:
         hub = request.app[HUB]
-        ws = web.WebSocketResponse(autoping=True)
+        ws = web.WebSocketResponse(autoping=True, compress=False)
         await ws.prepare(request)
         conn = StreamConnection(ws, request.app[STATE].faults, "ws_public")
         hub.registry.add(conn)

@@ -27,7 +27,7 @@ from bybit_sim.faults import FaultInjector
 
 log = logging.getLogger(__name__)
 
-QUEUE_LIMIT: Final = 10_000
+QUEUE_LIMIT: Final = 50_000
 CONTROL: Final = ""  # pseudo-topic of acks/pongs: never faulted
 
 

@@ -174,3 +174,22 @@ async def test_slow_client_does_not_stall_others(
         seen.update(o["orderId"] for o in msg["data"])
     await idle.close()
     await busy.close()
+
+
+async def test_large_batches_are_split_into_bounded_messages(
+    http: aiohttp.ClientSession, ws_base: str, credentials: tuple[str, str], rest: SimRest
+) -> None:
+    """cancel-all of 120 orders arrives as several messages of at most 100 items."""
+    for _ in range(120):
+        reply = await rest.create_order()
+        assert reply.ret_code == 0, reply.body
+    client = await private_ws(http, ws_base + "/v5/private", *credentials, topics=["order"])
+    cancelled = await rest.post("/v5/order/cancel-all", {"category": "linear", "symbol": "BTCUSDT"})
+    assert cancelled.ret_code == 0, cancelled.body
+    sizes: list[int] = []
+    while sum(sizes) < 120:
+        message = await client.topic("order")
+        assert all(o["orderStatus"] == "Cancelled" for o in message["data"])
+        sizes.append(len(message["data"]))
+    assert sum(sizes) == 120 and max(sizes) <= 100 and len(sizes) >= 2
+    await client.close()
