@@ -175,6 +175,7 @@ async def post_reset(request: web.Request) -> web.Response:
     state = _state(request)
     state.exchange.reset()
     state.faults.reset()
+    state.rate_limiter.reset()
     return json_response({"reset": True})
 
 

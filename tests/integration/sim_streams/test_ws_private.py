@@ -193,3 +193,20 @@ async def test_large_batches_are_split_into_bounded_messages(
         sizes.append(len(message["data"]))
     assert sum(sizes) == 120 and max(sizes) <= 100 and len(sizes) >= 2
     await client.close()
+
+
+async def test_execution_fast_carries_the_reduced_field_set(
+    http: aiohttp.ClientSession, ws_base: str, credentials: tuple[str, str], rest: SimRest
+) -> None:
+    client = await private_ws(
+        http, ws_base + "/v5/private", *credentials, topics=["execution.fast.linear"]
+    )
+    created = await rest.create_order(orderType="Market", price=None)
+    assert created.ret_code == 0, created.body
+    message = await client.topic("execution.fast.linear")
+    assert {e["orderId"] for e in message["data"]} == {created.body["result"]["orderId"]}
+    assert set(message["data"][0]) == {
+        "category", "symbol", "orderId", "isMaker", "orderLinkId", "execId",
+        "execPrice", "execQty", "side", "execTime", "seq",
+    }  # fmt: skip
+    await client.close()
