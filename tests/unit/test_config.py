@@ -20,9 +20,20 @@ from order_manager.config import (
     SIM_API_SECRET,
     BybitEnvironment,
     ConfigError,
+    Settings,
     load_settings,
     redact_url,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _no_dotenv_from_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's .env in the checkout must not change what these tests see."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ORDERMANAGER_ENV_FILE", raising=False)
+
 
 LIVE_KEYS = {
     "ORDERMANAGER_API_KEY": "a-long-enough-operator-key",
@@ -275,6 +286,19 @@ def test_redact_url_keeps_everything_but_the_password() -> None:
         redact_url("amqp://guest:guest@127.0.0.1:5672/vh") == "amqp://guest:***@127.0.0.1:5672/vh"
     )
     assert redact_url("http://127.0.0.1:8900") == "http://127.0.0.1:8900"
+
+
+def test_env_example_lists_every_variable_with_its_default() -> None:
+    import re
+
+    text = (ROOT / ".env.example").read_text()
+    pairs = dict(re.findall(r"^#? ?(ORDERMANAGER_[A-Z0-9_]+)=(.*)$", text, flags=re.M))
+    pairs.pop("ORDERMANAGER_ENV_FILE", None)
+    expected = {f"ORDERMANAGER_{name.upper()}" for name in Settings.model_fields}
+    assert set(pairs) == expected
+    from_example = load_settings(environ=pairs).redacted_dict()
+    defaults = load_settings(environ={}).redacted_dict()
+    assert from_example == defaults
 
 
 # ------------------------------------------------------------------ the CLI contract
