@@ -54,6 +54,7 @@ class RejectCode(StrEnum):
     MAX_ORDER_SIZE_RATIO = "max_order_size_ratio"
     MAX_POSITION_SIZE = "max_position_size"
     MAX_TOTAL_EXPOSURE = "max_total_exposure"
+    MAX_DAILY_VOLUME = "max_daily_volume"
     RATE_LIMITED = "rate_limited"
     # --- exchange (late rejection, e.g. Bybit 110007 with the balance check disabled) ---
     EXCHANGE_REJECTED = "exchange_rejected"
