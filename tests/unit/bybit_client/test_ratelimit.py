@@ -16,8 +16,7 @@ from order_manager.adapters.bybit.ratelimit import (
     configured_limit,
     default_priority,
 )
-
-from ._poll import wait_until
+from tests.helpers import eventually
 
 CFG = RateLimitConfig(window_seconds=1.0, safety_margin=0.0)
 CREATE = "/v5/order/create"
@@ -201,7 +200,7 @@ async def test_async_limiter_serves_in_priority_order() -> None:
         order.append(path)
 
     tasks = [asyncio.create_task(go(p)) for p in (REALTIME, CREATE, CANCEL)]
-    await wait_until(lambda: len(limiter.pending()) == 3, what="three queued requests")
+    await eventually(lambda: len(limiter.pending()) == 3, what="three queued requests")
     fake[0] = 2000.0
     limiter._schedule_pump()
     await asyncio.wait_for(tasks[2], 1)
