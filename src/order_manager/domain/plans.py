@@ -17,7 +17,8 @@ Public API:
   legs before opening legs), the instrument and reference price, and ``notes`` explaining each
   decision. A plan either holds exactly one ``Reject`` and nothing else, or no ``Reject`` at all;
   ``exchange_actions`` of a rejected plan is empty by construction.
-- ``SignalOrderLink``/``LinkType``: the signal-to-order relationship rows a plan creates.
+- ``SignalOrderLink``/``LinkType``/``Relation``: the signal-to-order relationship rows a plan
+  creates (``Plan.links``).
 
 Quantities on a ``Place`` are always in the instrument's quantity unit (base coin; USD contracts
 for inverse). For spot market orders the executor must send ``marketUnit=baseCoin``.
@@ -92,6 +93,16 @@ class LinkType(StrEnum):
     MANY_TO_ONE = "many_to_one"
 
 
+class Relation(StrEnum):
+    """How a signal touched an order (``signal_order_links.relation``)."""
+
+    CREATE = "create"  # the single opening order of the signal
+    SPLIT = "split"  # one child of a split leg
+    REDUCE = "reduce"  # a reduce-only (scale-out / close) order
+    AMEND = "amend"  # the signal's quantity was added to a resting order (many-to-one)
+    CANCEL = "cancel"  # the signal cancelled this order
+
+
 @dataclass(frozen=True, slots=True)
 class Place:
     leg: int
@@ -153,6 +164,7 @@ class SignalOrderLink:
     signal_id: str
     order_link_id: str
     link_type: LinkType
+    relation: Relation
     sequence: int
     allocated_qty: Decimal
 
@@ -208,13 +220,33 @@ class Plan:
 
     @property
     def links(self) -> tuple[SignalOrderLink, ...]:
+        """Signal-to-order rows: every placed leg, every amended and cancelled order."""
         places = self.places
         kind = LinkType.ONE_TO_ONE if len(places) == 1 else LinkType.ONE_TO_MANY
-        links = [
-            SignalOrderLink(self.signal_id, p.order_link_id, kind, p.leg, p.qty) for p in places
+        links = []
+        for p in places:
+            if p.intent is LegIntent.REDUCE:
+                relation = Relation.REDUCE
+            else:
+                relation = Relation.SPLIT if p.split_count > 1 else Relation.CREATE
+            links.append(
+                SignalOrderLink(self.signal_id, p.order_link_id, kind, relation, p.leg, p.qty)
+            )
+        links += [
+            SignalOrderLink(
+                self.signal_id,
+                a.order_link_id,
+                LinkType.MANY_TO_ONE,
+                Relation.AMEND,
+                0,
+                a.added_qty,
+            )
+            for a in self.amends
         ]
         links += [
-            SignalOrderLink(self.signal_id, a.order_link_id, LinkType.MANY_TO_ONE, 0, a.added_qty)
-            for a in self.amends
+            SignalOrderLink(
+                self.signal_id, c.order_link_id, LinkType.ONE_TO_ONE, Relation.CANCEL, 0, ZERO
+            )
+            for c in self.cancels
         ]
         return tuple(links)

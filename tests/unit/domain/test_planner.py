@@ -37,6 +37,7 @@ from order_manager.domain.plans import (
     LinkType,
     Place,
     Plan,
+    Relation,
     order_link_id,
     parse_order_link_id,
     signal_token,
@@ -254,6 +255,7 @@ def test_large_signal_splits_by_max_order_notional() -> None:
     assert all(pl.split_count == 3 for pl in places)
     assert all(pl.notional <= D(10000) for pl in places)
     assert {link.link_type for link in p.links} == {LinkType.ONE_TO_MANY}
+    assert {link.relation for link in p.links} == {Relation.SPLIT}
 
 
 def test_too_many_legs_rejects_or_caps() -> None:
@@ -296,6 +298,7 @@ def test_sell_while_long_reduces_only() -> None:
     place = only_place(p)
     assert place.reduce_only and place.intent is LegIntent.REDUCE and place.qty == D("0.010")
     assert place.side is Side.SELL
+    assert p.links[0].relation is Relation.REDUCE
     assert any("flip disabled" in n for n in p.notes)
 
 
@@ -398,6 +401,11 @@ def test_opposite_resting_orders_are_cancelled() -> None:
     assert all(c.reason is CancelReason.OPPOSITE_SIGNAL for c in cancels)
     assert cancels[1].remaining_qty == D("0.006")
     assert isinstance(p.actions[0], Cancel) and isinstance(p.actions[-1], Place)
+    assert [link.relation for link in p.links] == [
+        Relation.CREATE,
+        Relation.CANCEL,
+        Relation.CANCEL,
+    ]
     assert run(account=account, cancel_opposite_orders=False).cancels == ()
 
 
@@ -414,6 +422,7 @@ def test_same_side_limit_signal_amends_the_resting_order() -> None:
     assert amend.previous_qty == D("0.010") and amend.added_qty == D("0.015")
     assert amend.qty == D("0.025") and amend.price == D("64250.0")
     assert p.links[0].link_type is LinkType.MANY_TO_ONE
+    assert p.links[0].relation is Relation.AMEND and p.links[0].allocated_qty == D("0.015")
     assert p.opening_notional == D("0.015") * D("64250.0")
     # partially filled or unconfirmed orders are not amended
     for order in (
