@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -12,38 +11,43 @@ from bybit_sim.engine.numbers import fmt, fmt_step
 LAUNCH_TIME = "1584230400000"
 
 
-@dataclass(frozen=True, slots=True)
+def _places(step: Decimal) -> int:
+    exponent = step.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
 class Instrument:
-    """Read-only view of one instrument's configuration plus derived values."""
+    """Read-only view of one instrument's configuration plus derived values (precomputed once:
+    these are read on every order, so they are plain attributes)."""
 
-    cfg: InstrumentConfig
-    symbol_id: int
+    __slots__ = (
+        "_price_fmt",
+        "_qty_fmt",
+        "category",
+        "cfg",
+        "is_spot",
+        "step",
+        "symbol",
+        "symbol_id",
+        "tick",
+    )
 
-    @property
-    def category(self) -> str:
-        return self.cfg.category
-
-    @property
-    def symbol(self) -> str:
-        return self.cfg.symbol
-
-    @property
-    def is_spot(self) -> bool:
-        return self.cfg.category == "spot"
-
-    @property
-    def tick(self) -> Decimal:
-        return self.cfg.tick_size
-
-    @property
-    def step(self) -> Decimal:
-        return self.cfg.qty_step
+    def __init__(self, cfg: InstrumentConfig, symbol_id: int) -> None:
+        self.cfg = cfg
+        self.symbol_id = symbol_id
+        self.category: str = cfg.category
+        self.symbol: str = cfg.symbol
+        self.is_spot = cfg.category == "spot"
+        self.tick: Decimal = cfg.tick_size
+        self.step: Decimal = cfg.qty_step
+        self._price_fmt = f"{{:.{_places(cfg.tick_size)}f}}".format
+        self._qty_fmt = f"{{:.{_places(cfg.qty_step)}f}}".format
 
     def price_str(self, value: Decimal) -> str:
-        return fmt_step(value, self.cfg.tick_size)
+        return self._price_fmt(value)
 
     def qty_str(self, value: Decimal) -> str:
-        return fmt_step(value, self.cfg.qty_step)
+        return self._qty_fmt(value)
 
     def info(self) -> dict[str, Any]:
         """The `instruments-info` list item, shaped per category as Bybit's."""
