@@ -1,0 +1,149 @@
+"""Outbox repository on real PostgreSQL: per-aggregate sequence, payload consistency, relay API."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from order_manager.adapters.postgres.pool import create_pool
+from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
+from order_manager.services.ports.outbox import AGGREGATE_ORDER, ORDER_EVENTS_TOPIC
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(db_url, min_size=1, max_size=12)
+    yield p
+    await p.close()
+
+
+async def _add(
+    factory: PostgresUnitOfWorkFactory, aggregate_id: str | None, *, commit: bool = True
+) -> uuid.UUID:
+    async with factory() as uow:
+        event_id = await uow.outbox.add_event(
+            topic=ORDER_EVENTS_TOPIC,
+            event_type="created",
+            aggregate_type=AGGREGATE_ORDER,
+            aggregate_id=aggregate_id,
+            payload={"order": {"fees": "0.1"}, "sequence": 99},
+            trace_id="t-1",
+            is_dry_run=False,
+        )
+        if commit:
+            await uow.commit()
+    return event_id
+
+
+async def test_sequence_counts_per_aggregate_and_payload_agrees(pool: asyncpg.Pool) -> None:
+    factory = PostgresUnitOfWorkFactory(pool)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    ids = [await _add(factory, agg) for agg in (a, a, b, a, b)]
+    ids.append(await _add(factory, None))
+    rows = await pool.fetch("SELECT * FROM outbox ORDER BY id")
+    assert [(r["aggregate_id"], r["sequence"]) for r in rows] == [
+        (a, 1),
+        (a, 2),
+        (b, 1),
+        (a, 3),
+        (b, 2),
+        (None, None),
+    ]
+    for row, event_id in zip(rows, ids, strict=True):
+        payload = row["payload"]
+        assert row["event_id"] == event_id
+        assert payload["event_id"] == str(event_id)
+        assert payload["sequence"] == row["sequence"]  # caller's 99 is overwritten
+        assert payload["event_type"] == "created"
+        assert payload["trace_id"] == "t-1"
+        assert payload["order"] == {"fees": "0.1"}
+        stamp = datetime.fromisoformat(payload["timestamp"].replace("Z", "+00:00"))
+        assert stamp == row["created_at"]
+
+
+async def test_rolled_back_event_leaves_no_gap(pool: asyncpg.Pool) -> None:
+    factory = PostgresUnitOfWorkFactory(pool)
+    agg = str(uuid.uuid4())
+    await _add(factory, agg)
+    await _add(factory, agg, commit=False)
+    await _add(factory, agg)
+    seqs = [r["sequence"] for r in await pool.fetch("SELECT sequence FROM outbox ORDER BY id")]
+    assert seqs == [1, 2]
+
+
+async def test_concurrent_writers_of_one_aggregate_get_distinct_gapless_sequences(
+    pool: asyncpg.Pool,
+) -> None:
+    factory = PostgresUnitOfWorkFactory(pool)
+    agg = str(uuid.uuid4())
+    await asyncio.gather(*(_add(factory, agg) for _ in range(10)))
+    rows = await pool.fetch("SELECT id, sequence FROM outbox ORDER BY id")
+    # id order equals sequence order within the aggregate (what the relay relies on)
+    assert [r["sequence"] for r in rows] == list(range(1, 11))
+
+
+async def test_insert_notifies_the_outbox_channel(pool: asyncpg.Pool, db_url: str) -> None:
+    listener = await asyncpg.connect(db_url)
+    got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def on_notify(_c: object, _pid: int, channel: str, _payload: object) -> None:
+        if not got.done():
+            got.set_result(channel)
+
+    try:
+        await listener.add_listener("outbox", on_notify)
+        await _add(PostgresUnitOfWorkFactory(pool), str(uuid.uuid4()))
+        assert await asyncio.wait_for(got, 5) == "outbox"
+    finally:
+        await listener.close()
+
+
+async def test_relay_api_fetch_mark_and_fail(pool: asyncpg.Pool) -> None:
+    factory = PostgresUnitOfWorkFactory(pool)
+    agg = str(uuid.uuid4())
+    for _ in range(3):
+        await _add(factory, agg)
+    async with factory() as uow:
+        assert await uow.outbox.claim_relay()
+        records = await uow.outbox.fetch_unpublished(2)
+        assert [r.sequence for r in records] == [1, 2]
+        assert records[0].payload["sequence"] == 1
+        await uow.outbox.mark_published([records[0].id], datetime.now(UTC))
+        await uow.outbox.record_failure([records[1].id], "broker down")
+        await uow.commit()
+    async with factory() as uow:
+        records = await uow.outbox.fetch_unpublished(10)
+        assert [r.sequence for r in records] == [2, 3]
+        assert records[0].attempts == 1
+        assert await uow.outbox.last_sequence(AGGREGATE_ORDER, agg) == 3
+    row = await pool.fetchrow("SELECT last_error FROM outbox WHERE sequence = 2")
+    assert row is not None and row["last_error"] == "broker down"
+
+
+async def test_only_one_relay_claims_at_a_time(pool: asyncpg.Pool) -> None:
+    factory = PostgresUnitOfWorkFactory(pool)
+    async with factory() as first:
+        assert await first.outbox.claim_relay()
+        async with factory() as second:
+            assert not await second.outbox.claim_relay()
+    async with factory() as third:
+        assert await third.outbox.claim_relay()
+
+
+async def test_bad_input_is_refused(pool: asyncpg.Pool) -> None:
+    async with PostgresUnitOfWorkFactory(pool)() as uow:
+        with pytest.raises(ValueError, match="topic"):
+            await uow.outbox.add_event(
+                topic="",
+                event_type="created",
+                aggregate_type=AGGREGATE_ORDER,
+                aggregate_id=None,
+                payload={},
+                trace_id=None,
+                is_dry_run=False,
+            )
