@@ -21,6 +21,7 @@ fault applies to one request or message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import itertools
 import random
@@ -135,7 +136,6 @@ class FaultInjector:
         """Delete one rule (e.g. to resume a paused stream). False if it does not exist."""
         before = len(self._rules)
         self._rules = [r for r in self._rules if r.id != rule_id]
-        self._release_held()
         return len(self._rules) != before
 
     def clear(self) -> None:
@@ -180,7 +180,7 @@ class FaultInjector:
     # -- held responses ---------------------------------------------------------------------
 
     def released(self) -> asyncio.Event:
-        """Set when rules are removed/cleared, so held responses stop waiting."""
+        """Set when all rules are cleared, so held and delayed requests stop waiting."""
         if self._released is None:
             self._released = asyncio.Event()
         return self._released
@@ -318,7 +318,12 @@ async def apply_rest_fault(
     """Carry out one REST fault (see the module docstring for the kinds)."""
     p = rule.params
     if rule.kind == "delay":
-        await asyncio.sleep(int(p["ms"]) / 1000)
+        # The body is read now: if the client gives up during the delay the request must still
+        # reach the engine (aiohttp fails later body reads of a lost connection).
+        await request.read()
+        # Clearing the rules cuts a pending delay short (drills end, servers stop promptly).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(injector.released().wait(), int(p["ms"]) / 1000)
         return await handler(request)
     if rule.kind == "http_status":
         status = int(p["status"])

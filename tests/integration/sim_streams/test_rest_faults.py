@@ -7,7 +7,7 @@ import uuid
 import aiohttp
 import pytest
 
-from tests.integration.sim_streams.helpers import SimRest, now_ms
+from tests.integration.sim_streams.helpers import SimRest, eventually, now_ms
 
 
 async def _exists(rest: SimRest, link: str) -> bool:
@@ -92,6 +92,22 @@ async def test_delay_longer_than_client_timeout_times_out(rest: SimRest) -> None
         await rest.get(
             "/v5/order/realtime", {"category": "linear", "settleCoin": "USDT"}, within=0.3
         )
+
+
+async def test_delayed_create_still_executes_after_the_client_gave_up(rest: SimRest) -> None:
+    """A request stuck in a slow gateway reaches the engine after the client timed out."""
+    await rest.add_fault(
+        target="rest", endpoint="/v5/order/create", kind="delay", count=1, params={"ms": 300}
+    )
+    link = uuid.uuid4().hex
+    with pytest.raises(TimeoutError):
+        await rest.create_order(orderLinkId=link, within=0.1)
+    assert not await _exists(rest, link)  # not yet...
+
+    async def created() -> bool:
+        return await _exists(rest, link)
+
+    await eventually(created)  # ...but later it is
 
 
 async def test_timeout_after_execute_hold_creates_order_but_never_answers(rest: SimRest) -> None:
