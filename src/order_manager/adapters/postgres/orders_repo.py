@@ -1,8 +1,176 @@
-"""PostgreSQL implementation of the orders port (`order_manager.services.ports.orders`)."""
+"""PostgreSQL implementation of the orders port (`order_manager.services.ports.orders`).
+
+Row ↔ ``OrderState`` mapping:
+
+* the row's ``status`` is the visible (derived) status; the last applied exchange order object is
+  kept in the exchange columns (``exchange_status``, ``cum_exec_*``, ``avg_price``,
+  ``leaves_qty``, ``reject_reason``, ``cancel_type``, ``exchange_updated_time`` in Bybit ms,
+  ``exchange_created_time``) and rebuilt as ``ExchangeOrderUpdate`` when ``exchange_status`` is
+  set, so freshness checks survive a restart;
+* the locally set status (``submitting``/``pending``/``rejected``/``failed``) is the row status
+  while no exchange object was applied;
+* executions come from the ``executions`` table (unique by execId).
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Protocol
+
 import asyncpg
+
+from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
+from order_manager.domain.orders import (
+    BybitOrderStatus,
+    ExchangeOrderUpdate,
+    Execution,
+    OrderState,
+    OrderStatus,
+)
+from order_manager.domain.plans import SignalOrderLink
+
+ACTIVE_STATUSES = tuple(s.value for s in OrderStatus if s.is_open)
+_LOCAL_STATUSES = frozenset(
+    {OrderStatus.SUBMITTING, OrderStatus.PENDING, OrderStatus.REJECTED, OrderStatus.FAILED}
+)
+
+_SELECT = """
+SELECT o.*,
+       COALESCE((SELECT array_agg(l.signal_id::text ORDER BY l.id)
+                 FROM signal_order_links l WHERE l.order_uuid = o.id), '{}') AS linked_signals
+FROM orders o
+"""
+
+
+class _Identified(Protocol):
+    @property
+    def uuid(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """`StoredOrder` of the port."""
+
+    uuid: str
+    signal_id: str | None
+    leg: int | None
+    state: OrderState
+    is_dry_run: bool
+    is_external: bool
+    trace_id: str | None
+    signal_ids: tuple[str, ...]
+    created_at: datetime
+    submitted_at: datetime | None
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def _from_ms(value: int | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value / 1000, tz=UTC).replace(microsecond=(value % 1000) * 1000)
+
+
+def _opt(value: Decimal | None) -> Decimal | None:
+    return value if value else None
+
+
+def _tif(value: str | None) -> TimeInForce | None:
+    try:
+        return TimeInForce(value) if value else None
+    except ValueError:  # e.g. RPI: not a time in force the domain plans with
+        return None
+
+
+def _last_update(row: asyncpg.Record) -> ExchangeOrderUpdate | None:
+    if row["exchange_status"] is None or row["order_id"] is None:
+        return None
+    updated = _from_ms(row["exchange_updated_time"])
+    if updated is None:
+        return None
+    return ExchangeOrderUpdate(
+        order_id=row["order_id"],
+        order_link_id=row["order_link_id"],
+        symbol=row["symbol"],
+        side=Side(row["side"]),
+        order_type=OrderType(row["order_type"]),
+        bybit_status=BybitOrderStatus(row["exchange_status"]),
+        qty=row["qty"],
+        price=_opt(row["price"]),
+        cum_exec_qty=row["cum_exec_qty"],
+        cum_exec_value=row["cum_exec_value"],
+        cum_exec_fee=row["cum_exec_fee"],
+        updated_time=updated,
+        category=Category(row["category"]),
+        time_in_force=_tif(row["time_in_force"]),
+        avg_price=_opt(row["avg_price"]),
+        leaves_qty=row["leaves_qty"],
+        reject_reason=row["reject_reason"] or "",
+        cancel_type=row["cancel_type"] or "",
+        take_profit=_opt(row["take_profit"]),
+        stop_loss=_opt(row["stop_loss"]),
+        trigger_price=_opt(row["trigger_price"]),
+        reduce_only=row["reduce_only"],
+        position_idx=PositionIdx(row["position_idx"]),
+        created_time=_from_ms(row["exchange_created_time"]),
+    )
+
+
+def _execution(row: asyncpg.Record) -> Execution:
+    return Execution(
+        exec_id=row["exec_id"],
+        order_id=row["order_id"] or "",
+        order_link_id=row["order_link_id"] or "",
+        symbol=row["symbol"],
+        side=Side(row["side"]),
+        exec_price=row["exec_price"],
+        exec_qty=row["exec_qty"],
+        exec_fee=row["exec_fee"],
+        exec_time=row["exec_time"],
+        is_maker=bool(row["is_maker"]),
+        fee_currency=row["fee_currency"] or "",
+        exec_type=row["exec_type"],
+        category=Category(row["category"]),
+    )
+
+
+def _state(row: asyncpg.Record, executions: Sequence[Execution]) -> OrderState:
+    status = OrderStatus(row["status"])
+    last = _last_update(row)
+    if last is None and status in _LOCAL_STATUSES:
+        local = status
+    else:
+        local = OrderStatus.PENDING if row["order_id"] else OrderStatus.SUBMITTING
+    return OrderState(
+        order_link_id=row["order_link_id"],
+        category=Category(row["category"]),
+        symbol=row["symbol"],
+        side=Side(row["side"]),
+        order_type=OrderType(row["order_type"]),
+        qty=row["qty"],
+        price=row["price"],
+        time_in_force=_tif(row["time_in_force"]),
+        created_at=row["created_at"],
+        reduce_only=row["reduce_only"],
+        position_idx=PositionIdx(row["position_idx"]),
+        take_profit=row["take_profit"],
+        stop_loss=row["stop_loss"],
+        trigger_price=row["trigger_price"],
+        order_id=row["order_id"],
+        local_status=local,
+        last_update=last,
+        executions=tuple(sorted(executions, key=lambda e: (e.exec_time, e.exec_id))),
+        status=status,
+        reject_code=str(row["last_error_code"]) if row["last_error_code"] is not None else None,
+        reject_message=row["last_error"],
+        updated_at=row["updated_at"],
+    )
 
 
 class PgOrderRepository:
@@ -10,3 +178,301 @@ class PgOrderRepository:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+
+    # ------------------------------------------------------------------ reads
+    async def _records(self, rows: Sequence[asyncpg.Record]) -> list[OrderRecord]:
+        if not rows:
+            return []
+        ids = [row["id"] for row in rows]
+        exec_rows = await self._conn.fetch(
+            "SELECT * FROM executions WHERE order_uuid = ANY($1::uuid[])", ids
+        )
+        by_order: dict[uuid.UUID, list[Execution]] = {}
+        for exec_row in exec_rows:
+            by_order.setdefault(exec_row["order_uuid"], []).append(_execution(exec_row))
+        return [
+            OrderRecord(
+                uuid=str(row["id"]),
+                signal_id=str(row["signal_id"]) if row["signal_id"] else None,
+                leg=row["leg"],
+                state=_state(row, by_order.get(row["id"], [])),
+                is_dry_run=row["is_dry_run"],
+                is_external=row["is_external"],
+                trace_id=row["trace_id"],
+                signal_ids=tuple(row["linked_signals"]),
+                created_at=row["created_at"],
+                submitted_at=row["submitted_at"],
+            )
+            for row in rows
+        ]
+
+    async def _one(self, where: str, value: object, for_update: bool) -> OrderRecord | None:
+        lock = " FOR UPDATE OF o" if for_update else ""
+        rows = await self._conn.fetch(f"{_SELECT} WHERE {where}{lock}", value)
+        records = await self._records(rows)
+        return records[0] if records else None
+
+    async def get(self, order_link_id: str, *, for_update: bool = False) -> OrderRecord | None:
+        return await self._one("o.order_link_id = $1", order_link_id, for_update)
+
+    async def get_by_uuid(self, order_uuid: str, *, for_update: bool = False) -> OrderRecord | None:
+        return await self._one("o.id = $1::uuid", order_uuid, for_update)
+
+    async def get_by_order_id(
+        self, order_id: str, *, for_update: bool = False
+    ) -> OrderRecord | None:
+        return await self._one("o.order_id = $1", order_id, for_update)
+
+    async def for_signal(self, signal_id: str) -> list[OrderRecord]:
+        rows = await self._conn.fetch(
+            f"{_SELECT} WHERE o.signal_id = $1::uuid ORDER BY o.leg, o.created_at", signal_id
+        )
+        return await self._records(rows)
+
+    async def open_orders(
+        self, category: Category, symbol: str, *, is_dry_run: bool
+    ) -> list[OrderRecord]:
+        rows = await self._conn.fetch(
+            f"{_SELECT} WHERE o.symbol = $1 AND o.category = $2 AND o.is_dry_run = $3 "
+            "AND o.status = ANY($4::text[]) ORDER BY o.created_at, o.id",
+            symbol,
+            category.value,
+            is_dry_run,
+            list(ACTIVE_STATUSES),
+        )
+        return await self._records(rows)
+
+    async def all_open_orders(self, *, is_dry_run: bool) -> list[OrderRecord]:
+        rows = await self._conn.fetch(
+            f"{_SELECT} WHERE o.is_dry_run = $1 AND o.status = ANY($2::text[]) "
+            "ORDER BY o.created_at, o.id",
+            is_dry_run,
+            list(ACTIVE_STATUSES),
+        )
+        return await self._records(rows)
+
+    async def submitting(self, *, is_dry_run: bool | None = None) -> list[OrderRecord]:
+        rows = await self._conn.fetch(
+            f"{_SELECT} WHERE o.status = 'submitting' "
+            "AND ($1::boolean IS NULL OR o.is_dry_run = $1) ORDER BY o.created_at, o.id",
+            is_dry_run,
+        )
+        return await self._records(rows)
+
+    async def recent_order_times(
+        self, category: Category, symbol: str, since: datetime, *, is_dry_run: bool
+    ) -> tuple[datetime, ...]:
+        rows = await self._conn.fetch(
+            "SELECT created_at FROM orders WHERE symbol = $1 AND category = $2 "
+            "AND is_dry_run = $3 AND created_at >= $4 AND NOT is_external "
+            "AND status NOT IN ('failed', 'rejected') ORDER BY created_at",
+            symbol,
+            category.value,
+            is_dry_run,
+            since,
+        )
+        return tuple(row["created_at"] for row in rows)
+
+    # ------------------------------------------------------------------ writes
+    async def add_intent(
+        self,
+        state: OrderState,
+        *,
+        signal_id: str | None,
+        leg: int | None,
+        trace_id: str | None,
+        is_dry_run: bool,
+        links: Sequence[SignalOrderLink] = (),
+    ) -> tuple[OrderRecord, bool]:
+        new_id = await self._conn.fetchval(
+            """
+            INSERT INTO orders (order_link_id, signal_id, leg, category, symbol, side, order_type,
+                time_in_force, qty, price, take_profit, stop_loss, reduce_only, position_idx,
+                status, is_dry_run, trace_id, created_at)
+            VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                    'submitting', $15, $16, $17)
+            ON CONFLICT (order_link_id) DO NOTHING
+            RETURNING id
+            """,
+            state.order_link_id,
+            signal_id,
+            leg,
+            state.category.value,
+            state.symbol,
+            state.side.value,
+            state.order_type.value,
+            state.time_in_force.value if state.time_in_force else None,
+            state.qty,
+            state.price,
+            state.take_profit,
+            state.stop_loss,
+            state.reduce_only,
+            int(state.position_idx),
+            is_dry_run,
+            trace_id,
+            state.created_at,
+        )
+        created = new_id is not None
+        if created:
+            for link in links:
+                if link.order_link_id == state.order_link_id:
+                    await self._insert_link(link, str(new_id))
+        record = await self.get(state.order_link_id)
+        if record is None:  # pragma: no cover - the row was inserted or existed
+            raise RuntimeError(f"order {state.order_link_id} vanished")
+        return record, created
+
+    async def _insert_link(self, link: SignalOrderLink, order_uuid: str) -> None:
+        await self._conn.execute(
+            """
+            INSERT INTO signal_order_links (signal_id, order_uuid, relation, sequence,
+                                            allocated_qty)
+            VALUES ($1::uuid, $2::uuid, $3, $4, $5)
+            ON CONFLICT (signal_id, order_uuid, relation) DO NOTHING
+            """,
+            link.signal_id,
+            order_uuid,
+            link.relation.value,
+            link.sequence,
+            link.allocated_qty,
+        )
+
+    async def add_link(self, link: SignalOrderLink, order_uuid: str) -> None:
+        await self._insert_link(link, order_uuid)
+
+    async def reset_intent(
+        self, order: _Identified, state: OrderState, trace_id: str
+    ) -> OrderRecord:
+        await self._conn.execute(
+            """
+            UPDATE orders SET status = 'submitting', order_type = $2, time_in_force = $3,
+                qty = $4, price = $5, take_profit = $6, stop_loss = $7, reduce_only = $8,
+                position_idx = $9, side = $10, trace_id = $11, last_error = NULL,
+                last_error_code = NULL, closed_at = NULL
+            WHERE id = $1::uuid AND status = 'failed'
+            """,
+            order.uuid,
+            state.order_type.value,
+            state.time_in_force.value if state.time_in_force else None,
+            state.qty,
+            state.price,
+            state.take_profit,
+            state.stop_loss,
+            state.reduce_only,
+            int(state.position_idx),
+            state.side.value,
+            trace_id,
+        )
+        record = await self.get_by_uuid(order.uuid)
+        assert record is not None
+        return record
+
+    async def save(
+        self,
+        order: _Identified,
+        state: OrderState,
+        *,
+        last_error_code: int | None = None,
+        last_error: str | None = None,
+    ) -> OrderRecord:
+        last = state.last_update
+        now = datetime.now(UTC)
+        first_fill = min((e.exec_time for e in state.executions), default=None)
+        if first_fill is None and state.filled_qty > 0:
+            first_fill = now
+        await self._conn.execute(
+            """
+            UPDATE orders SET
+                order_id = COALESCE($2, order_id),
+                status = $3,
+                qty = $4,
+                price = $5,
+                take_profit = $6,
+                stop_loss = $7,
+                trigger_price = $8,
+                exchange_status = $9,
+                reject_reason = $10,
+                cancel_type = $11,
+                cum_exec_qty = $12,
+                cum_exec_value = $13,
+                cum_exec_fee = $14,
+                avg_price = $15,
+                leaves_qty = $16,
+                exchange_created_time = COALESCE($17, exchange_created_time),
+                exchange_updated_time = $18,
+                last_error_code = COALESCE($19, last_error_code),
+                last_error = COALESCE($20, last_error),
+                submitted_at = CASE WHEN $2::text IS NOT NULL
+                                    THEN COALESCE(submitted_at, $21) ELSE submitted_at END,
+                first_fill_at = COALESCE(first_fill_at, $22),
+                closed_at = CASE WHEN $23 THEN COALESCE(closed_at, $21) ELSE NULL END
+            WHERE id = $1::uuid
+            """,
+            order.uuid,
+            state.order_id,
+            state.status.value,
+            state.qty,
+            state.price,
+            state.take_profit,
+            state.stop_loss,
+            state.trigger_price,
+            last.bybit_status.value if last else None,
+            last.reject_reason or None if last else state.reject_code,
+            last.cancel_type or None if last else None,
+            state.filled_qty,
+            state.filled_value,
+            state.fees,
+            state.average_price,
+            last.leaves_qty if last else None,
+            _ms(last.created_time) if last else None,
+            _ms(last.updated_time) if last else None,
+            last_error_code,
+            last_error if last_error is not None else state.reject_message,
+            now,
+            first_fill,
+            state.status.is_terminal,
+        )
+        record = await self.get_by_uuid(order.uuid)
+        assert record is not None
+        return record
+
+    async def record_exchange_call(
+        self,
+        *,
+        action: str,
+        request: Mapping[str, object],
+        response: Mapping[str, object] | None,
+        ok: bool,
+        ret_code: int | None,
+        error_kind: str | None,
+        message: str,
+        duration_ms: float,
+        trace_id: str | None,
+        signal_id: str | None,
+        order_uuid: str | None,
+        order_link_id: str | None,
+        is_dry_run: bool,
+    ) -> None:
+        body: dict[str, object] = dict(response or {})
+        if error_kind:
+            body.setdefault("error_kind", error_kind)
+        body.setdefault("message", message)
+        await self._conn.execute(
+            """
+            INSERT INTO audit_log (kind, action, entity_type, entity_id, signal_id, order_uuid,
+                trace_id, request, response, ret_code, duration_ms, error, is_dry_run)
+            VALUES ('exchange_call', $1, 'order', $2, $3::uuid, $4::uuid, $5, $6, $7, $8, $9,
+                    $10, $11)
+            """,
+            action,
+            order_link_id,
+            signal_id,
+            order_uuid,
+            trace_id,
+            dict(request),
+            body,
+            ret_code,
+            duration_ms,
+            None if ok else message,
+            is_dry_run,
+        )

@@ -1,9 +1,162 @@
-"""Port: orders persistence used inside a unit of work."""
+"""Port: orders persistence used inside a unit of work.
+
+An order row is the persisted ``domain.orders.OrderState`` plus what the shell needs around it
+(internal uuid, owning signal and leg, trace_id, dry-run flag). Rows are written by
+
+* the executor: the write-ahead intent (``add_intent``, status ``submitting``) committed BEFORE
+  the exchange call, then the exchange's answer (``save``) committed after;
+* the tracker: exchange order/execution events applied through the domain state machine
+  (``get(..., for_update=True)`` → ``apply_update``/``apply_execution`` → ``save``) — the row
+  lock serialises the executor's acknowledgement with a WebSocket event racing it, and the
+  state machine keeps whichever is newer.
+
+``get`` rebuilds the full ``OrderState`` (last exchange order object from the row's exchange
+columns, executions from the ``executions`` table), so any service can apply a domain transition
+to it. Every exchange call is recorded with ``record_exchange_call`` (audit_log, kind
+``exchange_call``): action, wire request (never secrets), retCode, duration, trace_id.
+
+Dry-run rows (``is_dry_run``) and live rows never mix: every query for planning or recovery
+takes the flag.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
+
+from order_manager.domain.enums import Category
+from order_manager.domain.orders import OrderState
+from order_manager.domain.plans import SignalOrderLink
+
+
+class StoredOrder(Protocol):
+    """One persisted order as the services see it (adapters return their own dataclass)."""
+
+    @property
+    def uuid(self) -> str: ...  # internal id (orders.id), also the outbox aggregate id
+
+    @property
+    def signal_id(self) -> str | None: ...  # the signal that created it (None: external)
+
+    @property
+    def leg(self) -> int | None: ...
+
+    @property
+    def state(self) -> OrderState: ...
+
+    @property
+    def is_dry_run(self) -> bool: ...
+
+    @property
+    def is_external(self) -> bool: ...
+
+    @property
+    def trace_id(self) -> str | None: ...
+
+    @property
+    def signal_ids(self) -> tuple[str, ...]: ...  # every linked signal (N:M), link order
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def submitted_at(self) -> datetime | None: ...
 
 
 class OrderRepository(Protocol):
     """Repository bound to the current transaction (see `ports.uow.UnitOfWork`)."""
+
+    async def add_intent(
+        self,
+        state: OrderState,
+        *,
+        signal_id: str | None,
+        leg: int | None,
+        trace_id: str | None,
+        is_dry_run: bool,
+        links: Sequence[SignalOrderLink] = (),
+    ) -> tuple[StoredOrder, bool]:
+        """Insert the intent row (idempotent by orderLinkId) and its signal links.
+
+        Returns ``(row, created)``; when a row with this orderLinkId exists it is returned
+        unchanged with ``created=False`` (a resumed or retried signal)."""
+        ...
+
+    async def get(self, order_link_id: str, *, for_update: bool = False) -> StoredOrder | None:
+        """The order with this orderLinkId (row-locked until commit with ``for_update``)."""
+        ...
+
+    async def get_by_uuid(
+        self, order_uuid: str, *, for_update: bool = False
+    ) -> StoredOrder | None: ...
+
+    async def get_by_order_id(
+        self, order_id: str, *, for_update: bool = False
+    ) -> StoredOrder | None: ...
+
+    async def save(
+        self,
+        order: StoredOrder,
+        state: OrderState,
+        *,
+        last_error_code: int | None = None,
+        last_error: str | None = None,
+    ) -> StoredOrder:
+        """Persist ``state`` (status, exchange fields, fills summary) on ``order``'s row."""
+        ...
+
+    async def reset_intent(
+        self, order: StoredOrder, state: OrderState, trace_id: str
+    ) -> StoredOrder:
+        """Reuse a ``failed`` intent (it never reached the exchange) for a retried signal:
+        overwrite its parameters with ``state`` (status ``submitting``)."""
+        ...
+
+    async def add_link(self, link: SignalOrderLink, order_uuid: str) -> None:
+        """Link another signal to an existing order (many-to-one amend); idempotent."""
+        ...
+
+    async def for_signal(self, signal_id: str) -> Sequence[StoredOrder]:
+        """Orders created by ``signal_id`` (leg order)."""
+        ...
+
+    async def open_orders(
+        self, category: Category, symbol: str, *, is_dry_run: bool
+    ) -> Sequence[StoredOrder]:
+        """Our non-terminal orders of the symbol (``submitting`` included: it may exist)."""
+        ...
+
+    async def all_open_orders(self, *, is_dry_run: bool) -> Sequence[StoredOrder]:
+        """Every non-terminal order (balance reservations across symbols)."""
+        ...
+
+    async def submitting(self, *, is_dry_run: bool | None = None) -> Sequence[StoredOrder]:
+        """Every row still ``submitting`` (what recovery must resolve), oldest first."""
+        ...
+
+    async def recent_order_times(
+        self, category: Category, symbol: str, since: datetime, *, is_dry_run: bool
+    ) -> tuple[datetime, ...]:
+        """Creation times of our orders for the symbol since ``since`` (orders/minute limit)."""
+        ...
+
+    async def record_exchange_call(
+        self,
+        *,
+        action: str,
+        request: Mapping[str, object],
+        response: Mapping[str, object] | None,
+        ok: bool,
+        ret_code: int | None,
+        error_kind: str | None,
+        message: str,
+        duration_ms: float,
+        trace_id: str | None,
+        signal_id: str | None,
+        order_uuid: str | None,
+        order_link_id: str | None,
+        is_dry_run: bool,
+    ) -> None:
+        """One audit_log row (kind ``exchange_call``)."""
+        ...

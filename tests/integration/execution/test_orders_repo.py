@@ -1,0 +1,154 @@
+"""Orders repository on real PostgreSQL: idempotent intents, state round trip, audit rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+
+from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
+from order_manager.domain.enums import Category, OrderType, Side, TimeInForce
+from order_manager.domain.orders import (
+    ExchangeOrderUpdate,
+    OrderState,
+    OrderStatus,
+    acknowledge,
+    apply_update,
+)
+from order_manager.domain.plans import LinkType, Relation, SignalOrderLink, order_link_id
+from order_manager.services.ports.orders import OrderRepository
+
+from .conftest import insert_signal
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def _intent(link: str, qty: str = "0.015") -> OrderState:
+    return OrderState.submitting(
+        order_link_id=link,
+        category=Category.LINEAR,
+        symbol="BTCUSDT",
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        qty=Decimal(qty),
+        price=Decimal("64000.1"),
+        time_in_force=TimeInForce.GTC,
+        created_at=NOW,
+    )
+
+
+async def test_intent_is_idempotent_by_link_id_and_links_are_written(
+    pool: asyncpg.Pool,
+) -> None:
+    signal_id = await insert_signal(pool)
+    link = order_link_id("om", signal_id, 1)
+    links = [
+        SignalOrderLink(signal_id, link, LinkType.ONE_TO_ONE, Relation.CREATE, 1, Decimal("0.015"))
+    ]
+    factory = PostgresUnitOfWorkFactory(pool)
+    async with factory() as uow:
+        repo: OrderRepository = uow.orders
+        first, created = await repo.add_intent(
+            _intent(link), signal_id=signal_id, leg=1, trace_id="t1", is_dry_run=False, links=links
+        )
+        await uow.commit()
+    assert created
+    async with factory() as uow:
+        again, created_again = await uow.orders.add_intent(
+            _intent(link, "9"), signal_id=signal_id, leg=1, trace_id="t2", is_dry_run=False
+        )
+        await uow.commit()
+    assert not created_again
+    assert again.uuid == first.uuid
+    assert again.state.qty == Decimal("0.015")  # the first intent wins
+    assert again.state.status is OrderStatus.SUBMITTING
+    assert again.signal_ids == (signal_id,)
+    assert again.trace_id == "t1"
+    async with factory() as uow:
+        assert [o.uuid for o in await uow.orders.submitting(is_dry_run=False)] == [first.uuid]
+        assert await uow.orders.submitting(is_dry_run=True) == []
+        assert [o.uuid for o in await uow.orders.for_signal(signal_id)] == [first.uuid]
+
+
+async def test_state_round_trips_through_the_row(pool: asyncpg.Pool) -> None:
+    signal_id = await insert_signal(pool)
+    link = order_link_id("om", signal_id, 1)
+    factory = PostgresUnitOfWorkFactory(pool)
+    async with factory() as uow:
+        row, _ = await uow.orders.add_intent(
+            _intent(link), signal_id=signal_id, leg=1, trace_id="t", is_dry_run=False
+        )
+        acked = acknowledge(row.state, "ex-1", NOW + timedelta(milliseconds=5))
+        row = await uow.orders.save(row, acked.state)
+        await uow.commit()
+    assert row.state.status is OrderStatus.PENDING
+    assert row.state.order_id == "ex-1"
+    assert row.submitted_at is not None
+
+    update = ExchangeOrderUpdate.from_bybit(
+        {
+            "orderId": "ex-1",
+            "orderLinkId": link,
+            "symbol": "BTCUSDT",
+            "side": "Buy",
+            "orderType": "Limit",
+            "orderStatus": "PartiallyFilled",
+            "qty": "0.015",
+            "price": "64000.1",
+            "cumExecQty": "0.005",
+            "cumExecValue": "320.0005",
+            "cumExecFee": "0.176",
+            "avgPrice": "64000.1",
+            "leavesQty": "0.010",
+            "timeInForce": "GTC",
+            "updatedTime": "1795867200100",
+            "createdTime": "1795867200000",
+            "category": "linear",
+        }
+    )
+    async with factory() as uow:
+        locked = await uow.orders.get(link, for_update=True)
+        assert locked is not None
+        result = apply_update(locked.state, update)
+        assert result.applied
+        await uow.orders.save(locked, result.state)
+        await uow.commit()
+    async with factory() as uow:
+        loaded = await uow.orders.get_by_order_id("ex-1")
+        open_rows = await uow.orders.open_orders(Category.LINEAR, "BTCUSDT", is_dry_run=False)
+    assert loaded is not None
+    assert loaded.state.status is OrderStatus.PARTIALLY_FILLED
+    assert loaded.state.last_update == update  # the freshness key survives the round trip
+    assert loaded.state.filled_qty == Decimal("0.005")
+    assert apply_update(loaded.state, update).outcome.value == "duplicate"
+    assert [o.uuid for o in open_rows] == [loaded.uuid]
+
+
+async def test_exchange_calls_are_audited(pool: asyncpg.Pool) -> None:
+    factory = PostgresUnitOfWorkFactory(pool)
+    async with factory() as uow:
+        await uow.orders.record_exchange_call(
+            action="order.create",
+            request={"symbol": "BTCUSDT", "qty": Decimal("0.015")},
+            response=None,
+            ok=False,
+            ret_code=110007,
+            error_kind="insufficient_funds",
+            message="ab not enough for new order",
+            duration_ms=3.5,
+            trace_id="trace-x",
+            signal_id=None,
+            order_uuid=None,
+            order_link_id="om-x-1",
+            is_dry_run=False,
+        )
+        await uow.commit()
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM audit_log WHERE trace_id = 'trace-x'")
+    assert row is not None
+    assert row["kind"] == "exchange_call"
+    assert row["ret_code"] == 110007
+    assert row["request"] == {"symbol": "BTCUSDT", "qty": "0.015"}
+    assert row["error"] == "ab not enough for new order"
+    assert row["entity_id"] == "om-x-1"
