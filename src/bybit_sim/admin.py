@@ -265,11 +265,15 @@ async def post_ws_drop(request: web.Request) -> web.Response:
     stream = body.get("stream", "private")
     if stream not in ("private", "public", "all"):
         raise AdminInputError(f"'stream' must be private, public or all, got {stream!r}")
+    mode = body.get("mode", "close")
+    if mode not in ("close", "abort"):
+        raise AdminInputError(f"'mode' must be close or abort, got {mode!r}")
+    abort = mode == "abort"
     dropped = 0
     if stream in ("private", "all"):
-        dropped += request.config_dict[ws_private.HUB].drop_all()
+        dropped += request.config_dict[ws_private.HUB].drop_all(abort)
     if stream in ("public", "all"):
-        dropped += request.config_dict[ws_public.HUB].registry.drop_all()
+        dropped += request.config_dict[ws_public.HUB].registry.drop_all(abort)
     return json_response({"dropped": dropped})
 
 

@@ -45,7 +45,7 @@ REST_KINDS: Final[dict[str, dict[str, Any]]] = {
     "rate_limit": {"reset_ms": 1_000, "limit": 10},
 }
 WS_KINDS: Final[dict[str, dict[str, Any]]] = {
-    "drop": {"after_messages": 0},
+    "drop": {"after_messages": 0, "mode": "close"},
     "delay": {"ms": None},
     "duplicate": {},
     "reorder": {"hold_ms": 1_000},
@@ -53,6 +53,7 @@ WS_KINDS: Final[dict[str, dict[str, Any]]] = {
 }
 HTTP_FAULT_STATUSES: Final = (500, 502, 503, 504)
 TIMEOUT_MODES: Final = ("hold", "close")
+DROP_MODES: Final = ("close", "abort")
 
 _GATEWAY_BODIES: Final[dict[int, str]] = {
     502: "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -263,6 +264,8 @@ def _parse_params(kind: str, allowed: dict[str, Any], raw: Any) -> dict[str, Any
         raise FaultSpecError(f"param 'status' must be one of {list(HTTP_FAULT_STATUSES)}")
     if kind == "timeout_after_execute" and params["mode"] not in TIMEOUT_MODES:
         raise FaultSpecError(f"param 'mode' must be one of {list(TIMEOUT_MODES)}")
+    if kind == "drop" and params["mode"] not in DROP_MODES:
+        raise FaultSpecError(f"param 'mode' must be one of {list(DROP_MODES)}")
     if kind == "ret_code" and params["retCode"] == 0:
         raise FaultSpecError("param 'retCode' must be non-zero (0 is success)")
     return params

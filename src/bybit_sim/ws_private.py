@@ -16,6 +16,7 @@ task sends it), so the engine never waits for a socket.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -89,8 +90,13 @@ def _now_ms() -> int:
 class PrivateConnection(StreamConnection):
     """A private stream client: plus the API key it authenticated with."""
 
-    def __init__(self, ws: web.WebSocketResponse, faults: FaultInjector) -> None:
-        super().__init__(ws, faults, "ws_private")
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        faults: FaultInjector,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
+        super().__init__(ws, faults, "ws_private", transport)
         self.api_key: str | None = None
 
     @property
@@ -108,9 +114,9 @@ class PrivateHub:
     def connections(self) -> set[StreamConnection]:
         return self.registry.connections
 
-    def drop_all(self) -> int:
+    def drop_all(self, abort: bool = False) -> int:
         """Close every private connection now (admin ``POST /sim/ws/drop``)."""
-        return self.registry.drop_all()
+        return self.registry.drop_all(abort)
 
     def on_private(self, topic: str, items: list[dict[str, Any]]) -> None:
         """Engine listener: one change of ``topic`` (order/execution/position/wallet)."""
@@ -289,7 +295,7 @@ async def private_stream(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[HUB]
     ws = web.WebSocketResponse(autoping=True, compress=False)
     await ws.prepare(request)
-    conn = PrivateConnection(ws, state.faults)
+    conn = PrivateConnection(ws, state.faults, request.transport)
     hub.registry.add(conn)
     try:
         async for msg in ws:

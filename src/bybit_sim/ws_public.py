@@ -313,7 +313,7 @@ def _stream_handler(category: str) -> Any:
         hub = request.app[HUB]
         ws = web.WebSocketResponse(autoping=True, compress=False)
         await ws.prepare(request)
-        conn = StreamConnection(ws, request.app[STATE].faults, "ws_public")
+        conn = StreamConnection(ws, request.app[STATE].faults, "ws_public", request.transport)
         hub.registry.add(conn)
         try:
             async for msg in ws:

@@ -44,9 +44,12 @@ class StreamConnection:
         ws: web.WebSocketResponse,
         faults: FaultInjector,
         target: str,
+        transport: asyncio.Transport | None = None,
         queue_limit: int = QUEUE_LIMIT,
     ) -> None:
         self.ws = ws
+        self.transport = transport
+        self._abort = False
         self.faults = faults
         self.target = target
         self.conn_id = str(uuid.uuid4())
@@ -77,11 +80,16 @@ class StreamConnection:
             )
             self.drop()
 
-    def drop(self) -> None:
-        """Close the connection as soon as possible (queued messages are discarded)."""
+    def drop(self, abort: bool = False) -> None:
+        """Close the connection as soon as possible (queued messages are discarded).
+
+        ``abort`` resets the TCP connection without a WebSocket close frame, like a network
+        failure; otherwise the server sends a normal close frame.
+        """
         if self.closing:
             return
         self.closing = True
+        self._abort = abort
         while not self._queue.empty():
             self._queue.get_nowait()
         self._queue.put_nowait(None)
@@ -122,7 +130,8 @@ class StreamConnection:
                 kind = rule.kind if rule is not None else None
                 if kind == "pause":
                     continue  # lost for this client; the state is still visible via REST
-                if kind == "drop":
+                if kind == "drop" and rule is not None:
+                    self._abort = rule.params["mode"] == "abort"
                     break
                 if kind == "reorder" and held is None and rule is not None:
                     held = text
@@ -140,7 +149,9 @@ class StreamConnection:
             log.info("ws %s: send failed (%s), closing", self.conn_id, exc)
         finally:
             self.closing = True
-            if not self.ws.closed:
+            if self._abort and self.transport is not None:
+                self.transport.abort()
+            elif not self.ws.closed:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await self.ws.close()
 
@@ -161,9 +172,9 @@ class ConnectionRegistry:
     def discard(self, conn: StreamConnection) -> None:
         self.connections.discard(conn)
 
-    def drop_all(self) -> int:
+    def drop_all(self, abort: bool = False) -> int:
         """Close every connection now; returns how many were open."""
         live = [c for c in self.connections if not c.closing]
         for conn in live:
-            conn.drop()
+            conn.drop(abort)
         return len(live)

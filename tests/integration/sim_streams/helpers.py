@@ -126,6 +126,7 @@ class WsClient:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse):
         self.ws = ws
         self.received: list[dict[str, Any]] = []
+        self.close_type: aiohttp.WSMsgType | None = None  # CLOSE = close frame, else reset
 
     @classmethod
     async def connect(cls, session: aiohttp.ClientSession, url: str) -> WsClient:
@@ -138,6 +139,7 @@ class WsClient:
         """The next message; raises ConnectionError if the server closed the socket."""
         msg = await self.ws.receive(timeout=within)
         if msg.type != aiohttp.WSMsgType.TEXT:
+            self.close_type = msg.type
             raise ConnectionError(f"websocket closed: {msg.type!r}")
         data: dict[str, Any] = json.loads(msg.data)
         self.received.append(data)

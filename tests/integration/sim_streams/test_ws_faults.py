@@ -106,6 +106,7 @@ async def test_drop_after_n_messages_then_reconnect_works(
     assert _order_ids(await client.topic("order")) == [a]
     await _order(rest)  # this message triggers the drop and is lost
     assert await client.closed()
+    assert client.close_type == aiohttp.WSMsgType.CLOSE
     again = await _stream(http, ws_base, credentials)
     c = await _order(rest)
     assert _order_ids(await again.topic("order")) == [c]
@@ -124,3 +125,25 @@ async def test_admin_drop_closes_private_connections_now(
     pong = await again.request({"op": "ping"})
     assert pong["op"] == "pong"
     await again.close()
+
+
+async def test_drop_abort_resets_without_close_frame(
+    http: aiohttp.ClientSession, ws_base: str, credentials: Creds, rest: SimRest
+) -> None:
+    client = await _stream(http, ws_base, credentials)
+    await rest.add_fault(
+        target="ws_private", topic="order", kind="drop", count=1, params={"mode": "abort"}
+    )
+    await _order(rest)
+    assert await client.closed()
+    assert client.close_type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+
+
+async def test_admin_drop_abort(
+    http: aiohttp.ClientSession, ws_base: str, credentials: Creds, rest: SimRest
+) -> None:
+    client = await _stream(http, ws_base, credentials)
+    reply = await rest.admin("POST", "/ws/drop", {"mode": "abort"})
+    assert reply == {"dropped": 1}
+    assert await client.closed()
+    assert client.close_type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
