@@ -17,20 +17,10 @@ import json
 import sys
 from typing import Annotated, NoReturn
 
-import alembic.util
-import asyncpg
-import sqlalchemy.exc
 import typer
 
 from order_manager.config import ConfigError, Settings, load_settings, redact_url
 
-MIGRATION_ERRORS = (
-    OSError,
-    ValueError,
-    asyncpg.PostgresError,
-    sqlalchemy.exc.SQLAlchemyError,
-    alembic.util.CommandError,
-)
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
@@ -41,6 +31,22 @@ migrate_app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(migrate_app, name="migrate")
+
+
+def _migration_errors() -> tuple[type[Exception], ...]:
+    """What a migration command reports as a failure (imported lazily: alembic and SQLAlchemy
+    take a second to import, and config-check must stay fast)."""
+    import alembic.util
+    import asyncpg
+    import sqlalchemy.exc
+
+    return (
+        OSError,
+        ValueError,
+        asyncpg.PostgresError,
+        sqlalchemy.exc.SQLAlchemyError,
+        alembic.util.CommandError,
+    )
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -108,7 +114,7 @@ def migrate(
     try:
         migrations.upgrade(dsn, revision)
         current = asyncio.run(migrations.current_revision(dsn))
-    except MIGRATION_ERRORS as exc:
+    except _migration_errors() as exc:
         _fail(f"migration failed on {redact_url(dsn)}: {exc}", EXIT_FAILURE)
     typer.echo(f"database {redact_url(dsn)} at revision {current}")
 
@@ -125,7 +131,7 @@ def migrate_downgrade(
     try:
         migrations.downgrade(dsn, revision)
         current = asyncio.run(migrations.current_revision(dsn))
-    except MIGRATION_ERRORS as exc:
+    except _migration_errors() as exc:
         _fail(f"downgrade failed on {redact_url(dsn)}: {exc}", EXIT_FAILURE)
     typer.echo(f"database {redact_url(dsn)} at revision {current or 'base'}")
 
@@ -158,7 +164,7 @@ def _check_schema(settings: Settings, auto_migrate: bool) -> None:
         if auto_migrate:
             migrations.upgrade(dsn)
         current = asyncio.run(migrations.current_revision(dsn))
-    except MIGRATION_ERRORS as exc:
+    except _migration_errors() as exc:
         _fail(f"PostgreSQL at {redact_url(dsn)} unreachable: {exc}", EXIT_FAILURE)
     head = migrations.head_revision()
     if current != head:
