@@ -20,7 +20,6 @@ import httpx
 import pytest
 from fastapi import APIRouter, Query
 
-from bybit_sim.config import SimConfig
 from bybit_sim.server import SimServer
 from order_manager.api.app import create_app
 from order_manager.api.probes import Probes
@@ -47,12 +46,6 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[SimServer]:
-    async with SimServer(SimConfig(port=0)) as server:
-        yield server
 
 
 def settings_for(db_url: str, amqp_url: str, rest_url: str) -> Settings:
