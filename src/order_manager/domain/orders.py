@@ -41,8 +41,9 @@ Rules (``apply_update`` for order objects, ``apply_execution`` for fills):
 Public API: ``OrderStatus``, ``BybitOrderStatus``, ``map_bybit_status``, ``ExchangeOrderUpdate``
 (``from_bybit``), ``Execution`` (``from_bybit``), ``OrderState`` (``submitting`` constructor and
 derived ``filled_qty``/``average_price``/``fees``/``remaining_qty``), ``apply_update``,
-``apply_execution``, ``acknowledge``, ``mark_rejected``, ``mark_failed``, ``OrderEvent``,
-``OrderEventType``, ``FillDelta``, ``UpdateOutcome``, ``UpdateResult``.
+``apply_execution``, ``acknowledge``, ``mark_rejected``, ``mark_failed``, ``OrderState.adopted``
+(unknown orders: build the state from the exchange's object), ``OrderEvent``, ``OrderEventType``,
+``FillDelta``, ``UpdateOutcome``, ``UpdateResult``.
 """
 
 from __future__ import annotations
@@ -202,7 +203,13 @@ def _dec(value: Any) -> Decimal:
         return ZERO
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise ValueError(f"expected a decimal string, got {value!r}")
-    return Decimal(value)
+    try:
+        result = Decimal(value)
+    except ArithmeticError as exc:  # decimal.InvalidOperation is not a ValueError
+        raise ValueError(f"not a decimal: {value!r}") from exc
+    if not result.is_finite():
+        raise ValueError(f"not a finite decimal: {value!r}")
+    return result
 
 
 def _opt_dec(value: Any) -> Decimal | None:
@@ -213,7 +220,9 @@ def _opt_dec(value: Any) -> Decimal | None:
 def ms_to_datetime(value: Any) -> datetime:
     """Bybit millisecond timestamp (string or int) -> aware UTC datetime."""
     millis = int(value)
-    return datetime.fromtimestamp(millis / 1000, tz=UTC).replace(microsecond=(millis % 1000) * 1000)
+    return datetime.fromtimestamp(millis // 1000, tz=UTC).replace(
+        microsecond=(millis % 1000) * 1000
+    )
 
 
 def _tif(value: Any) -> TimeInForce | None:
@@ -268,7 +277,16 @@ class ExchangeOrderUpdate:
 
     @classmethod
     def from_bybit(cls, obj: Mapping[str, Any]) -> ExchangeOrderUpdate:
-        """Build from a raw Bybit V5 order object (numbers are strings). Raises ValueError."""
+        """Build from a raw Bybit V5 order object (numbers are strings).
+
+        Raises ValueError (naming the problem) for a missing or malformed field."""
+        try:
+            return cls._from_bybit(obj)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed Bybit order object: {exc!r}") from exc
+
+    @classmethod
+    def _from_bybit(cls, obj: Mapping[str, Any]) -> ExchangeOrderUpdate:
         fee = _dec(obj.get("cumExecFee"))
         detail = obj.get("cumFeeDetail")
         if fee == 0 and isinstance(detail, Mapping) and detail:
@@ -328,6 +346,14 @@ class Execution:
 
     @classmethod
     def from_bybit(cls, obj: Mapping[str, Any]) -> Execution:
+        """Build from a raw Bybit execution item; ValueError for a malformed one."""
+        try:
+            return cls._from_bybit(obj)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed Bybit execution: {exc!r}") from exc
+
+    @classmethod
+    def _from_bybit(cls, obj: Mapping[str, Any]) -> Execution:
         category = obj.get("category")
         return cls(
             exec_id=str(obj["execId"]),
@@ -413,6 +439,27 @@ class OrderState:
             stop_loss=stop_loss,
             updated_at=created_at,
         )
+
+    @classmethod
+    def adopted(cls, update: ExchangeOrderUpdate, category: Category) -> UpdateResult:
+        """State for an order we have no row for (placed before a crash, by hand, elsewhere):
+        built from the exchange's object, then ``update`` applied (events included)."""
+        seed = cls.submitting(
+            order_link_id=update.order_link_id,
+            category=update.category or category,
+            symbol=update.symbol,
+            side=update.side,
+            order_type=update.order_type,
+            qty=update.qty,
+            price=update.price if update.order_type is OrderType.LIMIT else None,
+            time_in_force=update.time_in_force,
+            created_at=update.created_time or update.updated_time,
+            reduce_only=update.reduce_only,
+            position_idx=update.position_idx,
+            take_profit=update.take_profit,
+            stop_loss=update.stop_loss,
+        )
+        return apply_update(replace(seed, order_id=update.order_id or None), update)
 
     # -- derived fill figures ---------------------------------------------------------------
 

@@ -430,7 +430,9 @@ def _plan(
     now: datetime,
     notes: list[str],
 ) -> Plan:
-    if (instrument.category, instrument.symbol) != (signal.category, signal.asset):
+    if instrument.symbol != signal.asset or signal.category_or(instrument.category) is not (
+        instrument.category
+    ):
         raise ValueError("instrument does not match the signal")
     if not instrument.is_trading:
         raise _Refused(RejectCode.ASSET_NOT_TRADING, f"{instrument.symbol} is not trading")

@@ -36,7 +36,9 @@ from order_manager.domain.orders import Execution
 
 @dataclass(frozen=True, slots=True)
 class PositionFill:
-    """One fill as it affects a position."""
+    """One fill as it affects a position.
+
+    Bybit executions do not carry ``positionIdx``: take it from the order the fill belongs to."""
 
     side: Side
     qty: Decimal

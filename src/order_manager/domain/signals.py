@@ -11,12 +11,13 @@ Public API:
   ``signal_type`` case-insensitive, ``asset`` upper-cased, ISO 8601 timestamps (no offset or
   ``Z`` = UTC), recognised ``metadata`` keys, advisory ``market_data_snapshot``. Unknown fields
   are kept in ``TradingSignal.extra`` (and everything in ``TradingSignal.raw``).
-- ``validate_signal(signal, *, instruments, now, max_age, max_future_skew) -> TradingSignal |
-  SignalRejection`` — checks that need state: the asset exists in the instrument cache for the
-  signal's category (``unknown_asset``) and is trading (``asset_not_trading``); the signal is not
-  older than ``max_age`` (``stale_signal``) nor further than ``max_future_skew`` in the future
+- ``validate_signal(signal, *, instruments, now, max_age, max_future_skew, default_category)
+  -> TradingSignal | SignalRejection`` — checks that need state: the asset exists in the
+  instrument cache under ``metadata.category`` or ``default_category`` (``unknown_asset``) and
+  is trading (``asset_not_trading``); the signal is not older than ``max_age``
+  (``stale_signal``) nor further than ``max_future_skew`` in the future
   (``timestamp_in_future``); ``metadata.expires_at`` has not passed (``signal_expired``).
-- ``intake_signal(body, *, instruments, now, max_age, max_future_skew)``: both steps.
+- ``intake_signal(body, *, instruments, now, max_age, ...)``: both steps.
 - ``SignalRejection``: a ``Rejection`` plus ``signal_id`` (when one could be read, so the intake
   can record the outcome) and ``trace_id``. ``dead_letter`` is True for malformed messages
   (see ``rejections.DEAD_LETTER_CODES``).
@@ -134,7 +135,7 @@ class SignalMetadata:
     post_only: bool | None = None
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
-    category: Category = Category.LINEAR
+    category: Category | None = None  # None: the service's default (linear per messages.md)
     position_idx: PositionIdx | None = None
     max_slippage_bps: Decimal | None = None
     expires_at: datetime | None = None
@@ -177,7 +178,12 @@ class TradingSignal:
 
     @property
     def category(self) -> Category:
-        return self.metadata.category
+        """``metadata.category``, else ``linear`` (the contract's default)."""
+        return self.metadata.category or Category.LINEAR
+
+    def category_or(self, default: Category) -> Category:
+        """``metadata.category``, else the service's configured default category."""
+        return self.metadata.category or default
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,8 +490,11 @@ def validate_signal(
     now: datetime,
     max_age: timedelta,
     max_future_skew: timedelta = timedelta(seconds=5),
+    default_category: Category = Category.LINEAR,
 ) -> TradingSignal | SignalRejection:
-    """Checks against the instrument cache and the clock (``now`` must be aware UTC)."""
+    """Checks against the instrument cache and the clock (``now`` must be aware UTC).
+
+    The instrument is looked up under ``metadata.category`` or ``default_category``."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
 
@@ -494,14 +503,15 @@ def validate_signal(
             code, message, details, signal_id=signal.signal_id, trace_id=signal.trace_id
         )
 
-    instrument = instruments.get((signal.category, signal.asset))
+    category = signal.category_or(default_category)
+    instrument = instruments.get((category, signal.asset))
     if instrument is None:
         return reject(
             RejectCode.UNKNOWN_ASSET,
-            f"{signal.asset} is not a known {signal.category.value} instrument",
+            f"{signal.asset} is not a known {category.value} instrument",
             field="asset",
             asset=signal.asset,
-            category=signal.category.value,
+            category=category.value,
         )
     if not instrument.is_trading:
         return reject(
@@ -541,11 +551,17 @@ def intake_signal(
     now: datetime,
     max_age: timedelta,
     max_future_skew: timedelta = timedelta(seconds=5),
+    default_category: Category = Category.LINEAR,
 ) -> TradingSignal | SignalRejection:
     """``parse_signal`` then ``validate_signal``."""
     parsed = parse_signal(body)
     if isinstance(parsed, SignalRejection):
         return parsed
     return validate_signal(
-        parsed, instruments=instruments, now=now, max_age=max_age, max_future_skew=max_future_skew
+        parsed,
+        instruments=instruments,
+        now=now,
+        max_age=max_age,
+        max_future_skew=max_future_skew,
+        default_category=default_category,
     )

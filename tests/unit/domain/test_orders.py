@@ -381,3 +381,56 @@ def test_any_permutation_with_duplicates_ends_in_the_same_state(
     terminal = [e for e in events if e in ("filled", "cancelled")]
     assert len(terminal) <= 1
     assert events.count("created") == 1
+
+
+def test_unknown_orders_are_adopted_from_the_exchange_object() -> None:
+    external = replace(
+        update(BybitOrderStatus.PARTIALLY_FILLED, 7, "0.2"), order_link_id="", order_id="manual-1"
+    )
+    result = OrderState.adopted(external, Category.LINEAR)
+    assert result.applied
+    assert (
+        result.state.order_id == "manual-1" and result.state.status is OrderStatus.PARTIALLY_FILLED
+    )
+    assert [e.event_type for e in result.events] == [
+        OrderEventType.CREATED,
+        OrderEventType.PARTIALLY_FILLED,
+    ]
+    later = apply_update(result.state, replace(external, updated_time=NOW + timedelta(seconds=1)))
+    assert later.outcome is UpdateOutcome.APPLIED  # matched by orderId, no link id needed
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {},
+        {"orderId": "x", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit"},
+        {
+            "orderId": "x",
+            "symbol": "BTCUSDT",
+            "side": "Buy",
+            "orderType": "Limit",
+            "orderStatus": "New",
+            "qty": "abc",
+            "updatedTime": "1",
+        },
+        {
+            "orderId": "x",
+            "symbol": "BTCUSDT",
+            "side": "Up",
+            "orderType": "Limit",
+            "orderStatus": "New",
+            "updatedTime": "1",
+        },
+    ],
+)
+def test_malformed_exchange_objects_raise_value_error(broken: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        ExchangeOrderUpdate.from_bybit(broken)
+    with pytest.raises(ValueError):
+        Execution.from_bybit(broken)
+
+
+def test_millisecond_timestamps_are_exact() -> None:
+    assert ms_to_datetime(1684738540999).microsecond == 999000
+    assert ms_to_datetime("1684738540999").second == 40

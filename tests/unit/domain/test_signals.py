@@ -320,3 +320,26 @@ def test_arbitrary_field_values_never_raise(overrides: dict[str, Any]) -> None:
     if isinstance(result, SignalRejection):
         assert result.code in set(RejectCode)
         assert result.message
+
+
+def test_default_category_is_configurable() -> None:
+    spot_instruments = {(Category.SPOT, "BTCUSDT"): btc(category=Category.SPOT)}
+    signal = parsed()
+    assert signal.metadata.category is None and signal.category is Category.LINEAR
+    ok = validate_signal(
+        signal,
+        instruments=spot_instruments,
+        now=NOW,
+        max_age=timedelta(seconds=60),
+        default_category=Category.SPOT,
+    )
+    assert ok is signal
+    explicit = parsed(metadata={"category": "linear"})
+    refused = validate_signal(
+        explicit,
+        instruments=spot_instruments,
+        now=NOW,
+        max_age=timedelta(seconds=60),
+        default_category=Category.SPOT,
+    )
+    assert isinstance(refused, SignalRejection) and refused.code is RejectCode.UNKNOWN_ASSET
