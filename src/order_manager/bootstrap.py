@@ -110,6 +110,16 @@ class Container:
         return self.db_pool
 
     async def start(self) -> None:
+        """Open every resource and start every component; on failure, close what was opened
+        and re-raise (a `StartupError` names the unreachable dependency)."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            self.db_pool = self.amqp = self.http = None
+            raise
+
+    async def _start(self) -> None:
         s = self.settings
         log.info("starting", config=s.redacted_dict())
         self.db_pool = await _retry_until(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from fastapi import APIRouter, Query
 from bybit_sim.server import SimServer
 from order_manager.api.app import create_app
 from order_manager.api.probes import Probes
-from order_manager.bootstrap import Container, build_container
+from order_manager.bootstrap import Container, StartupError, build_container
 from order_manager.config import Settings, load_settings
 
 pytestmark = pytest.mark.integration
@@ -154,6 +155,20 @@ async def test_ready_is_503_when_the_exchange_is_unreachable(db_url: str, amqp_u
             assert health.json()["checks"]["exchange"]["ok"] is False
     finally:
         await container.stop()
+
+
+async def test_start_fails_cleanly_when_a_dependency_is_unreachable(db_url: str) -> None:
+    settings = load_settings(
+        environ={
+            "ORDERMANAGER_DATABASE_URL": db_url,
+            "ORDERMANAGER_RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/",
+            "ORDERMANAGER_STARTUP_TIMEOUT_SECONDS": "0.5",
+        }
+    )
+    container = build_container(settings)
+    with pytest.raises(StartupError, match=re.escape("RabbitMQ at amqp://guest:***@127.0.0.1")):
+        await container.start()
+    assert container.db_pool is None  # the pool opened before the failure was closed
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}])
