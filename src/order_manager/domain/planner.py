@@ -31,9 +31,9 @@ asked).
 
 Position logic (derivatives; spot has no positions):
   * same direction as the position (or flat) -> scale-in: an opening leg;
-  * opposite direction -> a ``reduceOnly`` leg up to the position size (the whole position when
-    the amount covers it); the remainder flips the position only with ``allow_position_flip``,
-    otherwise it is dropped (noted);
+  * opposite direction -> a ``reduceOnly`` leg up to the position size not yet covered by our
+    resting reduce-only orders (the whole position when the amount covers it); the remainder
+    flips the position only with ``allow_position_flip``, otherwise it is dropped (noted);
   * opening a short needs ``allow_short``; ``metadata.reduce_only`` keeps only reducing legs;
   * hedge mode: longs live in positionIdx 1, shorts in 2; a buy first reduces a short (idx 2),
     a sell first reduces a long (idx 1); ``metadata.position_idx`` picks the book explicitly.
@@ -283,9 +283,29 @@ def _intents(
             raise _Refused(RejectCode.SHORT_NOT_ALLOWED, "opening a short position is disabled")
         return _Intent(LegIntent.OPEN, side, amount, idx)
 
+    covering = account.orders_for(category, symbol)
+
+    def free_to_reduce(held: Decimal, idx: PositionIdx) -> Decimal:
+        """Position not yet covered by our resting reduce-only orders on the same side."""
+        resting = sum(
+            (
+                o.remaining_qty
+                for o in covering
+                if o.reduce_only and o.side is side and o.position_idx == idx
+            ),
+            ZERO,
+        )
+        if resting:
+            notes.append(f"{min(resting, held)} of the position already has reduce-only orders")
+        return max(ZERO, held - resting)
+
+    def reduce_leg(held: Decimal, idx: PositionIdx) -> list[_Intent]:
+        free = min(qty, free_to_reduce(held, idx))
+        return [_Intent(LegIntent.REDUCE, side, free, idx)] if free > 0 else []
+
     def against(position_size: Decimal, idx: PositionIdx, open_idx: PositionIdx) -> list[_Intent]:
         held = abs(position_size)
-        legs = [_Intent(LegIntent.REDUCE, side, min(qty, held), idx)]
+        legs = reduce_leg(held, idx)
         remainder = qty - held
         if remainder > 0:
             if only_reduce:
@@ -295,6 +315,11 @@ def _intents(
                 legs.append(open_leg(remainder, open_idx))
             else:
                 notes.append(f"flip disabled: {remainder} beyond the position dropped")
+        if not legs:
+            raise _Refused(
+                RejectCode.NO_POSITION_TO_REDUCE,
+                "the position is already covered by resting reduce-only orders",
+            )
         return legs
 
     if config.position_mode is PositionMode.ONE_WAY:
@@ -326,7 +351,13 @@ def _intents(
         if other == 0:
             raise _Refused(RejectCode.NO_POSITION_TO_REDUCE, "no opposite position to reduce")
         if meta.position_idx is other_idx:
-            return [_Intent(LegIntent.REDUCE, side, min(qty, abs(other)), other_idx)]
+            legs = reduce_leg(abs(other), other_idx)
+            if not legs:
+                raise _Refused(
+                    RejectCode.NO_POSITION_TO_REDUCE,
+                    "the position is already covered by resting reduce-only orders",
+                )
+            return legs
         return against(other, other_idx, own_idx)
     return [open_leg(qty, own_idx)]
 

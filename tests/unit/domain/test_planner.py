@@ -586,3 +586,16 @@ def test_plan_invariants(
     assert reduced <= abs(pos_size)
     assert [p.leg for p in places] == list(range(1, len(places) + 1))
     assert len({p.order_link_id for p in places}) == len(places)
+
+
+def test_reduce_legs_skip_what_resting_reduce_only_orders_already_cover() -> None:
+    covered = resting(Side.SELL, qty="0.006", reduce_only=True, link="om-r-1")
+    account = replace(long("0.010"), open_orders=(covered,))
+    p = run({"signal_type": SignalType.SELL}, account=account)
+    assert [(pl.qty, pl.reduce_only) for pl in p.places] == [(D("0.004"), True)]
+    assert p.cancels == ()  # same-side reduce-only orders stay
+    full = replace(long("0.010"), open_orders=(replace(covered, qty=D("0.010")),))
+    refused = run({"signal_type": SignalType.SELL}, account=full)
+    assert rejected_code(refused) is RejectCode.NO_POSITION_TO_REDUCE
+    flip = run({"signal_type": SignalType.SELL}, account=full, allow_position_flip=True)
+    assert [(pl.qty, pl.intent) for pl in flip.places] == [(D("0.005"), LegIntent.OPEN)]
