@@ -59,6 +59,7 @@ placed at once (no time slicing).
 TP/SL: ``metadata.stop_loss``/``take_profit`` (or ``default_stop_loss_pct``/
 ``default_take_profit_pct`` of the reference price) are attached to opening legs (exchange-
 native, so they survive our outages); they must lie on the right side of the reference price.
+A signal with TP/SL never amends a resting order (it places its own, carrying them).
 
 Public API: ``PlannerConfig``, ``PendingLimitPolicy``, ``plan(signal, account, instrument,
 market, config, now) -> Plan``, ``stale_orders(open_orders, now, max_age) -> tuple[Cancel, ...]``,
@@ -518,6 +519,15 @@ def _plan(
             if extra:
                 notes.append(f"convert: {extra} from cancelled resting limits added")
 
+    # TP/SL are validated up front (a bad one rejects the signal) and attach to opening legs;
+    # a signal carrying them places its own order rather than amending one without them.
+    stop: Decimal | None = None
+    take: Decimal | None = None
+    opening_side = next((i.side for i in intents if i.kind is LegIntent.OPEN), None)
+    if opening_side is not None and instrument.category.has_positions:
+        stop, take = _tpsl(signal, opening_side, reference, instrument, config)
+    can_amend = config.amend_resting_orders and stop is None and take is None
+
     amends: list[Amend] = []
     places: list[tuple[_Intent, Decimal]] = []
     for intent in intents:
@@ -531,11 +541,7 @@ def _plan(
                 continue
             raise
         amend = None
-        if (
-            intent.kind is LegIntent.OPEN
-            and order_type is OrderType.LIMIT
-            and config.amend_resting_orders
-        ):
+        if intent.kind is LegIntent.OPEN and order_type is OrderType.LIMIT and can_amend:
             amend = _amend(intent, qty, price, same_side, instrument, market, config)
         if amend is not None:
             notes.append(f"amend {amend.order_link_id}: +{amend.added_qty} (many-to-one)")
@@ -569,12 +575,11 @@ def _plan(
             notes.append(f"split {qty} into {len(children)} orders of at most {cap}")
         for child in children:
             _check_minimums(child, reference, instrument, not opening and has_positions)
-        stop, take = (None, None)
-        if opening and instrument.category.has_positions:
-            stop, take = _tpsl(signal, intent.side, reference, instrument, config)
         slippage = None
         if order_type is OrderType.MARKET:
-            slippage = signal.metadata.max_slippage_bps or config.max_slippage_bps
+            slippage = signal.metadata.max_slippage_bps
+            if slippage is None:
+                slippage = config.max_slippage_bps
         for index, child in enumerate(children, start=1):
             leg += 1
             place_actions.append(
@@ -594,8 +599,8 @@ def _plan(
                     intent=intent.kind,
                     reference_price=reference,
                     notional=instrument.notional(child, reference),
-                    take_profit=take,
-                    stop_loss=stop,
+                    take_profit=take if opening else None,
+                    stop_loss=stop if opening else None,
                     slippage_tolerance_bps=slippage,
                     split_index=index,
                     split_count=len(children),

@@ -599,3 +599,11 @@ def test_reduce_legs_skip_what_resting_reduce_only_orders_already_cover() -> Non
     assert rejected_code(refused) is RejectCode.NO_POSITION_TO_REDUCE
     flip = run({"signal_type": SignalType.SELL}, account=full, allow_position_flip=True)
     assert [(pl.qty, pl.intent) for pl in flip.places] == [(D("0.005"), LegIntent.OPEN)]
+
+
+def test_signals_with_tpsl_place_their_own_order_instead_of_amending() -> None:
+    account = AccountState(balances={"USDT": D(100000)}, open_orders=(resting(),))
+    p = run({"metadata": {"stop_loss": D("60000")}}, account=account)
+    assert p.amends == () and only_place(p).stop_loss == D("60000.0")
+    bad = run({"metadata": {"stop_loss": D("65000")}}, account=account)
+    assert rejected_code(bad) is RejectCode.INVALID_TPSL
