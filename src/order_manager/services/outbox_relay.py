@@ -1,0 +1,178 @@
+"""The outbox relay: committed event rows -> RabbitMQ, in order, at least once.
+
+Loop::
+
+    wait for NOTIFY outbox (or the sweep interval)   # LISTEN wake-up, periodic safety net
+    repeat: one transaction
+        claim the relay lock (one publisher at a time across instances)
+        read the oldest unpublished rows (id order)
+        publish each, waiting for the broker's confirm
+        mark the confirmed rows published, commit
+    until no rows are left
+
+Ordering: within one aggregate, id order equals sequence order (the outbox repository assigns
+both under the aggregate's lock), and rows are published strictly in id order; publishing
+stops at the first failure, so a later event never overtakes an earlier one.
+
+Broker outage: a failed publish is counted on the row (`attempts`, `last_error`), the rows
+published before it are still marked, and the relay retries with exponential backoff
+(`retry_base` .. `retry_max`). Nothing is lost and nothing is reordered; an event whose confirm
+was lost is published again (consumers dedupe by event_id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+from prometheus_client import Counter, Histogram
+
+from order_manager.services.ports.outbox import OutboxNotifications, OutboxRecord
+from order_manager.services.ports.publisher import EventPublisher
+from order_manager.services.ports.uow import UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
+
+PUBLISHED = Counter("om_outbox_published_total", "Outbox events confirmed by the broker", ["topic"])
+PUBLISH_FAILURES = Counter("om_outbox_publish_failures_total", "Failed outbox publish attempts")
+RELAY_LAG = Histogram(
+    "om_outbox_relay_lag_seconds",
+    "Commit of an outbox row to the broker's confirm",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+class RelayStalled(Exception):
+    """A publish failed; the relay backs off and retries (the events stay in the outbox)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        publisher: EventPublisher,
+        notifications: OutboxNotifications,
+        *,
+        batch_size: int = 100,
+        sweep_interval: float = 1.0,
+        retry_base: float = 0.05,
+        retry_max: float = 2.0,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._uow_factory = uow_factory
+        self._publisher = publisher
+        self._notifications = notifications
+        self._batch_size = batch_size
+        self._sweep_interval = sweep_interval
+        self._retry_base = retry_base
+        self._retry_max = retry_max
+        self._clock = clock
+        self.published_count = 0
+        self.failure_count = 0
+
+    async def relay_batch(self) -> int:
+        """Publish up to `batch_size` rows in one transaction; number published.
+
+        Raises `RelayStalled` after recording a failed publish."""
+        async with self._uow_factory() as uow:
+            if not await uow.outbox.claim_relay():
+                return 0
+            records = await uow.outbox.fetch_unpublished(self._batch_size)
+            published: list[int] = []
+            failure: tuple[OutboxRecord, BaseException] | None = None
+            for record in records:
+                try:
+                    await self._publish(record)
+                except (ConnectionError, TimeoutError, OSError) as exc:
+                    failure = (record, exc)
+                    break
+                published.append(record.id)
+            now = self._clock()
+            await uow.outbox.mark_published(published, now)
+            if failure is not None:
+                await uow.outbox.record_failure([failure[0].id], repr(failure[1]))
+            await uow.commit()
+        for record in records[: len(published)]:
+            PUBLISHED.labels(record.topic).inc()
+            RELAY_LAG.observe(max(0.0, (now - record.created_at).total_seconds()))
+        self.published_count += len(published)
+        if failure is not None:
+            self.failure_count += 1
+            PUBLISH_FAILURES.inc()
+            raise RelayStalled(f"event {failure[0].event_id} not published: {failure[1]!r}")
+        return len(published)
+
+    async def _publish(self, record: OutboxRecord) -> None:
+        await self._publisher.publish(
+            routing_key=record.topic,
+            body=record.payload,
+            message_id=str(record.event_id),
+            event_type=record.event_type,
+            timestamp=record.created_at,
+            trace_id=record.trace_id,
+            headers={
+                "x-om-event-type": record.event_type,
+                "x-om-aggregate-type": record.aggregate_type,
+                "x-om-aggregate-id": record.aggregate_id,
+                "x-om-sequence": record.sequence,
+                "x-om-dry-run": record.is_dry_run,
+            },
+        )
+
+    async def drain(self) -> int:
+        """Publish until the outbox holds nothing unpublished; total published."""
+        total = 0
+        while True:
+            count = await self.relay_batch()
+            total += count
+            if count < self._batch_size:
+                return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until `stop` is set (then finish the current batch and return)."""
+        await self._notifications.start()
+        delay = self._retry_base
+        try:
+            while not stop.is_set():
+                try:
+                    await self.drain()
+                    delay = self._retry_base
+                except RelayStalled as exc:
+                    log.warning("outbox relay stalled; retrying", error=str(exc), retry_in=delay)
+                    await _wait(stop, delay)
+                    delay = min(delay * 2, self._retry_max)
+                    continue
+                except Exception as exc:  # database trouble: keep the relay alive, retry
+                    self.failure_count += 1
+                    log.exception("outbox relay error; retrying", error=repr(exc), retry_in=delay)
+                    await _wait(stop, delay)
+                    delay = min(delay * 2, self._retry_max)
+                    continue
+                if stop.is_set():
+                    break
+                waiter = asyncio.ensure_future(self._notifications.wait(self._sweep_interval))
+                stopper = asyncio.ensure_future(stop.wait())
+                try:
+                    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for task in (waiter, stopper):
+                        if not task.done():
+                            task.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await task
+        finally:
+            await self._notifications.close()
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
