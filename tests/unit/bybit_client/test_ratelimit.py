@@ -136,6 +136,14 @@ def test_headers_adapt_capacity_and_block_until_reset() -> None:
     assert len(drain(core, 5.0)) == 1
 
 
+def test_an_explicit_override_is_not_replaced_by_the_header() -> None:
+    core = LimiterCore(RateLimitConfig(overrides={CREATE: 100}, safety_margin=0.0))
+    core.observe(CREATE, "linear", limit=10, remaining=9, reset_at=None, now=0.0)
+    for _ in range(50):
+        core.enqueue(CREATE, "linear", Priority.TRADE, 0.0)
+    assert len(drain(core, 0.0)) == 50
+
+
 def test_block_after_a_10006_holds_the_bucket() -> None:
     core = LimiterCore(CFG)
     core.block(CREATE, "linear", 3.0)

@@ -10,9 +10,9 @@ Waiting requests are served strictly by priority (cancel > create/amend > query)
 priority. A waiter only holds back lower-priority waiters on the buckets that are actually full
 for it, so a queue of creates never delays queries.
 
-The limiter adapts to the exchange's view: ``X-Bapi-Limit`` replaces the configured capacity
-(accounts can be upgraded), and ``X-Bapi-Limit-Status == 0`` or a 10006 blocks the bucket until
-``X-Bapi-Limit-Reset-Timestamp``.
+The limiter adapts to the exchange's view: ``X-Bapi-Limit`` replaces Bybit's default capacity
+(accounts can be upgraded; an explicit override in the config is kept), and
+``X-Bapi-Limit-Status == 0`` or a 10006 blocks the bucket until ``X-Bapi-Limit-Reset-Timestamp``.
 
 :class:`LimiterCore` is pure (time is passed in) and fully unit-tested; :class:`RateLimiter` drives
 it with the event loop.
@@ -255,7 +255,10 @@ class LimiterCore:
         if name is None:
             return
         bucket = self.buckets_for(path, category)[0]
-        if limit is not None and limit > 0:
+        # An explicitly configured limit is authoritative; Bybit's defaults follow the header
+        # (accounts can be upgraded beyond them).
+        overridden = name in self.config.overrides or path in self.config.overrides
+        if limit is not None and limit > 0 and not overridden:
             bucket.capacity = limit
         if remaining is not None and remaining <= 0 and reset_at is not None and reset_at > now:
             bucket.blocked_until = max(bucket.blocked_until, reset_at)
