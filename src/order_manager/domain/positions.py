@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -46,6 +47,7 @@ class PositionFill:
     fee: Decimal = ZERO
     exec_id: str = ""
     position_idx: PositionIdx = PositionIdx.ONE_WAY
+    exec_time: datetime | None = None
 
     @classmethod
     def from_execution(
@@ -58,6 +60,7 @@ class PositionFill:
             fee=execution.exec_fee,
             exec_id=execution.exec_id,
             position_idx=position_idx,
+            exec_time=execution.exec_time,
         )
 
 
@@ -186,10 +189,16 @@ def position_from_fills(
     fills: Iterable[PositionFill],
     position_idx: PositionIdx = PositionIdx.ONE_WAY,
 ) -> Position:
-    """Replay ``fills`` (in execution order) from flat; duplicate exec_ids count once."""
+    """Replay ``fills`` from flat; duplicate exec_ids count once.
+
+    When every fill has an ``exec_time`` they are replayed in (exec_time, exec_id) order, so the
+    result does not depend on the order the fills arrived in; otherwise in the given order."""
     position = Position.flat(category, symbol, position_idx)
+    ordered = list(fills)
+    if all(f.exec_time is not None for f in ordered):
+        ordered.sort(key=lambda f: (f.exec_time, f.exec_id))
     seen: set[str] = set()
-    for fill in fills:
+    for fill in ordered:
         if fill.exec_id:
             if fill.exec_id in seen:
                 continue

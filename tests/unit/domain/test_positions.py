@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
+from random import Random
 
 import pytest
 from hypothesis import given, settings
@@ -192,3 +194,20 @@ def test_position_size_is_the_sum_of_fills_and_cash_balances_when_flat(
     if pos.size != 0:
         assert pos.avg_entry_price is not None and pos.avg_entry_price > 0
         assert (pos.side is Side.BUY) == (pos.size > 0)
+
+
+@settings(max_examples=200)
+@given(fills_strategy, st.randoms(use_true_random=False))
+def test_fill_arrival_order_and_duplicates_do_not_change_the_position(
+    raw: list[tuple[Side, int, int, int]], rnd: Random
+) -> None:
+    fills = [
+        PositionFill(
+            side, D(q) / 1000, D(p) / 10, D(f) / 100, f"e{i}", exec_time=NOW + timedelta(seconds=i)
+        )
+        for i, (side, q, p, f) in enumerate(raw)
+    ]
+    expected = position_from_fills(Category.LINEAR, "BTCUSDT", fills)
+    delivered = fills + rnd.sample(fills, k=min(3, len(fills)))
+    rnd.shuffle(delivered)
+    assert position_from_fills(Category.LINEAR, "BTCUSDT", delivered) == expected
