@@ -22,10 +22,19 @@ from order_manager.services.ports.tracking import TrackingRepository
 
 
 class UnitOfWork(Protocol):
-    signals: SignalRepository
-    orders: OrderRepository
-    outbox: OutboxRepository
-    tracking: TrackingRepository
+    # Read-only members: a mutable Protocol attribute is invariant, so an implementation whose
+    # attribute has the concrete repository type would not match it.
+    @property
+    def signals(self) -> SignalRepository: ...
+
+    @property
+    def orders(self) -> OrderRepository: ...
+
+    @property
+    def outbox(self) -> OutboxRepository: ...
+
+    @property
+    def tracking(self) -> TrackingRepository: ...
 
     async def __aenter__(self) -> Self: ...
 
