@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
+from order_manager.adapters.bybit.config import BybitClientConfig, RetryConfig
+from order_manager.adapters.bybit.gateway import BybitGateway
+from order_manager.adapters.bybit.instruments import InstrumentCache
+from order_manager.adapters.bybit.metrics import metrics_for
+from order_manager.adapters.bybit.rest import BybitRestClient
 from order_manager.adapters.postgres.pool import create_pool
+from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
+from order_manager.domain.planner import PlannerConfig
+from order_manager.domain.risk import RiskLimits
+from order_manager.domain.signals import TradingSignal, parse_signal
+from order_manager.services.processor import Processor, ProcessorConfig
 
 
 @pytest.fixture
@@ -30,3 +45,100 @@ async def insert_signal(pool: asyncpg.Pool, signal_id: str | None = None) -> str
             json.loads('{"test": true}'),
         )
     return sid
+
+
+# ------------------------------------------------------------------------------ pipeline
+
+
+@dataclasses.dataclass
+class Env:
+    """The execution half wired to a real database and a running simulator."""
+
+    pool: asyncpg.Pool
+    uow: PostgresUnitOfWorkFactory
+    rest: BybitRestClient
+    gateway: BybitGateway
+    admin: httpx.AsyncClient
+    sim_url: str
+
+    def processor(self, **overrides: Any) -> Processor:
+        planner = overrides.pop("planner", PlannerConfig())
+        limits = overrides.pop("limits", RiskLimits())
+        return Processor(self.uow, self.gateway, ProcessorConfig(planner, limits), **overrides)
+
+    async def state(self) -> dict[str, Any]:
+        response = await self.admin.get("/sim/state")
+        response.raise_for_status()
+        return dict(response.json())
+
+    async def sim_orders(self) -> list[dict[str, Any]]:
+        return list((await self.state())["orders"])
+
+    async def admin_post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.admin.post(path, json=body)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            return list(await conn.fetch(query, *args))
+
+
+def client_config(url: str, **kwargs: Any) -> BybitClientConfig:
+    return BybitClientConfig.for_simulator(
+        url,
+        retry=kwargs.pop(
+            "retry", RetryConfig(max_attempts=3, base_delay=0.01, multiplier=2.0, max_delay=0.05)
+        ),
+        read_timeout=kwargs.pop("read_timeout", 2.0),
+        **kwargs,
+    )
+
+
+@pytest.fixture
+async def env(pool: asyncpg.Pool, sim: Any) -> AsyncIterator[Env]:
+    async with BybitRestClient(
+        client_config(sim.url), metrics=metrics_for(CollectorRegistry())
+    ) as rest:
+        cache = InstrumentCache(rest, ["linear", "spot"])
+        await cache.refresh()
+        async with httpx.AsyncClient(base_url=sim.url, timeout=10) as admin:
+            yield Env(
+                pool,
+                PostgresUnitOfWorkFactory(pool),
+                rest,
+                BybitGateway(rest, cache),
+                admin,
+                sim.url,
+            )
+            await admin.delete("/sim/faults")
+
+
+def make_signal(
+    *,
+    side: str = "buy",
+    amount: str = "1000",
+    asset: str = "BTCUSDT",
+    confidence: float = 0.9,
+    signal_id: str | None = None,
+    **extra: Any,
+) -> TradingSignal:
+    body = {
+        "signal_id": signal_id or str(uuid.uuid4()),
+        "signal_type": side,
+        "asset": asset,
+        "amount": amount,
+        "confidence": confidence,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "strategy_id": "test",
+        **extra,
+    }
+    parsed = parse_signal(json.dumps(body))
+    assert isinstance(parsed, TradingSignal), parsed
+    return parsed
+
+
+async def new_signal(env: Env, **kwargs: Any) -> TradingSignal:
+    signal = make_signal(**kwargs)
+    await insert_signal(env.pool, signal.signal_id)
+    return signal

@@ -225,7 +225,10 @@ class PgOrderRepository:
 
     async def for_signal(self, signal_id: str) -> list[OrderRecord]:
         rows = await self._conn.fetch(
-            f"{_SELECT} WHERE o.signal_id = $1::uuid ORDER BY o.leg, o.created_at", signal_id
+            f"{_SELECT} WHERE o.signal_id = $1::uuid OR o.id IN "
+            "(SELECT order_uuid FROM signal_order_links WHERE signal_id = $1::uuid) "
+            "ORDER BY o.leg NULLS LAST, o.created_at",
+            signal_id,
         )
         return await self._records(rows)
 

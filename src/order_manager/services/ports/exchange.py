@@ -135,3 +135,7 @@ class ExchangeGateway(Protocol):
     async def positions(
         self, category: Category, symbol: str, *, trace_id: str
     ) -> tuple[Position, ...]: ...
+
+    async def leverage(self, category: Category, symbol: str) -> Decimal:
+        """The symbol's leverage (margin = notional / leverage); 1 when unknown."""
+        ...

@@ -118,7 +118,8 @@ class OrderRepository(Protocol):
         ...
 
     async def for_signal(self, signal_id: str) -> Sequence[StoredOrder]:
-        """Orders created by ``signal_id`` (leg order)."""
+        """Orders created by ``signal_id`` (leg order), then orders it is linked to (amended,
+        cancelled); ``StoredOrder.signal_id`` tells them apart."""
         ...
 
     async def open_orders(

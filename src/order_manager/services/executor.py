@@ -1,0 +1,476 @@
+"""The executor: carry out an approved plan on the exchange, exactly once, with a paper trail.
+
+Write-ahead rule. For every ``Place`` the intent row (status ``submitting``, the plan's
+deterministic orderLinkId) and its ``signal_order_links`` are COMMITTED before the REST call, in
+one transaction for the whole plan. Only then is the exchange called; each answer is committed
+afterwards in its own transaction together with its audit row and outbox event(s). A crash at any
+point therefore leaves one of:
+
+* no intent → nothing was sent; the redelivered signal plans again (same orderLinkIds);
+* an intent ``submitting`` → the create may or may not have reached the exchange; resuming (same
+  signal redelivered) re-sends the create with the SAME orderLinkId — Bybit answers "duplicate"
+  (110072) if the first one landed and the client returns that order — and recovery at start
+  resolves any that remain by looking the orderLinkId up;
+* an answered row → nothing to do.
+
+Exchange answers, by the client's error taxonomy:
+
+=====================================  ========================================================
+ok                                      ``acknowledge`` (+ the exchange's record when fetched)
+                                        → ``created`` event
+insufficient funds / invalid / rejected  ``mark_rejected`` → ``rejected`` event; the leg is
+                                        refused
+unknown outcome / retryable              row stays ``submitting`` (recovery resolves it); the
+                                        signal is ``failed`` and may be retried
+auth                                     fatal: :class:`ExchangeAuthFailure`
+=====================================  ========================================================
+
+Amends (many-to-one) send absolute quantity/price, so repeating one is harmless; the signal's
+``amend`` link is committed with the write-ahead transaction, and a resumed signal treats an
+amend it already recorded as done (it can lose that addition in a crash window, never double it).
+A successful amend updates the row's quantity/price and emits ``modified``; the exchange's later
+order update then carries no change. Cancels are idempotent: "order not found" (110001) means it
+is already gone. Cancels run first (they free margin), then amends, then places concurrently.
+Every call is in ``audit_log`` with trace_id, request (never secrets), retCode and duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import structlog
+
+from order_manager.domain.enums import PositionIdx
+from order_manager.domain.market import MarketSnapshot
+from order_manager.domain.orders import (
+    OrderEvent,
+    OrderEventType,
+    OrderState,
+    OrderStatus,
+    acknowledge,
+    apply_update,
+    mark_rejected,
+)
+from order_manager.domain.plans import Amend, Cancel, Place, Plan, Relation
+from order_manager.domain.signals import TradingSignal
+from order_manager.services import events
+from order_manager.services.ports.exchange import (
+    CallReport,
+    ExchangeErrorKind,
+    ExchangeGateway,
+)
+from order_manager.services.ports.orders import StoredOrder
+from order_manager.services.ports.uow import UnitOfWork, UnitOfWorkFactory
+
+log = structlog.get_logger("order_manager.services.executor")
+
+_REFUSED = frozenset(
+    {
+        ExchangeErrorKind.INSUFFICIENT_FUNDS,
+        ExchangeErrorKind.INVALID_REQUEST,
+        ExchangeErrorKind.REJECTED,
+        ExchangeErrorKind.NOT_FOUND,
+    }
+)
+
+
+class ExchangeAuthFailure(Exception):
+    """The exchange refused our credentials: stop trading, alert loudly."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class LegResult:
+    """What happened to one exchange action of the plan."""
+
+    order_link_id: str
+    action: str  # place | amend | cancel
+    ok: bool
+    order_id: str | None = None
+    error_kind: str | None = None
+    ret_code: int | None = None
+    message: str = ""
+
+    @property
+    def unresolved(self) -> bool:
+        """The outcome is not known yet (intent left ``submitting``)."""
+        return not self.ok and self.error_kind in (
+            ExchangeErrorKind.UNKNOWN_OUTCOME,
+            ExchangeErrorKind.RETRYABLE,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    legs: tuple[LegResult, ...]
+    auth_failed: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def placed(self) -> tuple[LegResult, ...]:
+        return tuple(leg for leg in self.legs if leg.ok and leg.action in ("place", "amend"))
+
+    @property
+    def refused(self) -> tuple[LegResult, ...]:
+        return tuple(
+            leg
+            for leg in self.legs
+            if not leg.ok and leg.action in ("place", "amend") and not leg.unresolved
+        )
+
+    @property
+    def unresolved(self) -> tuple[LegResult, ...]:
+        return tuple(leg for leg in self.legs if leg.unresolved and leg.action == "place")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionContext:
+    signal: TradingSignal
+    trace_id: str
+    market: MarketSnapshot | None = None
+
+    @property
+    def market_conditions(self) -> events.MarketConditions | None:
+        if self.market is not None:
+            return events.MarketConditions.from_snapshot(self.market)
+        if self.signal.market_data_snapshot is not None:
+            return events.MarketConditions.from_signal(self.signal.market_data_snapshot)
+        return None
+
+    @property
+    def summary(self) -> events.SignalSummary:
+        return events.SignalSummary.from_signal(self.signal)
+
+
+def intent_state(action: Place, now: datetime) -> OrderState:
+    return OrderState.submitting(
+        order_link_id=action.order_link_id,
+        category=action.category,
+        symbol=action.symbol,
+        side=action.side,
+        order_type=action.order_type,
+        qty=action.qty,
+        price=action.price,
+        time_in_force=action.time_in_force,
+        created_at=now,
+        reduce_only=action.reduce_only,
+        position_idx=action.position_idx
+        if action.position_idx is not None
+        else PositionIdx.ONE_WAY,
+        take_profit=action.take_profit,
+        stop_loss=action.stop_loss,
+    )
+
+
+class Executor:
+    """Executes plans against one gateway (live or paper) with the write-ahead rule."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        gateway: ExchangeGateway,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.gateway = gateway
+        self.clock = clock
+
+    @property
+    def is_dry_run(self) -> bool:
+        return self.gateway.is_dry_run
+
+    # ------------------------------------------------------------------ write-ahead
+    async def write_intents(
+        self, plan: Plan, ctx: ExecutionContext
+    ) -> tuple[list[tuple[Place, StoredOrder]], set[str]]:
+        """Commit every place intent and link of ``plan`` in one transaction.
+
+        Returns the places still to send (new, still ``submitting``, or a ``failed`` intent
+        reused) and the orderLinkIds of amends this signal had already recorded."""
+        now = self.clock()
+        links = plan.links
+        to_send: list[tuple[Place, StoredOrder]] = []
+        done_amends: set[str] = set()
+        async with self.uow_factory() as uow:
+            for place in plan.places:
+                own = [link for link in links if link.order_link_id == place.order_link_id]
+                row, created = await uow.orders.add_intent(
+                    intent_state(place, now),
+                    signal_id=plan.signal_id,
+                    leg=place.leg,
+                    trace_id=ctx.trace_id,
+                    is_dry_run=self.is_dry_run,
+                    links=own,
+                )
+                if created or row.state.status is OrderStatus.SUBMITTING:
+                    to_send.append((place, row))
+                elif row.state.status is OrderStatus.FAILED and row.is_dry_run == self.is_dry_run:
+                    row = await uow.orders.reset_intent(row, intent_state(place, now), ctx.trace_id)
+                    to_send.append((place, row))
+            for amend in plan.amends:
+                target = await uow.orders.get(amend.order_link_id)
+                if target is None:
+                    continue
+                if plan.signal_id in target.signal_ids:
+                    done_amends.add(amend.order_link_id)
+                    continue
+                for link in links:
+                    if (
+                        link.order_link_id == amend.order_link_id
+                        and link.relation is Relation.AMEND
+                    ):
+                        await uow.orders.add_link(link, target.uuid)
+            await uow.commit()
+        return to_send, done_amends
+
+    # ------------------------------------------------------------------ run
+    async def execute(self, plan: Plan, ctx: ExecutionContext) -> ExecutionResult:
+        if plan.is_rejected:
+            raise ValueError("a rejected plan is never executed")
+        to_send, done_amends = await self.write_intents(plan, ctx)
+        legs: list[LegResult] = []
+        notes: list[str] = []
+        auth_failed = False
+
+        cancels = await asyncio.gather(*(self._cancel(c, plan, ctx) for c in plan.cancels))
+        legs += cancels
+        for amend in plan.amends:
+            if amend.order_link_id in done_amends:
+                notes.append(f"amend {amend.order_link_id} already recorded for this signal")
+                legs.append(LegResult(amend.order_link_id, "amend", True, amend.order_id))
+                continue
+            legs.append(await self._amend(amend, plan, ctx))
+        sending = {place.order_link_id for place, _ in to_send}
+        for place in plan.places:
+            if place.order_link_id not in sending:
+                notes.append(f"{place.order_link_id} already answered: not sent again")
+        placed = await asyncio.gather(*(self._place(p, row, ctx) for p, row in to_send))
+        legs += placed
+        # legs answered in an earlier run of this signal count as placed
+        if len(sending) < len(plan.places):
+            async with self.uow_factory() as uow:
+                for place in plan.places:
+                    if place.order_link_id in sending:
+                        continue
+                    row = await uow.orders.get(place.order_link_id)
+                    if row is not None:
+                        legs.append(_leg_from_row(row))
+        auth_failed = any(leg.error_kind == ExchangeErrorKind.AUTH for leg in legs)
+        return ExecutionResult(tuple(legs), auth_failed, tuple(notes))
+
+    async def resend(self, action: Place, row: StoredOrder, ctx: ExecutionContext) -> LegResult:
+        """Send a stored intent again (resumed signal). Safe: same orderLinkId, so the exchange
+        answers "duplicate" and the existing order is returned if the first send landed. A
+        ``failed`` intent (recovery proved it never reached the exchange) is reset first."""
+        if row.state.status is OrderStatus.FAILED:
+            async with self.uow_factory() as uow:
+                row = await uow.orders.reset_intent(
+                    row, intent_state(action, self.clock()), ctx.trace_id
+                )
+                await uow.commit()
+        return await self._place(action, row, ctx)
+
+    # ------------------------------------------------------------------ place
+    async def _place(self, action: Place, row: StoredOrder, ctx: ExecutionContext) -> LegResult:
+        report = await self.gateway.place(action, trace_id=ctx.trace_id)
+        now = self.clock()
+        async with self.uow_factory() as uow:
+            await self._audit(uow, report, ctx, row.uuid, action.order_link_id)
+            locked = await uow.orders.get(action.order_link_id, for_update=True)
+            assert locked is not None
+            state = locked.state
+            produced: list[OrderEvent] = []
+            error_code: int | None = None
+            if report.ok and report.order_id:
+                result = acknowledge(state, report.order_id, now)
+                state = result.state
+                produced += result.events
+                if report.order is not None:
+                    result = apply_update(state, report.order)
+                    state = result.state
+                    produced += result.events
+            elif report.error_kind in _REFUSED:
+                code = str(report.ret_code) if report.ret_code is not None else "rejected"
+                result = mark_rejected(state, code, report.message, now)
+                state = result.state
+                produced += result.events
+                error_code = report.ret_code
+            if state is not locked.state:
+                saved = await uow.orders.save(
+                    locked,
+                    state,
+                    last_error_code=error_code,
+                    last_error=None if report.ok else report.message,
+                )
+                await self._publish(uow, saved, produced, ctx)
+            await uow.commit()
+        if not report.ok:
+            log.warning(
+                "executor.place_failed",
+                order_link_id=action.order_link_id,
+                error_kind=report.error_kind,
+                ret_code=report.ret_code,
+                message=report.message,
+                trace_id=ctx.trace_id,
+            )
+        return LegResult(
+            action.order_link_id,
+            "place",
+            report.ok,
+            report.order_id,
+            report.error_kind,
+            report.ret_code,
+            report.message,
+        )
+
+    # ------------------------------------------------------------------ amend
+    async def _amend(self, action: Amend, plan: Plan, ctx: ExecutionContext) -> LegResult:
+        report = await self.gateway.amend(action, trace_id=ctx.trace_id)
+        async with self.uow_factory() as uow:
+            locked = await uow.orders.get(action.order_link_id, for_update=True)
+            await self._audit(
+                uow, report, ctx, locked.uuid if locked else None, action.order_link_id
+            )
+            if report.ok and locked is not None:
+                before = locked.state
+                after = replace(
+                    before,
+                    qty=action.qty,
+                    price=action.price if action.price is not None else before.price,
+                    updated_at=self.clock(),
+                )
+                change = {
+                    name: (_fmt(getattr(before, name)), _fmt(getattr(after, name)))
+                    for name in ("qty", "price")
+                    if getattr(before, name) != getattr(after, name)
+                }
+                saved = await uow.orders.save(locked, after)
+                if change:
+                    event = OrderEvent(OrderEventType.MODIFIED, after, before, modification=change)
+                    await self._publish(uow, saved, [event], ctx)
+            await uow.commit()
+        return LegResult(
+            action.order_link_id,
+            "amend",
+            report.ok,
+            report.order_id or action.order_id,
+            report.error_kind,
+            report.ret_code,
+            report.message,
+        )
+
+    # ------------------------------------------------------------------ cancel
+    async def _cancel(self, action: Cancel, plan: Plan, ctx: ExecutionContext) -> LegResult:
+        report = await self.gateway.cancel(action, trace_id=ctx.trace_id)
+        gone = report.error_kind == ExchangeErrorKind.NOT_FOUND
+        async with self.uow_factory() as uow:
+            locked = await uow.orders.get(action.order_link_id, for_update=True)
+            await self._audit(
+                uow, report, ctx, locked.uuid if locked else None, action.order_link_id
+            )
+            if locked is not None and (report.ok or gone):
+                for link in plan.links:
+                    if (
+                        link.order_link_id == action.order_link_id
+                        and link.relation is Relation.CANCEL
+                    ):
+                        await uow.orders.add_link(link, locked.uuid)
+                if report.order is not None:
+                    result = apply_update(locked.state, report.order)
+                    if result.applied:
+                        saved = await uow.orders.save(locked, result.state)
+                        await self._publish(uow, saved, list(result.events), ctx)
+            await uow.commit()
+        return LegResult(
+            action.order_link_id,
+            "cancel",
+            report.ok or gone,
+            report.order_id or action.order_id,
+            None if gone else report.error_kind,
+            report.ret_code,
+            report.message,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    async def _audit(
+        self,
+        uow: UnitOfWork,
+        report: CallReport,
+        ctx: ExecutionContext,
+        order_uuid: str | None,
+        order_link_id: str,
+    ) -> None:
+        response: dict[str, object] = {"attempts": report.attempts}
+        if report.order_id:
+            response["orderId"] = report.order_id
+        outcome = getattr(report, "outcome", None)
+        if outcome:
+            response["outcome"] = outcome
+        await uow.orders.record_exchange_call(
+            action=report.action,
+            request=report.request,
+            response=response,
+            ok=report.ok,
+            ret_code=report.ret_code,
+            error_kind=report.error_kind,
+            message=report.message,
+            duration_ms=report.duration_ms,
+            trace_id=ctx.trace_id,
+            signal_id=ctx.signal.signal_id,
+            order_uuid=order_uuid,
+            order_link_id=order_link_id,
+            is_dry_run=self.is_dry_run,
+        )
+
+    async def _publish(
+        self,
+        uow: UnitOfWork,
+        row: StoredOrder,
+        produced: Sequence[OrderEvent],
+        ctx: ExecutionContext,
+    ) -> None:
+        context = events.OrderContext(
+            order_uuid=row.uuid,
+            signal_id=row.signal_id,
+            is_dry_run=row.is_dry_run,
+            submitted_at=row.submitted_at,
+        )
+        for event in produced:
+            await events.publish_order_event(
+                uow.outbox,
+                event,
+                context,
+                trace_id=ctx.trace_id,
+                market=ctx.market_conditions,
+                signal=ctx.summary,
+            )
+
+
+def _fmt(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _leg_from_row(row: StoredOrder) -> LegResult:
+    state = row.state
+    ok = state.status not in (OrderStatus.REJECTED, OrderStatus.FAILED, OrderStatus.SUBMITTING)
+    kind = None
+    if state.status is OrderStatus.REJECTED:
+        kind = ExchangeErrorKind.REJECTED.value
+    elif state.status is OrderStatus.SUBMITTING:
+        kind = ExchangeErrorKind.UNKNOWN_OUTCOME.value
+    return LegResult(
+        state.order_link_id,
+        "place",
+        ok,
+        state.order_id,
+        kind,
+        None,
+        state.reject_message or "",
+    )

@@ -1,0 +1,334 @@
+"""The signal processor: account state → plan → risk → execution → outcome (``SignalProcessor``).
+
+For one validated signal (the intake has deduplicated it and holds its per-symbol lane):
+
+1. **Warm-up** (``ORDERMANAGER_WARMUP_SIGNALS``): ``execute`` treats it like any signal (the
+   planner prefers limit orders for it), ``dry_run`` hands it to the paper processor so it never
+   reaches the live exchange, ``ignore`` refuses it with a recorded reason.
+2. **Resume**: when the signal already owns order rows (a redelivery after a crash, or a retry
+   after ``failed``), it is NOT planned again — re-planning would see its own orders and could
+   amend or duplicate them. Intents still ``submitting`` are re-sent with their stored
+   parameters and orderLinkId (the exchange dedupes), answered rows are reported as they are.
+   Only a signal whose every intent is ``failed`` (proved never to have reached the exchange)
+   plans afresh, reusing those rows.
+3. **Account state**: balances and positions from the exchange (the gateway), our own
+   non-terminal orders from the database (their reservations, amend/cancel candidates), our
+   recent order times for the orders-per-minute limit, the symbol's leverage.
+4. **Instrument** and a **fresh market snapshot** (``None`` when stale → the planner refuses
+   ``market_data_stale``/``market_data_unavailable``; prices never come from the signal).
+5. ``domain.planner.plan`` → ``domain.risk.check`` → a rejected plan returns
+   ``SignalRejected`` and makes no exchange call at all.
+6. ``Executor.execute`` (write-ahead intents, audit, events) → outcome:
+
+   * any leg with an unknown outcome → ``SignalFailed(retryable=True)`` (intents stay
+     ``submitting``; a retry resumes them, recovery resolves them at start);
+   * authentication refused → ``SignalFailed(retryable=False)`` and a loud log;
+   * at least one order placed or amended → ``SignalExecuted`` (refused sibling legs listed in
+     ``partial_failures``);
+   * every leg refused by the exchange (e.g. 110007 with the balance check off) →
+     ``SignalRejected(exchange_rejected)`` with the exchange's retCode and message.
+
+Exchange reads that fail transiently (``ConnectionError``) give ``SignalFailed(retryable)``;
+nothing was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+import structlog
+
+from order_manager.domain.account import AccountState, OpenOrder
+from order_manager.domain.enums import Category, OrderType, TimeInForce
+from order_manager.domain.instruments import Instrument
+from order_manager.domain.orders import OrderStatus
+from order_manager.domain.planner import PlannerConfig, plan
+from order_manager.domain.plans import LegIntent, Place
+from order_manager.domain.rejections import RejectCode, Rejection
+from order_manager.domain.risk import RATE_WINDOW, RiskLimits, check
+from order_manager.domain.signals import TradingSignal
+from order_manager.services.executor import (
+    ExecutionContext,
+    ExecutionResult,
+    Executor,
+    LegResult,
+)
+from order_manager.services.ports.exchange import ExchangeGateway
+from order_manager.services.ports.orders import StoredOrder
+from order_manager.services.ports.processing import (
+    SignalExecuted,
+    SignalFailed,
+    SignalOutcome,
+    SignalProcessor,
+    SignalRejected,
+)
+from order_manager.services.ports.uow import UnitOfWorkFactory
+
+log = structlog.get_logger("order_manager.services.processor")
+
+
+class WarmupMode(StrEnum):
+    EXECUTE = "execute"
+    DRY_RUN = "dry_run"
+    IGNORE = "ignore"
+
+
+#: reason recorded for ignored warm-up signals (the domain has no dedicated code)
+WARMUP_IGNORED = "warmup_ignored"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class TradingSwitch:
+    """The operator's pause switch (``POST /api/v1/trading/pause|resume``): while paused, risk
+    drops opening legs; reducing legs still go through."""
+
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorConfig:
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    limits: RiskLimits = field(default_factory=RiskLimits)
+    warmup: WarmupMode = WarmupMode.EXECUTE
+
+
+def place_from_row(row: StoredOrder) -> Place:
+    """The stored intent as the ``Place`` that created it (to re-send it unchanged)."""
+    state = row.state
+    price = state.price or Decimal(0)
+    return Place(
+        leg=row.leg or 1,
+        order_link_id=state.order_link_id,
+        category=state.category,
+        symbol=state.symbol,
+        side=state.side,
+        order_type=state.order_type,
+        qty=state.qty,
+        price=state.price,
+        time_in_force=state.time_in_force
+        or (TimeInForce.IOC if state.order_type is OrderType.MARKET else TimeInForce.GTC),
+        reduce_only=state.reduce_only,
+        post_only=False,
+        position_idx=state.position_idx if state.category.has_positions else None,
+        intent=LegIntent.REDUCE if state.reduce_only else LegIntent.OPEN,
+        reference_price=price,
+        notional=state.qty * price,
+        take_profit=state.take_profit,
+        stop_loss=state.stop_loss,
+    )
+
+
+class Processor:
+    """``SignalProcessor`` over one exchange gateway (live Bybit or the paper exchange)."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        gateway: ExchangeGateway,
+        config: ProcessorConfig | None = None,
+        *,
+        warmup_processor: SignalProcessor | None = None,
+        switch: TradingSwitch | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.gateway = gateway
+        self.config = config or ProcessorConfig()
+        self.warmup_processor = warmup_processor
+        self.switch = switch or TradingSwitch()
+        self.clock = clock
+        self.executor = Executor(uow_factory, gateway, clock=clock)
+
+    @property
+    def is_dry_run(self) -> bool:
+        return self.gateway.is_dry_run
+
+    async def process(self, signal: TradingSignal, trace_id: str) -> SignalOutcome:
+        log.debug("processor.start", signal_id=signal.signal_id, trace_id=trace_id)
+        try:
+            outcome = await self._process(signal, trace_id)
+        except PermissionError as error:
+            log.error("processor.exchange_auth_failed", error=str(error), trace_id=trace_id)
+            return SignalFailed("exchange_auth", str(error), False, self.is_dry_run)
+        except ConnectionError as error:
+            log.warning("processor.exchange_unavailable", error=str(error), trace_id=trace_id)
+            return SignalFailed("exchange_unavailable", str(error), True, self.is_dry_run)
+        log.info(
+            "processor.outcome",
+            signal_id=signal.signal_id,
+            status=outcome.status,
+            trace_id=trace_id,
+            dry_run=self.is_dry_run,
+        )
+        return outcome
+
+    async def _process(self, signal: TradingSignal, trace_id: str) -> SignalOutcome:
+        if signal.is_warmup and not self.is_dry_run:
+            mode = self.config.warmup
+            if mode is WarmupMode.IGNORE:
+                return SignalRejected(
+                    Rejection(
+                        RejectCode.UNSUPPORTED_ORDER,
+                        "warm-up signals are ignored (ORDERMANAGER_WARMUP_SIGNALS=ignore)",
+                        {"reason": WARMUP_IGNORED},
+                    )
+                )
+            if mode is WarmupMode.DRY_RUN:
+                if self.warmup_processor is None:
+                    raise RuntimeError("warm-up dry_run needs a paper processor")
+                return await self.warmup_processor.process(signal, trace_id)
+
+        async with self.uow_factory() as uow:
+            existing = list(await uow.orders.for_signal(signal.signal_id))
+        own = [row for row in existing if row.signal_id == signal.signal_id]
+        if existing and not (own and all(r.state.status is OrderStatus.FAILED for r in own)):
+            return await self._resume(signal, trace_id, existing)
+
+        category = signal.category
+        try:
+            instrument = await self.gateway.instrument(category, signal.asset)
+        except LookupError as error:
+            return SignalRejected(
+                Rejection(RejectCode.UNKNOWN_ASSET, str(error), {"asset": signal.asset}),
+                self.is_dry_run,
+            )
+        market = await self.gateway.market(category, signal.asset)
+        account = await self._account(instrument, trace_id)
+        now = self.clock()
+        planned = plan(signal, account, instrument, market, self.config.planner, now)
+        decision = check(planned, account, self.config.limits, now)
+        notes = tuple(planned.notes) + tuple(decision.notes)
+        if not decision.approved:
+            rejection = decision.rejection or planned.rejection
+            assert rejection is not None
+            return SignalRejected(rejection, self.is_dry_run, notes)
+        ctx = ExecutionContext(signal, trace_id, market)
+        result = await self.executor.execute(decision.plan, ctx)
+        return self._outcome(result, notes + result.notes)
+
+    # ------------------------------------------------------------------ account state
+    async def _account(self, instrument: Instrument, trace_id: str) -> AccountState:
+        category, symbol = instrument.category, instrument.symbol
+        balances = await self.gateway.balances(trace_id=trace_id)
+        positions = await self.gateway.positions(category, symbol, trace_id=trace_id)
+        leverage = await self.gateway.leverage(category, symbol)
+        now = self.clock()
+        async with self.uow_factory() as uow:
+            rows = await uow.orders.all_open_orders(is_dry_run=self.is_dry_run)
+            recent = await uow.orders.recent_order_times(
+                category, symbol, now - RATE_WINDOW, is_dry_run=self.is_dry_run
+            )
+        instruments: dict[tuple[Category, str], Instrument] = {(category, symbol): instrument}
+        open_orders: list[OpenOrder] = []
+        for row in rows:
+            key = (row.state.category, row.state.symbol)
+            if key not in instruments:
+                try:
+                    instruments[key] = await self.gateway.instrument(*key)
+                except LookupError:
+                    continue
+            lev = leverage if key == (category, symbol) else Decimal(1)
+            open_orders.append(
+                OpenOrder.from_state(
+                    row.state, instruments[key], leverage=lev, signal_ids=row.signal_ids
+                )
+            )
+        return AccountState(
+            balances=balances,
+            positions=positions,
+            open_orders=tuple(open_orders),
+            recent_order_times={symbol: recent},
+            leverage={symbol: leverage},
+            trading_paused=self.switch.paused,
+        )
+
+    # ------------------------------------------------------------------ resume
+    async def _resume(
+        self, signal: TradingSignal, trace_id: str, rows: list[StoredOrder]
+    ) -> SignalOutcome:
+        """Finish a signal that already has order rows, without planning it again."""
+        own = [row for row in rows if row.signal_id == signal.signal_id]
+        legs: list[LegResult] = []
+        pending = [
+            row for row in own if row.state.status in (OrderStatus.SUBMITTING, OrderStatus.FAILED)
+        ]
+        if pending:
+            market = await self.gateway.market(pending[0].state.category, signal.asset)
+            ctx = ExecutionContext(signal, trace_id, market)
+            for row in pending:
+                legs.append(await self.executor.resend(place_from_row(row), row, ctx))
+        sent = {leg.order_link_id for leg in legs}
+        async with self.uow_factory() as uow:
+            for row in rows:
+                if row.state.order_link_id in sent:
+                    continue
+                fresh = await uow.orders.get(row.state.order_link_id)
+                if fresh is None:
+                    continue
+                if fresh.signal_id != signal.signal_id:
+                    legs.append(
+                        LegResult(fresh.state.order_link_id, "amend", True, fresh.state.order_id)
+                    )
+                else:
+                    legs.append(_row_leg(fresh))
+        result = ExecutionResult(tuple(legs), notes=("resumed: not planned again",))
+        return self._outcome(result, result.notes)
+
+    # ------------------------------------------------------------------ outcome
+    def _outcome(self, result: ExecutionResult, notes: tuple[str, ...]) -> SignalOutcome:
+        dry = self.is_dry_run
+        if result.auth_failed:
+            return SignalFailed("exchange_auth", "the exchange refused our credentials", False, dry)
+        if result.unresolved:
+            first = result.unresolved[0]
+            return SignalFailed(
+                "exchange_outcome_unknown",
+                f"{len(result.unresolved)} order(s) without a definite answer "
+                f"(first {first.order_link_id}: {first.message}); recovery resolves them",
+                True,
+                dry,
+            )
+        placed = result.placed
+        if placed:
+            return SignalExecuted(
+                order_link_ids=tuple(leg.order_link_id for leg in placed),
+                order_ids=tuple(leg.order_id for leg in placed if leg.order_id),
+                is_dry_run=dry,
+                partial_failures={leg.order_link_id: leg.message for leg in result.refused},
+                notes=notes,
+            )
+        refused = result.refused
+        if refused:
+            first = refused[0]
+            details: Mapping[str, str] = {
+                "order_link_id": first.order_link_id,
+                "ret_code": str(first.ret_code) if first.ret_code is not None else "",
+                "error_kind": first.error_kind or "",
+            }
+            return SignalRejected(
+                Rejection(RejectCode.EXCHANGE_REJECTED, first.message, details), dry, notes
+            )
+        return SignalRejected(
+            Rejection(RejectCode.BELOW_MIN_QTY, "nothing was sent to the exchange"), dry, notes
+        )
+
+
+def _row_leg(row: StoredOrder) -> LegResult:
+    state = row.state
+    if state.status is OrderStatus.REJECTED:
+        return LegResult(
+            state.order_link_id, "place", False, None, "rejected", None, state.reject_message or ""
+        )
+    if state.status is OrderStatus.FAILED:
+        return LegResult(
+            state.order_link_id, "place", False, None, "retryable", None, state.reject_message or ""
+        )
+    return LegResult(state.order_link_id, "place", True, state.order_id)

@@ -1,0 +1,154 @@
+"""Signal → plan → risk → exchange order, on real PostgreSQL and a running bybit_sim."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from order_manager.domain.planner import PlannerConfig
+from order_manager.domain.rejections import RejectCode
+from order_manager.domain.risk import RiskLimits
+from order_manager.services.ports.processing import SignalExecuted, SignalRejected
+
+from .conftest import Env, new_signal
+
+
+async def test_a_1000_usdt_buy_becomes_the_right_order(env: Env) -> None:
+    signal = await new_signal(env, amount="1000", confidence=0.9)
+    outcome = await env.processor().process(signal, "trace-1000")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    orders = await env.sim_orders()
+    assert len(orders) == 1
+    placed = orders[0]
+    # fresh book: ask 65000.10; 1000 / 65000.10 = 0.01538.. rounded DOWN to qtyStep 0.001
+    assert placed["side"] == "Buy"
+    assert placed["orderType"] == "Market"
+    assert Decimal(placed["qty"]) == Decimal("0.015")
+    assert placed["orderLinkId"] == outcome.order_link_ids[0]
+    assert placed["orderId"] == outcome.order_ids[0]
+    assert placed["reduceOnly"] is False
+
+    rows = await env.fetch("SELECT * FROM orders")
+    assert len(rows) == 1
+    assert rows[0]["order_id"] == placed["orderId"]
+    assert rows[0]["status"] == "pending"
+    assert rows[0]["trace_id"] == "trace-1000"
+    links = await env.fetch("SELECT relation, allocated_qty FROM signal_order_links")
+    assert [(r["relation"], r["allocated_qty"]) for r in links] == [("create", Decimal("0.015"))]
+    audit = await env.fetch("SELECT * FROM audit_log WHERE action = 'order.create'")
+    assert len(audit) == 1
+    assert audit[0]["trace_id"] == "trace-1000"
+    assert audit[0]["ret_code"] == 0
+    assert audit[0]["request"]["orderLinkId"] == placed["orderLinkId"]
+    assert audit[0]["duration_ms"] > 0
+    events = await env.fetch("SELECT event_type, payload FROM outbox ORDER BY id")
+    assert [e["event_type"] for e in events] == ["created"]
+    assert events[0]["payload"]["order"]["order_link_id"] == placed["orderLinkId"]
+    assert events[0]["payload"]["trace_id"] == "trace-1000"
+
+
+async def test_insufficient_balance_is_refused_before_any_exchange_call(env: Env) -> None:
+    await env.admin_post("/sim/withdraw", {"coin": "USDT", "amount": "99950"})  # 50 USDT left
+    signal = await new_signal(env, amount="1000")
+    outcome = await env.processor().process(signal, "t-bal")
+
+    assert isinstance(outcome, SignalRejected), outcome
+    assert outcome.code is RejectCode.INSUFFICIENT_BALANCE
+    assert await env.sim_orders() == []
+    assert await env.fetch("SELECT 1 FROM audit_log WHERE action = 'order.create'") == []
+    assert await env.fetch("SELECT 1 FROM orders") == []
+
+
+async def test_balance_check_off_lets_the_exchange_refuse_with_110007(env: Env) -> None:
+    await env.admin_post("/sim/withdraw", {"coin": "USDT", "amount": "99950"})
+    signal = await new_signal(env, amount="1000")
+    # the ratio limit (order vs balance) is a separate setting: off here as well
+    limits = RiskLimits(enable_balance_check=False, max_order_size_ratio=None)
+    processor = env.processor(limits=limits)
+    outcome = await processor.process(signal, "t-110007")
+
+    assert isinstance(outcome, SignalRejected), outcome
+    assert outcome.code is RejectCode.EXCHANGE_REJECTED
+    assert outcome.details["ret_code"] == "110007"
+    assert not [o for o in await env.sim_orders() if o["orderStatus"] in ("New", "Filled")]
+    rows = await env.fetch("SELECT status, last_error_code FROM orders")
+    assert [(r["status"], r["last_error_code"]) for r in rows] == [("rejected", 110007)]
+    events = await env.fetch("SELECT event_type FROM outbox")
+    assert [e["event_type"] for e in events] == ["rejected"]
+    audit = await env.fetch("SELECT ret_code FROM audit_log WHERE action = 'order.create'")
+    assert [a["ret_code"] for a in audit] == [110007]
+
+
+async def test_a_large_signal_splits_into_children_that_sum_to_the_parent(env: Env) -> None:
+    signal = await new_signal(env, amount="25000")
+    planner = PlannerConfig(max_order_notional=Decimal("10000"), max_book_depth_share=None)
+    limits = RiskLimits(max_order_notional=Decimal("10000"), max_order_size_ratio=None)
+    outcome = await env.processor(planner=planner, limits=limits).process(signal, "t-split")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    orders = await env.sim_orders()
+    qtys = [Decimal(o["qty"]) for o in orders]
+    assert len(orders) == 3
+    assert sum(qtys) == Decimal("0.384")  # 25000 / 65000.10 rounded down to 0.001
+    assert all(q * Decimal("65000.10") <= Decimal("10000") for q in qtys)
+    links = await env.fetch("SELECT relation, allocated_qty FROM signal_order_links")
+    assert {r["relation"] for r in links} == {"split"}
+    assert sum(r["allocated_qty"] for r in links) == Decimal("0.384")
+    assert len({o["orderLinkId"] for o in orders}) == 3
+
+
+async def test_a_sell_while_long_only_reduces(env: Env) -> None:
+    buy = await new_signal(env, amount="1000")
+    processor = env.processor()
+    assert isinstance(await processor.process(buy, "t-buy"), SignalExecuted)
+    # a sell far larger than the 0.015 long: flip is disabled, so only the position is closed
+    sell = await new_signal(env, side="sell", amount="5000")
+    outcome = await processor.process(sell, "t-sell")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    sells = [o for o in await env.sim_orders() if o["side"] == "Sell"]
+    assert len(sells) == 1
+    assert sells[0]["reduceOnly"] is True
+    assert Decimal(sells[0]["qty"]) == Decimal("0.015")
+    positions = (await env.state())["positions"]
+    btc = next(p for p in positions if p["symbol"] == "BTCUSDT" and p["category"] == "linear")
+    assert Decimal(btc["size"]) == 0
+
+
+async def test_a_same_side_signal_amends_the_resting_limit(env: Env) -> None:
+    processor = env.processor()
+    first = await new_signal(env, amount="1000", metadata={"order_type": "limit"})
+    one = await processor.process(first, "t-l1")
+    assert isinstance(one, SignalExecuted), one
+    second = await new_signal(env, amount="1000", metadata={"order_type": "limit"})
+    two = await processor.process(second, "t-l2")
+
+    assert isinstance(two, SignalExecuted), two
+    assert two.order_link_ids == one.order_link_ids  # the same order took both signals
+    orders = await env.sim_orders()
+    assert len(orders) == 1
+    assert orders[0]["orderStatus"] == "New"
+    assert Decimal(orders[0]["qty"]) == Decimal("0.030")
+    events = await env.fetch("SELECT event_type, payload FROM outbox ORDER BY id")
+    assert [e["event_type"] for e in events] == ["created", "modified"]
+    modification = events[1]["payload"]["modification"]
+    assert modification["before"]["qty"] == "0.015"
+    assert modification["after"]["qty"] == "0.030"
+    links = await env.fetch("SELECT signal_id::text, relation FROM signal_order_links ORDER BY id")
+    assert [(r["signal_id"], r["relation"]) for r in links] == [
+        (first.signal_id, "create"),
+        (second.signal_id, "amend"),
+    ]
+    rows = await env.fetch("SELECT qty FROM orders")
+    assert [r["qty"] for r in rows] == [Decimal("0.030")]
+
+
+async def test_a_rejected_plan_makes_no_exchange_call(env: Env) -> None:
+    signal = await new_signal(env, amount="1")  # below the 5 USDT minimum notional
+    outcome = await env.processor().process(signal, "t-min")
+
+    assert isinstance(outcome, SignalRejected), outcome
+    assert outcome.code in (RejectCode.BELOW_MIN_QTY, RejectCode.BELOW_MIN_NOTIONAL)
+    assert await env.sim_orders() == []
+    assert await env.fetch("SELECT 1 FROM audit_log") == []
+    assert await env.fetch("SELECT 1 FROM orders") == []
