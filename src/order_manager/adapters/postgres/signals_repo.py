@@ -1,8 +1,39 @@
-"""PostgreSQL implementation of the signals port (`order_manager.services.ports.signals`)."""
+"""PostgreSQL implementation of the signals port (`order_manager.services.ports.signals`).
+
+The signal's message is stored verbatim in ``raw`` (jsonb cast from the original text, so
+numbers keep their exact digits); the parsed fields go to their own columns for queries.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
+
 import asyncpg
+
+from order_manager.domain.signals import TradingSignal
+
+_FINAL = ("executed", "rejected")
+# jsonb cannot hold NUL characters; such a body is kept as a JSON string instead.
+_NUL_ESCAPE = re.compile(r"\\u0000", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class PgSignalClaim:
+    previous_status: str | None
+    status: str
+    attempts: int
+
+    @property
+    def is_duplicate(self) -> bool:
+        return self.previous_status in _FINAL
+
+
+def _jsonb_text(raw_body: str) -> str:
+    if _NUL_ESCAPE.search(raw_body) or "\x00" in raw_body:
+        return json.dumps({"unstorable_body": raw_body.replace("\x00", "")})
+    return raw_body
 
 
 class PgSignalRepository:
@@ -10,3 +41,105 @@ class PgSignalRepository:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+
+    async def claim(
+        self, signal: TradingSignal, *, raw_body: str, trace_id: str, is_dry_run: bool
+    ) -> PgSignalClaim:
+        inserted = await self._conn.fetchval(
+            """
+            INSERT INTO signals (signal_id, status, symbol, signal_type, strategy_id, amount,
+                amount_unit, confidence, signal_timestamp, is_warmup, is_dry_run, raw, trace_id)
+            VALUES ($1, 'received', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12)
+            ON CONFLICT (signal_id) DO NOTHING
+            RETURNING true
+            """,
+            signal.signal_id,
+            signal.asset,
+            signal.signal_type.value,
+            signal.strategy_id,
+            signal.amount,
+            None if signal.amount_unit is None else signal.amount_unit.value,
+            signal.confidence,
+            signal.timestamp,
+            signal.is_warmup,
+            is_dry_run,
+            _jsonb_text(raw_body),
+            trace_id,
+        )
+        row = await self._conn.fetchrow(
+            "SELECT status, attempts FROM signals WHERE signal_id = $1 FOR UPDATE",
+            signal.signal_id,
+        )
+        assert row is not None  # inserted above or already present; rows are never deleted
+        previous: str | None = None if inserted else row["status"]
+        if previous in _FINAL:
+            return PgSignalClaim(previous, row["status"], row["attempts"])
+        attempts = await self._conn.fetchval(
+            """
+            UPDATE signals
+               SET status = 'processing', attempts = attempts + 1, trace_id = $2,
+                   is_dry_run = $3, completed_at = NULL
+             WHERE signal_id = $1
+            RETURNING attempts
+            """,
+            signal.signal_id,
+            trace_id,
+            is_dry_run,
+        )
+        return PgSignalClaim(previous, "processing", int(attempts))
+
+    async def finish(
+        self,
+        signal_id: str,
+        *,
+        status: str,
+        reason_code: str | None = None,
+        reason_message: str | None = None,
+        is_dry_run: bool | None = None,
+    ) -> None:
+        result = await self._conn.execute(
+            """
+            UPDATE signals
+               SET status = $2, reason_code = $3, reason_message = $4,
+                   is_dry_run = COALESCE($5, is_dry_run), completed_at = now()
+             WHERE signal_id = $1
+            """,
+            signal_id,
+            status,
+            reason_code,
+            reason_message,
+            is_dry_run,
+        )
+        if result != "UPDATE 1":
+            raise LookupError(f"signal {signal_id} has no row to finish")
+
+    async def record_malformed(
+        self,
+        signal_id: str,
+        *,
+        raw_body: str,
+        reason_code: str,
+        reason_message: str,
+        trace_id: str,
+    ) -> bool:
+        inserted = await self._conn.fetchval(
+            """
+            INSERT INTO signals (signal_id, status, raw, reason_code, reason_message, trace_id,
+                                 completed_at)
+            VALUES ($1, 'rejected', $2::text::jsonb, $3, $4, $5, now())
+            ON CONFLICT (signal_id) DO NOTHING
+            RETURNING true
+            """,
+            signal_id,
+            _jsonb_text(raw_body),
+            reason_code,
+            reason_message,
+            trace_id,
+        )
+        return bool(inserted)
+
+    async def status_of(self, signal_id: str) -> str | None:
+        status = await self._conn.fetchval(
+            "SELECT status FROM signals WHERE signal_id = $1", signal_id
+        )
+        return None if status is None else str(status)
