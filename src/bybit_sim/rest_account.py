@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from bybit_sim.engine import queries
 from bybit_sim.engine.exchange import Exchange
 from bybit_sim.engine.params import Params
 from bybit_sim.envelope import Route
 
 
 def wallet_balance(exchange: Exchange, params: Params) -> dict[str, Any]:
-    return exchange.wallet_balance(params)
+    return queries.wallet_balance(exchange, params)
 
 
 def fee_rate(exchange: Exchange, params: Params) -> dict[str, Any]:
-    return exchange.fee_rate(params)
+    return queries.fee_rate(exchange, params)
 
 
 ROUTES: list[Route] = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bybit_sim.engine import queries
 from bybit_sim.engine.exchange import Exchange
 from bybit_sim.engine.params import Params
 from bybit_sim.envelope import Route
@@ -17,15 +18,15 @@ def server_time(exchange: Exchange, params: Params) -> dict[str, Any]:
 
 
 def instruments_info(exchange: Exchange, params: Params) -> dict[str, Any]:
-    return exchange.instruments_info(params)
+    return queries.instruments_info(exchange, params)
 
 
 def tickers(exchange: Exchange, params: Params) -> dict[str, Any]:
-    return exchange.tickers(params)
+    return queries.tickers(exchange, params)
 
 
 def orderbook(exchange: Exchange, params: Params) -> dict[str, Any]:
-    return exchange.orderbook_rest(params)
+    return queries.orderbook(exchange, params)
 
 
 ROUTES: list[Route] = [

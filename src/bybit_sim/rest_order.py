@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bybit_sim.engine import queries
 from bybit_sim.engine.exchange import Exchange
 from bybit_sim.engine.params import Params
 from bybit_sim.envelope import Route
@@ -26,11 +27,11 @@ def cancel_all(exchange: Exchange, params: Params) -> dict[str, Any]:
 
 
 def realtime(exchange: Exchange, params: Params) -> dict[str, Any]:
-    return exchange.open_orders(params)
+    return queries.open_orders(exchange, params)
 
 
 def history(exchange: Exchange, params: Params) -> dict[str, Any]:
-    return exchange.order_history(params)
+    return queries.order_history(exchange, params)
 
 
 ROUTES: list[Route] = [

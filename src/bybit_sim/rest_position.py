@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from bybit_sim.engine import queries
 from bybit_sim.engine.exchange import Exchange
 from bybit_sim.engine.params import Params
 from bybit_sim.envelope import Route
 
 
 def position_list(exchange: Exchange, params: Params) -> dict[str, Any]:
-    return exchange.position_list(params)
+    return queries.position_list(exchange, params)
 
 
 def switch_mode(exchange: Exchange, params: Params) -> dict[str, Any]:

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, quote, unquote
 
 from bybit_sim.config import SimConfig
 from bybit_sim.engine.book import BUY, SELL
@@ -29,17 +27,16 @@ from bybit_sim.engine.errors import ApiError, params_error
 from bybit_sim.engine.instruments import Instrument
 from bybit_sim.engine.market import Market
 from bybit_sim.engine.numbers import ZERO, fine, fmt, is_multiple, round_down
-from bybit_sim.engine.orders import ACTIVE_STATUSES, Order
+from bybit_sim.engine.orders import ACTIVE_STATUSES, Order, filter_ok, in_scope
 from bybit_sim.engine.params import (
     Params,
-    get_bool,
     get_decimal,
     get_int,
-    get_limit,
     get_opt_decimal,
     get_str,
 )
 from bybit_sim.engine.positions import Position
+from bybit_sim.engine.validation import check_band, check_price, protective_price, validate_create
 from bybit_sim.engine.wallet import (
     MARGIN_COIN,
     CoinBalance,
@@ -55,12 +52,7 @@ MarketListener = Callable[[str, str], None]
 T = TypeVar("T")
 
 CATEGORIES = ("linear", "spot")
-ORDER_LINK_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
-TIME_IN_FORCE = frozenset({"GTC", "IOC", "FOK", "PostOnly"})
-TRIGGER_BY = frozenset({"LastPrice", "MarkPrice", "IndexPrice"})
-WEEK_MS = 7 * 24 * 3600 * 1000
 ONE_WAY = "one_way"
-ZERO_POSITION_MSG = "current position is zero, cannot fix reduce-only order qty"
 HEDGE = "hedge"
 
 
@@ -94,12 +86,12 @@ class Exchange:
             key: Market(inst, cfg.seed, cfg.book_levels) for key, inst in self._instruments.items()
         }
         self.orders: dict[str, Order] = {}
-        self._open: dict[str, Order] = {}
-        self._closed: list[Order] = []
-        self._link_ids: dict[str, str] = {}
-        self._executions: list[dict[str, Any]] = []
+        self.open_orders: dict[str, Order] = {}
+        self.closed_orders: list[Order] = []
+        self.link_ids: dict[str, str] = {}
+        self.executions: list[dict[str, Any]] = []
         self._order_seq = 0
-        self._order_im = ZERO
+        self.order_im = ZERO
         self.coins: dict[str, CoinBalance] = {
             coin: CoinBalance(wallet=amount) for coin, amount in cfg.initial_wallet.items()
         }
@@ -157,7 +149,7 @@ class Exchange:
             keys = list(self._dirty_positions)
             self._dirty_positions = {}
             if self._private_listeners:
-                batches.append(("position", [self._position_item(k, ws=True) for k in keys]))
+                batches.append(("position", [self.position_item(k, ws=True) for k in keys]))
         if self._wallet_dirty:
             self._wallet_dirty = False
             if self._private_listeners:
@@ -232,20 +224,20 @@ class Exchange:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
     # ------------------------------------------------------------ positions
-    def _position(self, symbol: str, idx: int) -> Position:
+    def position(self, symbol: str, idx: int) -> Position:
         return self.positions[(symbol, idx)]
 
     def _position_for_order(self, order: Order) -> Position:
         return self.positions[(order.symbol, order.position_idx)]
 
-    def _closable(self, order_side: str, pos: Position, hedge: bool) -> Decimal:
+    def closable(self, order_side: str, pos: Position, hedge: bool) -> Decimal:
         """Size the order would reduce (one-way: opposite position; hedge: its idx)."""
         if hedge:
             reducing = (pos.idx == 1 and order_side == SELL) or (pos.idx == 2 and order_side == BUY)
             return pos.size if reducing else ZERO
         return pos.size if pos.size and pos.side != order_side else ZERO
 
-    def _is_hedge(self, symbol: str) -> bool:
+    def is_hedge(self, symbol: str) -> bool:
         return self.position_mode.get(symbol) == HEDGE
 
     def _mark(self, symbol: str) -> Decimal:
@@ -260,12 +252,12 @@ class Exchange:
                 upl += pos.unrealised(mark)
                 im += pos.initial_margin()
                 mm += pos.size * pos.avg_price * mmr
-        return MarginFigures(upl=upl, position_im=im, position_mm=mm, order_im=self._order_im)
+        return MarginFigures(upl=upl, position_im=im, position_mm=mm, order_im=self.order_im)
 
-    def _available_usdt(self) -> Decimal:
+    def available_usdt(self) -> Decimal:
         return available_margin(self.coins[MARGIN_COIN], self.margin_figures())
 
-    def _spot_available(self, coin: str) -> Decimal:
+    def spot_available(self, coin: str) -> Decimal:
         bal = self.coins.get(coin)
         if bal is None:
             return ZERO
@@ -293,227 +285,48 @@ class Exchange:
         return self.orders[result["orderId"]].render(ws=True)
 
     def _create(self, p: Params, external: bool) -> Order:
-        category = self.category_of(p)
-        inst = self.instrument(category, get_str(p, "symbol", required=True))
-        m = self.markets[(category, inst.symbol)]
+        req = validate_create(self, p, external)
+        inst, m = req.inst, req.market
         spot = inst.is_spot
-        side = get_str(p, "side", required=True)
-        if side not in (BUY, SELL):
-            raise params_error("params error: side invalid")
-        order_type = get_str(p, "orderType", required=True)
-        if order_type not in ("Market", "Limit"):
-            raise params_error("params error: orderType invalid")
-        tif = get_str(p, "timeInForce", default="GTC")
-        if tif not in TIME_IN_FORCE:
-            raise params_error("params error: timeInForce invalid")
-        if order_type == "Market":
-            tif = "IOC"
-        link_id = "" if external else get_str(p, "orderLinkId")
-        if link_id and not ORDER_LINK_ID_RE.match(link_id):
-            raise params_error("params error: orderLinkId invalid (max 36 chars of [0-9A-Za-z_-])")
-        reduce_only = False if spot else get_bool(p, "reduceOnly")
-        close_on_trigger = False if spot else get_bool(p, "closeOnTrigger")
-        qty = get_decimal(p, "qty")
-        position_idx = 0
-        hedge = False
-        if not spot:
-            position_idx = get_int(p, "positionIdx", 0) or 0
-            hedge = self._is_hedge(inst.symbol)
-            valid = (1, 2) if hedge else (0,)
-            if position_idx not in valid:
-                raise params_error("position idx not match position mode")
-            if hedge and not reduce_only:
-                # in hedge mode an order against its idx's side only closes that side
-                reduce_only = (position_idx == 1 and side == SELL) or (
-                    position_idx == 2 and side == BUY
-                )
-
-        price = get_opt_decimal(p, "price")
-        if order_type == "Limit":
-            if price is None:
-                raise params_error("params error: price is required for Limit orders")
-            self._check_price(inst, price)
-        trigger_price = get_opt_decimal(p, "triggerPrice")
-        take_profit = get_opt_decimal(p, "takeProfit")
-        stop_loss = get_opt_decimal(p, "stopLoss")
-        market_unit = get_str(p, "marketUnit")
-        quote_budget: Decimal | None = None
-        if spot:
-            if market_unit not in ("", "baseCoin", "quoteCoin"):
-                raise params_error("params error: marketUnit invalid")
-            if order_type == "Market" and not market_unit:
-                market_unit = "quoteCoin" if side == BUY else "baseCoin"
-            if order_type == "Market" and market_unit == "quoteCoin":
-                quote_budget = qty
-                if not is_multiple(qty, inst.cfg.quote_precision):
-                    raise ApiError(170148, "Market order amount decimal too long.")
-            elif not is_multiple(qty, inst.step):
-                raise ApiError(170137, "Order quantity has too many decimals.")
-            if qty <= 0:
-                raise ApiError(170136, "Order quantity below the lower limit.")
-            limit_max = inst.cfg.max_mkt_order_qty if order_type == "Market" else None
-            limit_max = limit_max or inst.cfg.max_order_qty
-            if quote_budget is None and qty > limit_max:
-                raise ApiError(170124, "Order amount too large.")
-        else:
-            market_unit = ""
-            if qty == 0 and reduce_only and close_on_trigger:
-                pass  # closes the whole position; qty fixed below
-            else:
-                if not is_multiple(qty, inst.step):
-                    raise params_error("params error: qty invalid, not a multiple of qtyStep")
-                if qty < inst.cfg.min_order_qty:
-                    raise params_error("The number of contracts exceeds minimum limit allowed")
-                max_qty = (
-                    inst.cfg.max_mkt_order_qty if order_type == "Market" else inst.cfg.max_order_qty
-                )
-                if qty > max_qty:
-                    raise params_error("The number of contracts exceeds maximum limit allowed")
-
-        trigger_direction = 0
-        trigger_by = ""
-        if trigger_price is not None and trigger_price != 0:
-            self._check_price(inst, trigger_price, what="triggerPrice")
-            trigger_by = get_str(p, "triggerBy", default="LastPrice")
-            if trigger_by not in TRIGGER_BY:
-                raise params_error("params error: triggerBy invalid")
-            if spot:
-                trigger_direction = 1 if trigger_price > m.last else 2
-            else:
-                trigger_direction = get_int(p, "triggerDirection", 0) or 0
-                if trigger_direction not in (1, 2):
-                    raise params_error("params error: triggerDirection must be 1 or 2")
-        else:
-            trigger_price = None
-
-        if link_id and link_id in self._link_ids:
-            raise ApiError(110072, "OrderLinkedID is duplicate")
-
-        if trigger_price is not None:
-            conditional = sum(1 for o in m.conditionals if o.stop_order_type == "Stop")
-            if conditional >= self.config.max_conditional_orders_per_symbol:
-                raise ApiError(110009, "The number of stop orders exceeds maximum limit allowed")
-        elif len(m.buys) + len(m.sells) >= self.config.max_active_orders_per_symbol:
-            raise ApiError(110020, "Number of active orders exceeds the limit")
-
-        if order_type == "Limit" and price is not None:
-            self._check_band(inst, m, side, price)
-
-        if trigger_price is not None and not spot:
-            if trigger_direction == 1 and trigger_price <= m.last:
-                raise ApiError(
-                    110092,
-                    f"expect Rising, but trigger_price[{inst.price_str(trigger_price)}] "
-                    f"<= current[{inst.price_str(m.last)}]",
-                )
-            if trigger_direction == 2 and trigger_price >= m.last:
-                raise ApiError(
-                    110093,
-                    f"expect Falling, but trigger_price[{inst.price_str(trigger_price)}] "
-                    f">= current[{inst.price_str(m.last)}]",
-                )
-
-        ref_price = price if price is not None else (trigger_price or m.last)
-        if order_type == "Market":
-            ref_price = trigger_price or m.last
-        reserve = ZERO
-        if not spot:
-            pos = self._position(inst.symbol, position_idx)
-            closable = self._closable(side, pos, hedge)
-            if reduce_only:
-                if trigger_price is None and closable == 0:
-                    raise ApiError(
-                        110017, "current position is zero, cannot fix reduce-only order qty"
-                    )
-                if qty == 0 or (trigger_price is None and qty > closable):
-                    cap = (
-                        inst.cfg.max_mkt_order_qty
-                        if order_type == "Market"
-                        else inst.cfg.max_order_qty
-                    )
-                    qty = min(closable if closable else qty, cap)
-                    if qty == 0:
-                        raise ApiError(110017, ZERO_POSITION_MSG)
-            else:
-                if qty * ref_price < inst.cfg.min_notional:
-                    raise ApiError(
-                        110094,
-                        f"Order does not meet minimum order value {fmt(inst.cfg.min_notional)}USDT",
-                    )
-                if trigger_price is None:
-                    open_qty = max(qty - closable, ZERO)
-                    needed = fine(open_qty * ref_price / self.leverage[inst.symbol])
-                    if needed > self._available_usdt():
-                        raise ApiError(110007, "ab not enough for new order")
-                    if order_type == "Limit":
-                        reserve = needed
-            if take_profit is not None or stop_loss is not None:
-                tpsl_mode = get_str(p, "tpslMode", default="Full")
-                if tpsl_mode != "Full":
-                    raise params_error("params error: only tpslMode Full is supported")
-                if reduce_only:
-                    raise ApiError(110057, "reduce-only orders cannot carry TP/SL")
-        else:
-            notional = quote_budget if quote_budget is not None else qty * ref_price
-            if notional < inst.cfg.min_notional:
-                raise ApiError(170140, "Order value exceeded lower limit.")
-            base, quote = inst.cfg.base_coin, inst.cfg.quote_coin
-            if side == BUY:
-                if quote_budget is not None:
-                    need = quote_budget
-                elif order_type == "Market":
-                    need = qty * self._protective(inst, m, side)
-                else:
-                    need = qty * ref_price
-                if trigger_price is None and need > self._spot_available(quote):
-                    raise ApiError(170131, "Insufficient balance.")
-                if order_type == "Limit":
-                    reserve = need
-            else:
-                if trigger_price is None and qty > self._spot_available(base):
-                    raise ApiError(170131, "Insufficient balance.")
-                if order_type == "Limit":
-                    reserve = qty
-
         now = self.now()
         self._order_seq += 1
         order = Order(
             order_id=self._new_order_id(spot),
-            order_link_id=link_id,
+            order_link_id=req.link_id,
             inst=inst,
-            side=side,
-            order_type=order_type,
-            price=price if order_type == "Limit" and price is not None else ZERO,
-            qty=qty,
-            time_in_force=tif,
-            position_idx=position_idx,
+            side=req.side,
+            order_type=req.order_type,
+            price=req.price or ZERO,
+            qty=req.qty,
+            time_in_force=req.time_in_force,
+            position_idx=req.position_idx,
             created_time=now,
             updated_time=now,
             seq=self._order_seq,
-            reduce_only=reduce_only,
-            close_on_trigger=close_on_trigger,
-            market_unit=market_unit,
+            reduce_only=req.reduce_only,
+            close_on_trigger=req.close_on_trigger,
+            market_unit=req.market_unit,
             is_leverage="0" if spot else "",
             last_price_on_created=m.last,
-            smp_type=get_str(p, "smpType", default="None"),
-            quote_budget=quote_budget,
+            smp_type=req.smp_type,
+            quote_budget=req.quote_budget,
         )
-        if take_profit is not None or stop_loss is not None:
-            order.take_profit = take_profit or ZERO
-            order.stop_loss = stop_loss or ZERO
-            order.tp_trigger_by = get_str(p, "tpTriggerBy", default="LastPrice")
-            order.sl_trigger_by = get_str(p, "slTriggerBy", default="LastPrice")
+        if req.take_profit is not None or req.stop_loss is not None:
+            order.take_profit = req.take_profit or ZERO
+            order.stop_loss = req.stop_loss or ZERO
+            order.tp_trigger_by = req.tp_trigger_by
+            order.sl_trigger_by = req.sl_trigger_by
             order.tpsl_mode = "Full"
             order.tp_order_type = order.sl_order_type = "Market"
-        if link_id:
-            self._link_ids[link_id] = order.order_id
+        if req.link_id:
+            self.link_ids[req.link_id] = order.order_id
         self.orders[order.order_id] = order
-        self._open[order.order_id] = order
+        self.open_orders[order.order_id] = order
 
-        if trigger_price is not None:
-            order.trigger_price = trigger_price
-            order.trigger_direction = trigger_direction
-            order.trigger_by = trigger_by
+        if req.trigger_price is not None:
+            order.trigger_price = req.trigger_price
+            order.trigger_direction = req.trigger_direction
+            order.trigger_by = req.trigger_by
             order.stop_order_type = "StopOrder" if spot else "Stop"
             order.order_filter = "StopOrder"
             order.status = "Untriggered"
@@ -521,55 +334,12 @@ class Exchange:
             self._emit_order(order)
             return order
 
-        self._reserve(order, reserve)
-        if order_type == "Market":
-            order.price = self._protective(inst, m, side)
+        self._reserve(order, req.reserve)
+        if req.order_type == "Market":
+            order.price = protective_price(inst, m.last, req.side)
         self._emit_order(order)
         self._execute_incoming(order, m)
         return order
-
-    def _check_price(self, inst: Instrument, price: Decimal, what: str = "price") -> None:
-        if price <= 0:
-            raise params_error(f"params error: {what} invalid")
-        if not is_multiple(price, inst.tick):
-            if inst.is_spot:
-                raise ApiError(170134, "Order price has too many decimals.")
-            raise params_error(f"params error: {what} invalid, not a multiple of tickSize")
-        if not inst.is_spot:
-            if inst.cfg.min_price is not None and price < inst.cfg.min_price:
-                raise params_error(f"params error: {what} is below minPrice")
-            if inst.cfg.max_price is not None and price > inst.cfg.max_price:
-                raise params_error(f"params error: {what} is above maxPrice")
-
-    def _check_band(self, inst: Instrument, m: Market, side: str, price: Decimal) -> None:
-        ratio = inst.cfg.price_limit_ratio
-        if side == BUY:
-            ceiling = (m.last * (1 + ratio) / inst.tick).to_integral_value(ROUND_FLOOR) * inst.tick
-            if price > ceiling:
-                if inst.is_spot:
-                    raise ApiError(
-                        170193, f"Buy order price cannot be higher than {inst.price_str(ceiling)}."
-                    )
-                raise ApiError(110003, "Order price is out of permissible range")
-        else:
-            floor = (m.last * (1 - ratio) / inst.tick).to_integral_value(ROUND_CEILING) * inst.tick
-            if price < floor:
-                if inst.is_spot:
-                    raise ApiError(
-                        170194, f"Sell order price cannot be lower than {inst.price_str(floor)}."
-                    )
-                raise ApiError(110003, "Order price is out of permissible range")
-
-    @staticmethod
-    def _protective(inst: Instrument, m: Market, side: str) -> Decimal:
-        """The protective limit price a Market order is converted to (IOC)."""
-        ratio = inst.cfg.price_limit_ratio
-        if side == BUY:
-            return (m.last * (1 + ratio) / inst.tick).to_integral_value(ROUND_FLOOR) * inst.tick
-        return max(
-            (m.last * (1 - ratio) / inst.tick).to_integral_value(ROUND_CEILING) * inst.tick,
-            inst.tick,
-        )
 
     def _reserve(self, order: Order, amount: Decimal) -> None:
         order.reserved = amount
@@ -580,7 +350,7 @@ class Exchange:
             self.coins[coin].locked += amount
             self._wallet_dirty = True
         else:
-            self._order_im += amount
+            self.order_im += amount
 
     def _release(self, order: Order, amount: Decimal) -> None:
         amount = min(amount, order.reserved)
@@ -592,7 +362,7 @@ class Exchange:
             self.coins[coin].locked -= amount
             self._wallet_dirty = True
         else:
-            self._order_im -= amount
+            self.order_im -= amount
 
     # ------------------------------------------------------------- matching
     def _execute_incoming(self, order: Order, m: Market) -> None:
@@ -660,7 +430,7 @@ class Exchange:
         if order.inst.is_spot or not order.reduce_only:
             return leaves
         pos = self._position_for_order(order)
-        closable = self._closable(order.side, pos, self._is_hedge(order.symbol))
+        closable = self.closable(order.side, pos, self.is_hedge(order.symbol))
         if closable <= 0:
             self._finish(order, "Cancelled", cancel_type="CancelByReduceOnly")
             return None
@@ -766,7 +536,7 @@ class Exchange:
         }
         if not inst.is_spot:
             item["createType"] = order.create_type
-        self._executions.append(item)
+        self.executions.append(item)
         if self._private_listeners:
             self._out_execs.append(item)
 
@@ -787,8 +557,8 @@ class Exchange:
 
     def _close_bookkeeping(self, order: Order) -> None:
         """Remove a now-final order from the open set and release what it reserved."""
-        if self._open.pop(order.order_id, None) is not None:
-            self._closed.append(order)
+        if self.open_orders.pop(order.order_id, None) is not None:
+            self.closed_orders.append(order)
         if order.reserved:
             self._release(order, order.reserved)
         m = self.markets[(order.category, order.symbol)]
@@ -915,22 +685,22 @@ class Exchange:
             order.qty = min(size, inst.cfg.max_mkt_order_qty)
         if not inst.is_spot and not order.reduce_only and order.order_type == "Limit":
             pos = self._position_for_order(order)
-            closable = self._closable(order.side, pos, self._is_hedge(order.symbol))
+            closable = self.closable(order.side, pos, self.is_hedge(order.symbol))
             open_qty = max(order.qty - closable, ZERO)
             needed = fine(open_qty * order.price / self.leverage[order.symbol])
-            if needed > self._available_usdt():
+            if needed > self.available_usdt():
                 self._finish(order, "Cancelled", reject_reason="EC_Others")
                 return
             self._reserve(order, needed)
         elif inst.is_spot and order.order_type == "Limit":
             need = order.qty * order.price if order.side == BUY else order.qty
             coin = inst.cfg.quote_coin if order.side == BUY else inst.cfg.base_coin
-            if need > self._spot_available(coin):
+            if need > self.spot_available(coin):
                 self._finish(order, "Cancelled", reject_reason="EC_Others")
                 return
             self._reserve(order, need)
         if order.order_type == "Market":
-            order.price = self._protective(inst, m, order.side)
+            order.price = protective_price(inst, m.last, order.side)
         order.status = "New"
         self._stamp(order)
         self._emit_order(order)
@@ -1004,7 +774,7 @@ class Exchange:
                 order_filter="StopOrder",
             )
             self.orders[order.order_id] = order
-            self._open[order.order_id] = order
+            self.open_orders[order.order_id] = order
             m.conditionals.append(order)
             setattr(pos, attr_id, order.order_id)
             self._emit_order(order)
@@ -1030,8 +800,8 @@ class Exchange:
         order: Order | None = None
         if order_id:
             order = self.orders.get(order_id)
-        elif link_id in self._link_ids:
-            order = self.orders.get(self._link_ids[link_id])
+        elif link_id in self.link_ids:
+            order = self.orders.get(self.link_ids[link_id])
         if (
             order is None
             or not order.is_open
@@ -1088,10 +858,10 @@ class Exchange:
                 order_filter = "Order"
             victims = [
                 o
-                for o in self._open.values()
+                for o in self.open_orders.values()
                 if o.category == category
-                and self._matches(o, symbol, base_coin, settle_coin)
-                and _filter_ok(o, order_filter)
+                and in_scope(o, symbol, base_coin, settle_coin)
+                and filter_ok(o, order_filter)
             ]
             out = []
             for order in victims:
@@ -1100,16 +870,6 @@ class Exchange:
             return {"list": out, "success": "1"}
         finally:
             self._flush()
-
-    @staticmethod
-    def _matches(o: Order, symbol: str, base_coin: str, settle_coin: str) -> bool:
-        if symbol:
-            return o.symbol == symbol
-        if base_coin:
-            return o.inst.cfg.base_coin == base_coin
-        if settle_coin:
-            return o.inst.cfg.quote_coin == settle_coin
-        return True
 
     def amend_order(self, p: Params) -> dict[str, str]:
         """POST /v5/order/amend: qty, price, triggerPrice, takeProfit, stopLoss."""
@@ -1152,12 +912,12 @@ class Exchange:
         else:
             qty = None
         if price is not None and order.order_type == "Limit" and price != order.price:
-            self._check_price(inst, price)
-            self._check_band(inst, m, order.side, price)
+            check_price(inst, price)
+            check_band(inst, m.last, order.side, price)
         else:
             price = None
         if trigger is not None and order.status == "Untriggered" and trigger != order.trigger_price:
-            self._check_price(inst, trigger, what="triggerPrice")
+            check_price(inst, trigger, what="triggerPrice")
             if order.trigger_direction == 1 and trigger <= m.last:
                 raise ApiError(110092, "expect Rising, but trigger_price <= current")
             if order.trigger_direction == 2 and trigger >= m.last:
@@ -1177,15 +937,15 @@ class Exchange:
             if inst.is_spot:
                 need = leaves * new_price if order.side == BUY else leaves
                 coin = inst.cfg.quote_coin if order.side == BUY else inst.cfg.base_coin
-                if need - order.reserved > self._spot_available(coin):
+                if need - order.reserved > self.spot_available(coin):
                     raise ApiError(170131, "Insufficient balance.")
             elif order.reduce_only:
                 need = ZERO
             else:
                 pos = self._position_for_order(order)
-                closable = self._closable(order.side, pos, self._is_hedge(inst.symbol))
+                closable = self.closable(order.side, pos, self.is_hedge(inst.symbol))
                 need = fine(max(leaves - closable, ZERO) * new_price / self.leverage[inst.symbol])
-                if need - order.reserved > self._available_usdt():
+                if need - order.reserved > self.available_usdt():
                     raise ApiError(110007, "ab not enough for new order")
             self._release(order, order.reserved)
             self._reserve(order, need)
@@ -1257,7 +1017,7 @@ class Exchange:
         """Admin: remove available funds; returns the wallet account object."""
         if amount <= 0:
             raise params_error("amount must be positive")
-        available = self._spot_available(coin)
+        available = self.spot_available(coin)
         if amount > available:
             raise ApiError(110004, f"Insufficient wallet balance: available {fmt(available)}")
         self.coins[coin].wallet -= amount
@@ -1276,38 +1036,8 @@ class Exchange:
     def wallet_account(self, only: set[str] | None) -> dict[str, Any]:
         return render_account(self.coins, self._usd_prices(), self.margin_figures(), only)
 
-    def wallet_balance(self, p: Params) -> dict[str, Any]:
-        """GET /v5/account/wallet-balance."""
-        account_type = get_str(p, "accountType", required=True)
-        if account_type != "UNIFIED":
-            raise params_error("accountType only support UNIFIED.")
-        coins = get_str(p, "coin")
-        only = {c.strip() for c in coins.split(",") if c.strip()} if coins else None
-        return {"list": [self.wallet_account(only)]}
-
-    def fee_rate(self, p: Params) -> dict[str, Any]:
-        """GET /v5/account/fee-rate."""
-        category = self.category_of(p)
-        symbol = get_str(p, "symbol")
-        fees = self.config.fees[category]
-        insts = (
-            [self.instrument(category, symbol)]
-            if symbol
-            else [i for i in self._instruments.values() if i.category == category]
-        )
-        return {
-            "list": [
-                {
-                    "symbol": i.symbol,
-                    "takerFeeRate": fmt(fees.taker),
-                    "makerFeeRate": fmt(fees.maker),
-                }
-                for i in insts
-            ]
-        }
-
     # ------------------------------------------------------------ positions
-    def _position_item(self, key: tuple[str, int], ws: bool) -> dict[str, Any]:
+    def position_item(self, key: tuple[str, int], ws: bool) -> dict[str, Any]:
         pos = self.positions[key]
         return pos.render(
             self._mark(pos.inst.symbol),
@@ -1315,33 +1045,6 @@ class Exchange:
             self.config.maintenance_margin_rate,
             ws,
         )
-
-    def position_list(self, p: Params) -> dict[str, Any]:
-        """GET /v5/position/list."""
-        category = self.category_of(p, ("linear",))
-        symbol = get_str(p, "symbol")
-        settle = get_str(p, "settleCoin")
-        base = get_str(p, "baseCoin")
-        if not symbol and not settle and not base:
-            raise params_error("params error: symbol or settleCoin is required")
-        limit = get_limit(p, 20, 200)
-        if symbol:
-            self.instrument(category, symbol)
-            keys = [k for k in self.positions if k[0] == symbol]
-        else:
-            keys = [
-                k
-                for k, pos in self.positions.items()
-                if pos.size
-                and (not settle or pos.inst.cfg.quote_coin == settle)
-                and (not base or pos.inst.cfg.base_coin == base)
-            ]
-        keys.sort(key=lambda k: (self._instruments[("linear", k[0])].symbol_id, k[1]))
-        numbered = list(enumerate(keys))
-        numbered.reverse()
-        page, cursor = paginate(numbered, lambda e: e[0], limit, get_str(p, "cursor"), "pos")
-        rows = [self._position_item(k, ws=False) for _, k in sorted(page)]
-        return {"category": category, "list": rows, "nextPageCursor": cursor}
 
     def set_leverage(self, p: Params) -> dict[str, Any]:
         """POST /v5/position/set-leverage."""
@@ -1414,7 +1117,7 @@ class Exchange:
                     110024, "You have an existing position, so position mode cannot be switched"
                 )
             return False
-        if any(o.symbol == symbol and o.category == "linear" for o in self._open.values()):
+        if any(o.symbol == symbol and o.category == "linear" for o in self.open_orders.values()):
             if raise_error:
                 raise ApiError(110028, "You have open orders, so position mode cannot be switched")
             return False
@@ -1446,7 +1149,7 @@ class Exchange:
             long = pos.side == BUY
             base = inst.price_str(m.last)
             if tp:
-                self._check_price(inst, tp, what="takeProfit")
+                check_price(inst, tp, what="takeProfit")
                 if (long and tp <= m.last) or (not long and tp >= m.last):
                     word = "higher" if long else "lower"
                     raise params_error(
@@ -1454,7 +1157,7 @@ class Exchange:
                         f"{word} than base_price:{base}"
                     )
             if sl:
-                self._check_price(inst, sl, what="stopLoss")
+                check_price(inst, sl, what="stopLoss")
                 if (long and sl >= m.last) or (not long and sl <= m.last):
                     word = "lower" if long else "higher"
                     raise params_error(
@@ -1475,161 +1178,7 @@ class Exchange:
             self._flush()
 
     # -------------------------------------------------------------- queries
-    def open_orders(self, p: Params) -> dict[str, Any]:
-        """GET /v5/order/realtime: open orders (or recent closed with openOnly=1, or one order
-        by orderId/orderLinkId whatever its status), newest first, cursor-paginated."""
-        category = self.category_of(p)
-        symbol = get_str(p, "symbol")
-        base = get_str(p, "baseCoin")
-        settle = get_str(p, "settleCoin")
-        order_id = get_str(p, "orderId")
-        link_id = get_str(p, "orderLinkId")
-        if category == "linear" and not (symbol or base or settle or order_id or link_id):
-            raise params_error("params error: symbol, baseCoin or settleCoin is required")
-        if symbol:
-            self.instrument(category, symbol)
-        limit = get_limit(p, 20, 50)
-        order_filter = get_str(p, "orderFilter")
-        open_only = get_int(p, "openOnly", 0)
-        source: Iterable[Order]
-        if order_id:
-            one = self.orders.get(order_id)
-            source = [one] if one is not None else []
-        elif link_id:
-            found = self.orders.get(self._link_ids.get(link_id, ""))
-            source = [found] if found is not None else []
-        elif open_only == 1:
-            closed = [o for o in self._closed if o.category == category]
-            source = closed[-self.config.closed_orders_kept :]
-        else:
-            source = self._open.values()
-        items = [
-            o
-            for o in source
-            if o.category == category
-            and self._matches(o, symbol, base, settle)
-            and _filter_ok(o, order_filter)
-        ]
-        items.sort(key=lambda o: o.seq, reverse=True)
-        page, cursor = paginate(items, lambda o: o.seq, limit, get_str(p, "cursor"), "open")
-        return {
-            "category": category,
-            "list": [o.render(ws=False) for o in page],
-            "nextPageCursor": cursor,
-        }
-
-    def order_history(self, p: Params) -> dict[str, Any]:
-        """GET /v5/order/history: closed orders (UTA 2.0 excludes active ones), newest first."""
-        category = self.category_of(p)
-        symbol = get_str(p, "symbol")
-        base = get_str(p, "baseCoin")
-        settle = get_str(p, "settleCoin")
-        if symbol:
-            self.instrument(category, symbol)
-        order_id = get_str(p, "orderId")
-        link_id = get_str(p, "orderLinkId")
-        status = get_str(p, "orderStatus")
-        order_filter = get_str(p, "orderFilter")
-        limit = get_limit(p, 20, 50)
-        start, end = self._time_window(p)
-        items = [
-            o
-            for o in self._closed
-            if o.category == category
-            and self._matches(o, symbol, base, settle)
-            and (not order_id or o.order_id == order_id)
-            and (not link_id or o.order_link_id == link_id)
-            and (not status or o.status == status)
-            and _filter_ok(o, order_filter)
-            and start <= o.created_time <= end
-        ]
-        items.sort(key=lambda o: o.seq, reverse=True)
-        page, cursor = paginate(items, lambda o: o.seq, limit, get_str(p, "cursor"), "hist")
-        return {
-            "category": category,
-            "list": [o.render(ws=False) for o in page],
-            "nextPageCursor": cursor,
-        }
-
-    def _time_window(self, p: Params) -> tuple[int, int]:
-        start = get_int(p, "startTime")
-        end = get_int(p, "endTime")
-        now = self.now()
-        if start is None and end is None:
-            return now - WEEK_MS, now + 1
-        if start is None:
-            assert end is not None
-            return end - WEEK_MS, end
-        if end is None:
-            return start, start + WEEK_MS
-        if end < start:
-            raise params_error("params error: endTime is earlier than startTime")
-        if end - start > WEEK_MS:
-            raise params_error("params error: the time range cannot exceed 7 days")
-        return start, end
-
-    def execution_list(self, p: Params) -> dict[str, Any]:
-        """GET /v5/execution/list: our fills, newest first, cursor-paginated."""
-        category = self.category_of(p)
-        symbol = get_str(p, "symbol")
-        if symbol:
-            self.instrument(category, symbol)
-        order_id = get_str(p, "orderId")
-        link_id = get_str(p, "orderLinkId")
-        base = get_str(p, "baseCoin")
-        exec_type = get_str(p, "execType")
-        limit = get_limit(p, 50, 100)
-        start, end = self._time_window(p)
-        numbered = [
-            (n, e)
-            for n, e in enumerate(self._executions)
-            if e["category"] == category
-            and (not symbol or e["symbol"] == symbol)
-            and (not order_id or e["orderId"] == order_id)
-            and (not link_id or e["orderLinkId"] == link_id)
-            and (not exec_type or e["execType"] == exec_type)
-            and (not base or self._instruments[(category, e["symbol"])].cfg.base_coin == base)
-            and start <= int(e["execTime"]) <= end
-        ]
-        numbered.reverse()
-        page, cursor = paginate(numbered, lambda e: e[0], limit, get_str(p, "cursor"), "exec")
-        rows = [{k: v for k, v in e.items() if k != "category"} for _, e in page]
-        return {"category": category, "list": rows, "nextPageCursor": cursor}
-
     # --------------------------------------------------------------- market
-    def instruments_info(self, p: Params) -> dict[str, Any]:
-        """GET /v5/market/instruments-info (linear: cursor pagination; spot: none)."""
-        category = self.category_of(p)
-        symbol = get_str(p, "symbol")
-        base = get_str(p, "baseCoin")
-        status = get_str(p, "status")
-        items = [
-            i
-            for i in self._instruments.values()
-            if i.category == category
-            and (not symbol or i.symbol == symbol)
-            and (not base or i.cfg.base_coin == base)
-            and (not status or status == "Trading")
-        ]
-        if category == "spot":
-            return {"category": category, "list": [i.info() for i in items]}
-        limit = get_limit(p, 500, 1000)
-        items.sort(key=lambda i: i.symbol_id, reverse=True)
-        page, cursor = paginate(items, lambda i: i.symbol_id, limit, get_str(p, "cursor"), "inst")
-        page.sort(key=lambda i: i.symbol)
-        return {"category": category, "list": [i.info() for i in page], "nextPageCursor": cursor}
-
-    def tickers(self, p: Params) -> dict[str, Any]:
-        category = self.category_of(p)
-        symbol = get_str(p, "symbol")
-        now = self.now()
-        if symbol:
-            return {"category": category, "list": [self.market(category, symbol).ticker(now)]}
-        return {
-            "category": category,
-            "list": [m.ticker(now) for (c, _), m in self.markets.items() if c == category],
-        }
-
     def ticker(self, category: str, symbol: str) -> dict[str, Any]:
         """The Bybit tickers item of one symbol (used by the public WebSocket)."""
         return self.market(category, symbol).ticker(self.now())
@@ -1637,13 +1186,6 @@ class Exchange:
     def orderbook(self, category: str, symbol: str, depth: int) -> dict[str, Any]:
         """`{"s","b","a","u","seq","ts","cts"}` with up to `depth` levels per side."""
         return self.market(category, symbol).orderbook(depth, self.now())
-
-    def orderbook_rest(self, p: Params) -> dict[str, Any]:
-        category = self.category_of(p)
-        symbol = get_str(p, "symbol", required=True)
-        default = 1 if category == "spot" else 25
-        depth = get_limit(p, default, 1000 if category != "option" else 25)
-        return self.orderbook(category, symbol, depth)
 
     # ----------------------------------------------------------- admin/dump
     def reset(self) -> None:
@@ -1673,50 +1215,8 @@ class Exchange:
             "orders": [
                 o.render(ws=True) for o in sorted(self.orders.values(), key=lambda o: o.seq)
             ],
-            "positions": [self._position_item(k, ws=True) for k in sorted(self.positions)],
+            "positions": [self.position_item(k, ws=True) for k in sorted(self.positions)],
             "positionMode": dict(self.position_mode),
             "wallet": self.wallet_account(None),
-            "executions": list(self._executions),
+            "executions": list(self.executions),
         }
-
-
-def _filter_ok(o: Order, order_filter: str) -> bool:
-    if not order_filter or (order_filter == "OpenOrder" and not o.is_conditional):
-        return True
-    if order_filter == "Order":
-        return not o.is_conditional
-    if order_filter in ("StopOrder", "tpslOrder"):
-        return o.is_conditional
-    return False
-
-
-def encode_cursor(kind: str, key: int) -> str:
-    """Bybit-like opaque cursor, already percent-encoded (as Bybit returns them)."""
-    return quote(f"page_args={key}&kind={kind}&", safe="")
-
-
-def decode_cursor(cursor: str, kind: str) -> int:
-    text = cursor
-    for _ in range(3):
-        if "page_args=" in text:
-            break
-        text = unquote(text)
-    fields = parse_qs(text)
-    try:
-        if fields.get("kind", [kind])[0] != kind:
-            raise ValueError(kind)
-        return int(fields["page_args"][0])
-    except (KeyError, ValueError, IndexError):
-        raise params_error("params error: cursor invalid") from None
-
-
-def paginate(
-    items: list[T], key: Callable[[T], int], limit: int, cursor: str, kind: str
-) -> tuple[list[T], str]:
-    """`items` sorted by `key` descending; the cursor carries the last key returned."""
-    if cursor:
-        after = decode_cursor(cursor, kind)
-        items = [i for i in items if key(i) < after]
-    page = items[:limit]
-    next_cursor = encode_cursor(kind, key(page[-1])) if len(items) > limit else ""
-    return page, next_cursor

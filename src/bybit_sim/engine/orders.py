@@ -164,3 +164,26 @@ class Order:
             item["feeCurrency"] = self.fee_coin
             item["brokerOrderPrice"] = ""
         return item
+
+
+def in_scope(o: Order, symbol: str, base_coin: str, settle_coin: str) -> bool:
+    """Bybit's query scope: symbol, else baseCoin, else settleCoin, else everything."""
+    if symbol:
+        return o.inst.symbol == symbol
+    if base_coin:
+        return o.inst.cfg.base_coin == base_coin
+    if settle_coin:
+        return o.inst.cfg.quote_coin == settle_coin
+    return True
+
+
+def filter_ok(o: Order, order_filter: str) -> bool:
+    """`orderFilter`: Order = plain orders, StopOrder/tpslOrder = conditional ones, OpenOrder or
+    empty = all."""
+    if not order_filter or order_filter == "OpenOrder":
+        return True
+    if order_filter == "Order":
+        return not o.is_conditional
+    if order_filter in ("StopOrder", "tpslOrder"):
+        return o.is_conditional
+    return False

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from bybit_sim.engine import queries
 from bybit_sim.engine.errors import ApiError
 from tests.unit.sim.helpers import linear, make_exchange
 
@@ -18,12 +19,15 @@ def test_conditional_order_untriggered_triggered_new_filled() -> None:
         linear(side="Buy", orderType="Market", qty="0.1", triggerPrice="65500", triggerDirection=1)
     )["orderId"]
     assert ex.orders[oid].status == "Untriggered"
-    assert ex.open_orders(linear(orderFilter="StopOrder"))["list"][0]["stopOrderType"] == "Stop"
+    assert (
+        queries.open_orders(ex, linear(orderFilter="StopOrder"))["list"][0]["stopOrderType"]
+        == "Stop"
+    )
     ex.set_price("linear", "BTCUSDT", D("65400"))
     assert ex.orders[oid].status == "Untriggered"
     ex.set_price("linear", "BTCUSDT", D("65500"))
     assert rec.statuses(oid) == ["Untriggered", "Triggered", "New", "Filled"]
-    assert ex.position_list(linear())["list"][0]["size"] == "0.100"
+    assert queries.position_list(ex, linear())["list"][0]["size"] == "0.100"
 
 
 def test_trigger_direction_must_match_current_price() -> None:
@@ -64,12 +68,12 @@ def test_position_take_profit_closes_the_position() -> None:
     ex, rec = make_exchange()
     ex.create_order(linear(side="Buy", orderType="Market", qty="0.2"))
     ex.trading_stop(linear(positionIdx=0, takeProfit="66000", stopLoss="64000"))
-    pos = ex.position_list(linear())["list"][0]
+    pos = queries.position_list(ex, linear())["list"][0]
     assert pos["takeProfit"] == "66000.00" and pos["stopLoss"] == "64000.00"
-    tpsl = ex.open_orders(linear(orderFilter="StopOrder"))["list"]
+    tpsl = queries.open_orders(ex, linear(orderFilter="StopOrder"))["list"]
     assert {o["stopOrderType"] for o in tpsl} == {"TakeProfit", "StopLoss"}
     ex.set_price("linear", "BTCUSDT", D("66000"))
-    pos = ex.position_list(linear())["list"][0]
+    pos = queries.position_list(ex, linear())["list"][0]
     assert pos["size"] == "0.000"
     tp = next(o for o in tpsl if o["stopOrderType"] == "TakeProfit")["orderId"]
     sl = next(o for o in tpsl if o["stopOrderType"] == "StopLoss")["orderId"]
@@ -97,10 +101,10 @@ def test_trading_stop_validation() -> None:
 def test_order_with_take_profit_sets_it_on_the_position() -> None:
     ex, _ = make_exchange()
     ex.create_order(linear(side="Sell", orderType="Market", qty="0.1", stopLoss="66000"))
-    pos = ex.position_list(linear())["list"][0]
+    pos = queries.position_list(ex, linear())["list"][0]
     assert pos["side"] == "Sell" and pos["stopLoss"] == "66000.00"
     ex.set_price("linear", "BTCUSDT", D("66100"))
-    assert ex.position_list(linear())["list"][0]["size"] == "0.000"
+    assert queries.position_list(ex, linear())["list"][0]["size"] == "0.000"
 
 
 def test_hedge_mode_positions_and_idx_rules() -> None:
@@ -111,14 +115,14 @@ def test_hedge_mode_positions_and_idx_rules() -> None:
     assert err.value.ret_msg == "position idx not match position mode"
     ex.create_order(linear(side="Buy", orderType="Market", qty="0.1", positionIdx=1))
     ex.create_order(linear(side="Sell", orderType="Market", qty="0.3", positionIdx=2))
-    rows = ex.position_list(linear())["list"]
+    rows = queries.position_list(ex, linear())["list"]
     assert [(r["positionIdx"], r["side"], r["size"]) for r in rows] == [
         (1, "Buy", "0.100"),
         (2, "Sell", "0.300"),
     ]
     # closing the long with idx 1 cannot exceed it and never touches the short
     ex.create_order(linear(side="Sell", orderType="Market", qty="0.5", positionIdx=1))
-    rows = ex.position_list(linear())["list"]
+    rows = queries.position_list(ex, linear())["list"]
     assert [(r["positionIdx"], r["size"]) for r in rows] == [(1, "0.000"), (2, "0.300")]
     with pytest.raises(ApiError) as err:
         ex.switch_mode(linear(mode=0))
@@ -152,7 +156,7 @@ def test_leverage_changes_margin() -> None:
     assert err.value.ret_code == 10001
     ex.set_leverage(linear(buyLeverage="2", sellLeverage="2"))
     ex.create_order(linear(side="Buy", orderType="Limit", qty="1", price="60000"))
-    assert ex._order_im == D("30000")
+    assert ex.order_im == D("30000")
     with pytest.raises(ApiError) as err:
         ex.create_order(linear(side="Buy", orderType="Limit", qty="3", price="60000"))
     assert err.value.ret_code == 110007

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from bybit_sim.engine import queries
 from bybit_sim.engine.errors import ApiError
 from tests.unit.sim.helpers import linear, make_exchange, usdt
 
@@ -54,7 +55,7 @@ def test_limit_crossing_takes_then_rests_remainder() -> None:
     assert order.status == "PartiallyFilled"
     assert order.cum_exec_qty == D("1.125")
     assert rec.statuses(oid) == ["New", "PartiallyFilled"]
-    listed = ex.open_orders(linear())["list"]
+    listed = queries.open_orders(ex, linear())["list"]
     assert listed[0]["leavesQty"] == "0.875"
 
 
@@ -102,7 +103,7 @@ def test_reduce_only_is_clipped_to_the_position() -> None:
     ]
     assert ex.orders[oid].qty == D("0.3")
     assert ex.orders[oid].status == "Filled"
-    pos = ex.position_list(linear())["list"][0]
+    pos = queries.position_list(ex, linear())["list"][0]
     assert pos["size"] == "0.000" and pos["side"] == ""
 
 
@@ -126,12 +127,12 @@ def test_realised_pnl_on_close_and_flip() -> None:
         "orderId"
     ]
     ex.force_fill(sell)
-    pos = ex.position_list(linear())["list"][0]
+    pos = queries.position_list(ex, linear())["list"][0]
     assert pos["side"] == "Sell" and pos["size"] == "0.500" and pos["avgPrice"] == "66000.00"
     fees = D("64000") * D("0.0002") + D("66000") * D("1.5") * D("0.0002")
     assert D(pos["cumRealisedPnl"]) == D("2000") - fees
     assert usdt(ex) == D("100000") + D("2000") - fees
-    execs = ex.execution_list(linear(orderId=sell))["list"]
+    execs = queries.execution_list(ex, linear(orderId=sell))["list"]
     assert execs[0]["closedSize"] == "1.000"
     assert D(execs[0]["execPnl"]) == D("2000")
 
@@ -154,7 +155,7 @@ def test_cancel_all_requires_a_scope_and_cancels_everything_in_it() -> None:
     assert result["success"] == "1"
     assert sorted(o["orderId"] for o in result["list"]) == sorted(ids)
     assert ex.orders[other].status == "New"
-    assert ex._order_im == D("300") / 10  # only ETH's margin stays reserved
+    assert ex.order_im == D("300") / 10  # only ETH's margin stays reserved
     assert all(rec.statuses(i)[-1] == "Cancelled" for i in ids)
 
 
@@ -164,10 +165,10 @@ def test_history_lists_closed_orders_only() -> None:
         "orderId"
     ]
     filled = ex.create_order(linear(side="Buy", orderType="Market", qty="0.01"))["orderId"]
-    history = ex.order_history(linear())["list"]
+    history = queries.order_history(ex, linear())["list"]
     assert [o["orderId"] for o in history] == [filled]
     assert open_id not in {o["orderId"] for o in history}
-    assert ex.order_history(linear(orderStatus="Cancelled"))["list"] == []
+    assert queries.order_history(ex, linear(orderStatus="Cancelled"))["list"] == []
 
 
 def test_spot_buy_and_sell_move_balances_with_fees_in_received_coin() -> None:
@@ -201,7 +202,7 @@ def test_reset_restores_the_initial_state() -> None:
     ex.reset()
     assert usdt(ex) == D("100000")
     assert ex.orders == {}
-    assert ex.position_list(linear())["list"][0]["size"] == "0.000"
+    assert queries.position_list(ex, linear())["list"][0]["size"] == "0.000"
     assert rec.topic("wallet")[-1]["totalWalletBalance"] == "100000"
     dump = ex.dump()
     assert dump["orders"] == [] and len(dump["markets"]) == 6

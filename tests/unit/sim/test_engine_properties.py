@@ -112,7 +112,7 @@ def _apply(ex: Exchange, op: tuple[Any, ...]) -> None:
         _, tick, _ = SYMBOLS[(category, symbol)]
         ex.set_price(category, symbol, ex.markets[(category, symbol)].last + tick * ticks)
     else:
-        open_orders = sorted(ex._open.values(), key=lambda o: o.seq)
+        open_orders = sorted(ex.open_orders.values(), key=lambda o: o.seq)
         if not open_orders:
             return
         order = open_orders[op[1] % len(open_orders)]
@@ -134,7 +134,7 @@ def _apply(ex: Exchange, op: tuple[Any, ...]) -> None:
 
 def _check(ex: Exchange, rec: Recorder) -> None:
     fees = ex.config.fees
-    execs = ex._executions
+    execs = ex.executions
     by_order: dict[str, Decimal] = {}
     for e in execs:
         by_order[e["orderId"]] = by_order.get(e["orderId"], D(0)) + D(e["execQty"])
@@ -174,13 +174,13 @@ def _check(ex: Exchange, rec: Recorder) -> None:
         assert pos.signed_size() == signed
         realised = sum((D(e["execPnl"]) - D(e["execFee"]) for e in fills), D(0))
         assert pos.cum_realised == realised
-    reserved = sum((o.reserved for o in ex._open.values() if o.category == "linear"), D(0))
-    assert ex._order_im == reserved
+    reserved = sum((o.reserved for o in ex.open_orders.values() if o.category == "linear"), D(0))
+    assert ex.order_im == reserved
     for coin in ("USDT", "ETH"):
         locks = sum(
             (
                 o.reserved
-                for o in ex._open.values()
+                for o in ex.open_orders.values()
                 if o.category == "spot"
                 and (o.inst.cfg.quote_coin if o.side == "Buy" else o.inst.cfg.base_coin) == coin
             ),

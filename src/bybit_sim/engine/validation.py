@@ -1,0 +1,304 @@
+"""Validation of `order/create` requests, in Bybit's order of checks and with its retCodes.
+
+`validate_create` reads the exchange's state (positions, balances, open orders) but changes
+nothing: it returns a `NewOrder` with every field parsed and the amount to reserve, or raises
+`ApiError`. The price rules (`check_price`, `check_band`, `protective_price`) are shared with
+amend and the conditional-order trigger.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING
+
+from bybit_sim.engine.book import BUY, SELL
+from bybit_sim.engine.errors import ApiError, params_error
+from bybit_sim.engine.instruments import Instrument
+from bybit_sim.engine.market import Market
+from bybit_sim.engine.numbers import ZERO, fine, fmt, is_multiple
+from bybit_sim.engine.params import (
+    Params,
+    get_bool,
+    get_decimal,
+    get_int,
+    get_opt_decimal,
+    get_str,
+)
+
+if TYPE_CHECKING:
+    from bybit_sim.engine.exchange import Exchange
+
+ORDER_LINK_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
+TIME_IN_FORCE = frozenset({"GTC", "IOC", "FOK", "PostOnly"})
+TRIGGER_BY = frozenset({"LastPrice", "MarkPrice", "IndexPrice"})
+ZERO_POSITION_MSG = "current position is zero, cannot fix reduce-only order qty"
+
+
+@dataclass(slots=True)
+class NewOrder:
+    """A create request that passed every check."""
+
+    inst: Instrument
+    market: Market
+    side: str
+    order_type: str
+    time_in_force: str
+    link_id: str
+    qty: Decimal
+    price: Decimal | None
+    position_idx: int
+    reduce_only: bool
+    close_on_trigger: bool
+    market_unit: str
+    quote_budget: Decimal | None
+    trigger_price: Decimal | None
+    trigger_direction: int
+    trigger_by: str
+    take_profit: Decimal | None
+    stop_loss: Decimal | None
+    tp_trigger_by: str
+    sl_trigger_by: str
+    smp_type: str
+    # margin (linear) or coin amount (spot) to reserve for a resting limit order
+    reserve: Decimal
+
+
+def check_price(inst: Instrument, price: Decimal, what: str = "price") -> None:
+    """Positive, on the tick grid, inside the instrument's min/max price."""
+    if price <= 0:
+        raise params_error(f"params error: {what} invalid")
+    if not is_multiple(price, inst.tick):
+        if inst.is_spot:
+            raise ApiError(170134, "Order price has too many decimals.")
+        raise params_error(f"params error: {what} invalid, not a multiple of tickSize")
+    if not inst.is_spot:
+        if inst.cfg.min_price is not None and price < inst.cfg.min_price:
+            raise params_error(f"params error: {what} is below minPrice")
+        if inst.cfg.max_price is not None and price > inst.cfg.max_price:
+            raise params_error(f"params error: {what} is above maxPrice")
+
+
+def check_band(inst: Instrument, last: Decimal, side: str, price: Decimal) -> None:
+    """Bybit's price limit: a buy may not exceed last × (1 + X), a sell not go below
+    last × (1 − X) (linear 110003, spot 170193 / 170194)."""
+    if side == BUY:
+        ceiling = protective_price(inst, last, BUY)
+        if price > ceiling:
+            if inst.is_spot:
+                raise ApiError(
+                    170193, f"Buy order price cannot be higher than {inst.price_str(ceiling)}."
+                )
+            raise ApiError(110003, "Order price is out of permissible range")
+    else:
+        floor = protective_price(inst, last, SELL)
+        if price < floor:
+            if inst.is_spot:
+                raise ApiError(
+                    170194, f"Sell order price cannot be lower than {inst.price_str(floor)}."
+                )
+            raise ApiError(110003, "Order price is out of permissible range")
+
+
+def protective_price(inst: Instrument, last: Decimal, side: str) -> Decimal:
+    """The band edge; also the limit price a Market order is converted to (IOC)."""
+    ratio = inst.cfg.price_limit_ratio
+    tick = inst.tick
+    if side == BUY:
+        return (last * (1 + ratio) / tick).to_integral_value(ROUND_FLOOR) * tick
+    return max((last * (1 - ratio) / tick).to_integral_value(ROUND_CEILING) * tick, tick)
+
+
+def validate_create(ex: Exchange, p: Params, external: bool) -> NewOrder:
+    """All checks of `order/create`, in this order: category → symbol → side/type/tif →
+    orderLinkId format → position idx → qty → price → trigger → duplicate orderLinkId → order
+    caps → price band → trigger direction → reduce-only → min notional → balance/margin."""
+    category = ex.category_of(p)
+    inst = ex.instrument(category, get_str(p, "symbol", required=True))
+    m = ex.markets[(category, inst.symbol)]
+    spot = inst.is_spot
+    side = get_str(p, "side", required=True)
+    if side not in (BUY, SELL):
+        raise params_error("params error: side invalid")
+    order_type = get_str(p, "orderType", required=True)
+    if order_type not in ("Market", "Limit"):
+        raise params_error("params error: orderType invalid")
+    tif = get_str(p, "timeInForce", default="GTC")
+    if tif not in TIME_IN_FORCE:
+        raise params_error("params error: timeInForce invalid")
+    if order_type == "Market":
+        tif = "IOC"
+    link_id = "" if external else get_str(p, "orderLinkId")
+    if link_id and not ORDER_LINK_ID_RE.match(link_id):
+        raise params_error("params error: orderLinkId invalid (max 36 chars of [0-9A-Za-z_-])")
+    reduce_only = False if spot else get_bool(p, "reduceOnly")
+    close_on_trigger = False if spot else get_bool(p, "closeOnTrigger")
+    qty = get_decimal(p, "qty")
+    position_idx = 0
+    hedge = False
+    if not spot:
+        position_idx = get_int(p, "positionIdx", 0) or 0
+        hedge = ex.is_hedge(inst.symbol)
+        if position_idx not in ((1, 2) if hedge else (0,)):
+            raise params_error("position idx not match position mode")
+        if hedge and not reduce_only:
+            # in hedge mode an order against its idx's side can only close that side
+            reduce_only = (position_idx == 1 and side == SELL) or (
+                position_idx == 2 and side == BUY
+            )
+
+    price = get_opt_decimal(p, "price")
+    if order_type == "Limit":
+        if price is None:
+            raise params_error("params error: price is required for Limit orders")
+        check_price(inst, price)
+    trigger_price = get_opt_decimal(p, "triggerPrice")
+    take_profit = get_opt_decimal(p, "takeProfit") or None
+    stop_loss = get_opt_decimal(p, "stopLoss") or None
+    market_unit = get_str(p, "marketUnit")
+    quote_budget: Decimal | None = None
+    if spot:
+        if market_unit not in ("", "baseCoin", "quoteCoin"):
+            raise params_error("params error: marketUnit invalid")
+        if order_type == "Market" and not market_unit:
+            market_unit = "quoteCoin" if side == BUY else "baseCoin"
+        if order_type == "Market" and market_unit == "quoteCoin":
+            quote_budget = qty
+            if not is_multiple(qty, inst.cfg.quote_precision):
+                raise ApiError(170148, "Market order amount decimal too long.")
+        elif not is_multiple(qty, inst.step):
+            raise ApiError(170137, "Order quantity has too many decimals.")
+        if qty <= 0:
+            raise ApiError(170136, "Order quantity below the lower limit.")
+        cap = inst.cfg.max_mkt_order_qty if order_type == "Market" else inst.cfg.max_order_qty
+        if quote_budget is None and qty > cap:
+            raise ApiError(170124, "Order amount too large.")
+    else:
+        market_unit = ""
+        # qty "0" + reduceOnly + closeOnTrigger closes the whole position (fixed below)
+        if not (qty == 0 and reduce_only and close_on_trigger):
+            if not is_multiple(qty, inst.step):
+                raise params_error("params error: qty invalid, not a multiple of qtyStep")
+            if qty < inst.cfg.min_order_qty:
+                raise params_error("The number of contracts exceeds minimum limit allowed")
+            cap = inst.cfg.max_mkt_order_qty if order_type == "Market" else inst.cfg.max_order_qty
+            if qty > cap:
+                raise params_error("The number of contracts exceeds maximum limit allowed")
+
+    trigger_direction = 0
+    trigger_by = ""
+    if trigger_price:
+        check_price(inst, trigger_price, what="triggerPrice")
+        trigger_by = get_str(p, "triggerBy", default="LastPrice")
+        if trigger_by not in TRIGGER_BY:
+            raise params_error("params error: triggerBy invalid")
+        if spot:
+            trigger_direction = 1 if trigger_price > m.last else 2
+        else:
+            trigger_direction = get_int(p, "triggerDirection", 0) or 0
+            if trigger_direction not in (1, 2):
+                raise params_error("params error: triggerDirection must be 1 or 2")
+    else:
+        trigger_price = None
+
+    if link_id and link_id in ex.link_ids:
+        raise ApiError(110072, "OrderLinkedID is duplicate")
+
+    cfg = ex.config
+    if trigger_price is not None:
+        conditional = sum(1 for o in m.conditionals if o.stop_order_type == "Stop")
+        if conditional >= cfg.max_conditional_orders_per_symbol:
+            raise ApiError(110009, "The number of stop orders exceeds maximum limit allowed")
+    elif len(m.buys) + len(m.sells) >= cfg.max_active_orders_per_symbol:
+        raise ApiError(110020, "Number of active orders exceeds the limit")
+
+    if order_type == "Limit" and price is not None:
+        check_band(inst, m.last, side, price)
+
+    if trigger_price is not None and not spot:
+        shown = f"trigger_price[{inst.price_str(trigger_price)}]"
+        current = f"current[{inst.price_str(m.last)}]"
+        if trigger_direction == 1 and trigger_price <= m.last:
+            raise ApiError(110092, f"expect Rising, but {shown} <= {current}")
+        if trigger_direction == 2 and trigger_price >= m.last:
+            raise ApiError(110093, f"expect Falling, but {shown} >= {current}")
+
+    # the price the order's value and margin are judged at
+    ref_price = price if order_type == "Limit" and price is not None else trigger_price or m.last
+    reserve = ZERO
+    if not spot:
+        pos = ex.position(inst.symbol, position_idx)
+        closable = ex.closable(side, pos, hedge)
+        if reduce_only:
+            if trigger_price is None and closable == 0:
+                raise ApiError(110017, ZERO_POSITION_MSG)
+            if qty == 0 or (trigger_price is None and qty > closable):
+                cap = (
+                    inst.cfg.max_mkt_order_qty if order_type == "Market" else inst.cfg.max_order_qty
+                )
+                qty = min(closable if closable else qty, cap)
+                if qty == 0:
+                    raise ApiError(110017, ZERO_POSITION_MSG)
+        else:
+            if qty * ref_price < inst.cfg.min_notional:
+                raise ApiError(
+                    110094,
+                    f"Order does not meet minimum order value {fmt(inst.cfg.min_notional)}USDT",
+                )
+            if trigger_price is None:
+                open_qty = max(qty - closable, ZERO)
+                needed = fine(open_qty * ref_price / ex.leverage[inst.symbol])
+                if needed > ex.available_usdt():
+                    raise ApiError(110007, "ab not enough for new order")
+                if order_type == "Limit":
+                    reserve = needed
+        if take_profit is not None or stop_loss is not None:
+            if get_str(p, "tpslMode", default="Full") != "Full":
+                raise params_error("params error: only tpslMode Full is supported")
+            if reduce_only:
+                raise ApiError(110057, "reduce-only orders cannot carry TP/SL")
+    else:
+        notional = quote_budget if quote_budget is not None else qty * ref_price
+        if notional < inst.cfg.min_notional:
+            raise ApiError(170140, "Order value exceeded lower limit.")
+        if side == BUY:
+            if quote_budget is not None:
+                need = quote_budget
+            elif order_type == "Market":
+                need = qty * protective_price(inst, m.last, side)
+            else:
+                need = qty * ref_price
+            coin = inst.cfg.quote_coin
+        else:
+            need = qty
+            coin = inst.cfg.base_coin
+        if trigger_price is None and need > ex.spot_available(coin):
+            raise ApiError(170131, "Insufficient balance.")
+        if order_type == "Limit":
+            reserve = need
+
+    return NewOrder(
+        inst=inst,
+        market=m,
+        side=side,
+        order_type=order_type,
+        time_in_force=tif,
+        link_id=link_id,
+        qty=qty,
+        price=price if order_type == "Limit" else None,
+        position_idx=position_idx,
+        reduce_only=reduce_only,
+        close_on_trigger=close_on_trigger,
+        market_unit=market_unit,
+        quote_budget=quote_budget,
+        trigger_price=trigger_price,
+        trigger_direction=trigger_direction,
+        trigger_by=trigger_by,
+        take_profit=take_profit,
+        stop_loss=stop_loss,
+        tp_trigger_by=get_str(p, "tpTriggerBy", default="LastPrice"),
+        sl_trigger_by=get_str(p, "slTriggerBy", default="LastPrice"),
+        smp_type=get_str(p, "smpType", default="None"),
+        reserve=reserve,
+    )
