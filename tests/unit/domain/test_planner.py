@@ -37,6 +37,7 @@ from order_manager.domain.plans import (
     LinkType,
     Place,
     Plan,
+    Reject,
     Relation,
     order_link_id,
     parse_order_link_id,
@@ -607,3 +608,62 @@ def test_signals_with_tpsl_place_their_own_order_instead_of_amending() -> None:
     assert p.amends == () and only_place(p).stop_loss == D("60000.0")
     bad = run({"metadata": {"stop_loss": D("65000")}}, account=account)
     assert rejected_code(bad) is RejectCode.INVALID_TPSL
+
+
+def test_a_plan_cannot_mix_a_reject_with_actions() -> None:
+    p = run()
+    with pytest.raises(ValueError):
+        Plan(SIGNAL_ID, (*p.actions, Reject(RejectCode.BELOW_MIN_QTY, "x")))
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(min_value=1, max_value=30000).map(D),
+    st.integers(min_value=0, max_value=300).map(lambda n: D(n) / 1000),
+    st.integers(min_value=0, max_value=300).map(lambda n: D(n) / 1000),
+    st.sampled_from([SignalType.BUY, SignalType.SELL]),
+    st.booleans(),
+    st.sampled_from([False, False, False, True]),
+    st.sampled_from([None, None, None, PositionIdx.HEDGE_LONG, PositionIdx.HEDGE_SHORT]),
+)
+def test_hedge_mode_invariants(
+    amount: Decimal,
+    long_size: Decimal,
+    short_size: Decimal,
+    signal_type: SignalType,
+    flip: bool,
+    reduce_only: bool,
+    idx: PositionIdx | None,
+) -> None:
+    positions = (
+        Position(Category.LINEAR, "BTCUSDT", PositionIdx.HEDGE_LONG, long_size, long_size * 60000),
+        Position(
+            Category.LINEAR, "BTCUSDT", PositionIdx.HEDGE_SHORT, -short_size, short_size * 60000
+        ),
+    )
+    signal = make_signal(
+        amount=amount,
+        signal_type=signal_type,
+        metadata={"reduce_only": reduce_only, "position_idx": idx},
+    )
+    config = replace(CONFIG, position_mode=PositionMode.HEDGE, allow_position_flip=flip)
+    result = plan(signal, AccountState(positions=positions), btc(), book(), config, NOW)
+    if result.is_rejected:
+        assert result.exchange_actions == ()
+        assert result.rejection is not None
+        event(f"rejected {result.rejection.code}")
+        return
+    event(" + ".join(p.intent.value for p in result.places))
+    side = signal.side
+    for place in result.places:
+        assert place.side is side
+        assert place.position_idx in (PositionIdx.HEDGE_LONG, PositionIdx.HEDGE_SHORT)
+        # opening legs use the book of their own side, reducing legs the opposite book
+        own = PositionIdx.for_hedge(side)
+        assert (place.position_idx is own) == (place.intent is LegIntent.OPEN)
+        assert place.reduce_only == (place.intent is LegIntent.REDUCE)
+        if reduce_only:
+            assert place.reduce_only
+    reduced = sum((p.qty for p in result.places if p.reduce_only), D(0))
+    assert reduced <= (short_size if side is Side.BUY else long_size)
+    assert sum((p.qty * p.reference_price for p in result.places), D(0)) <= amount

@@ -219,3 +219,32 @@ def test_risk_never_exceeds_the_balance_and_rejections_make_no_calls(
             assert place.notional >= 5
     reduced = sum((pl.qty for pl in out.places if pl.reduce_only), D(0))
     assert reduced <= abs(position)
+
+
+def test_open_order_reservations_per_category() -> None:
+    base = OrderState.submitting(
+        order_link_id="l",
+        category=Category.SPOT,
+        symbol="BTCUSDT",
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        qty=D("0.5"),
+        price=D("100"),
+        time_in_force=None,
+        created_at=NOW,
+    )
+    spot = btc(category=Category.SPOT)
+    buy = OpenOrder.from_state(base, spot)
+    assert (buy.reserve_coin, buy.reserved, buy.notional) == ("USDT", D("50.0"), D("50.0"))
+    sell = OpenOrder.from_state(replace(base, side=Side.SELL), spot)
+    assert (sell.reserve_coin, sell.reserved) == ("BTC", D("0.5"))
+    inverse = btc(category=Category.INVERSE, symbol="BTCUSD", qty_step=D(1), min_order_qty=D(1))
+    contracts = replace(base, category=Category.INVERSE, symbol="BTCUSD", qty=D(1000))
+    inv = OpenOrder.from_state(contracts, inverse, leverage=D(2))
+    assert (inv.reserve_coin, inv.reserved, inv.notional) == ("BTC", D(5), D(1000))
+    reduce = OpenOrder.from_state(replace(base, category=Category.LINEAR, reduce_only=True), btc())
+    assert reduce.reserved == 0
+    market = replace(base, category=Category.LINEAR, order_type=OrderType.MARKET, price=None)
+    assert OpenOrder.from_state(market, btc(), reference_price=D("200")).reserved == D("100.0")
+    account = AccountState(balances={"USDT": D(80)}, open_orders=(buy,))
+    assert account.available("USDT") == D("30.0") and account.exposure() == D("50.0")
