@@ -12,9 +12,16 @@ Modules (each documents its public API in its own docstring):
                   ``apply_execution`` that are idempotent and order-insensitive, domain events.
 - ``positions``   positions from fills (one-way and hedge), average entry, realised and
                   unrealised PnL, drift comparison.
-- ``planner``     ``plan(...)``: signal + account + instrument + fresh market -> ``Plan`` of
-                  Place / Amend / Cancel actions or a single Reject; deterministic orderLinkIds.
-- ``risk``        ``check(...)``: plan + account + limits -> approved / adjusted / rejected.
+- ``market``      ``MarketSnapshot``: the fresh book the planner prices from.
+- ``account``     ``AccountState`` / ``OpenOrder``: balances, positions, live orders, limits state.
+- ``plans``       ``Plan`` and its actions (Place / Amend / Cancel / Reject), signal-order links,
+                  deterministic ``order_link_id``.
+- ``planner``     ``plan(...)``: signal + account + instrument + fresh market -> ``Plan``;
+                  ``PlannerConfig``; ``stale_orders``.
+- ``risk``        ``check(...)``: plan + account + limits -> approved / adjusted / rejected;
+                  ``RiskLimits``.
+
+Design decisions behind the rules: ``docs/decisions.md``.
 
 Time is always passed in (``now`` parameters, timezone-aware UTC); nothing here reads the clock.
 """
