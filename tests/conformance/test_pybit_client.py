@@ -14,7 +14,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pybit.exceptions import InvalidRequestError
+import requests
+from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP, WebSocket
 
 from bybit_sim.server import SimServer
@@ -207,3 +208,55 @@ async def test_pybit_public_orderbook_and_ticker(pybit_http: HTTP, sim: SimServe
         assert moved["data"]["symbol"] == "BTCUSDT"
     finally:
         await asyncio.to_thread(ws.exit)
+
+
+async def test_pybit_waits_out_a_10006_using_the_reset_header(
+    pybit_http: HTTP, sim: SimServer
+) -> None:
+    rule = sim.state.faults.add(
+        {
+            "target": "rest",
+            "endpoint": "/v5/order/create",
+            "kind": "rate_limit",
+            "count": 1,
+            "params": {"reset_ms": 200},
+        }
+    )
+    placed = await asyncio.to_thread(
+        pybit_http.place_order,
+        category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit",
+        qty="0.001", price="60000",
+    )  # fmt: skip
+    assert placed["retCode"] == 0  # pybit slept until the reset timestamp and retried
+    assert rule.applied == 1
+
+
+async def test_pybit_sees_gateway_errors_and_lost_answers(pybit_http: HTTP, sim: SimServer) -> None:
+    sim.state.faults.add(
+        {"target": "rest", "endpoint": "/v5/order/create", "kind": "http_status", "count": 1,
+         "params": {"status": 503}}
+    )  # fmt: skip
+    with pytest.raises(FailedRequestError) as failed:
+        await asyncio.to_thread(
+            pybit_http.place_order,
+            category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit",
+            qty="0.001", price="60000",
+        )  # fmt: skip
+    assert failed.value.status_code == 503
+
+    sim.state.faults.add(
+        {"target": "rest", "endpoint": "/v5/order/create", "kind": "timeout_after_execute",
+         "count": 1}
+    )  # fmt: skip
+    pybit_http.timeout = 1
+    link = uuid.uuid4().hex
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        await asyncio.to_thread(
+            pybit_http.place_order,
+            category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit",
+            qty="0.001", price="60000", orderLinkId=link,
+        )  # fmt: skip
+    found = await asyncio.to_thread(
+        pybit_http.get_open_orders, category="linear", symbol="BTCUSDT", orderLinkId=link
+    )
+    assert [o["orderLinkId"] for o in found["result"]["list"]] == [link]
