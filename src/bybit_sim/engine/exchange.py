@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from bybit_sim.config import SimConfig
 from bybit_sim.engine.book import BUY, SELL
@@ -36,7 +36,13 @@ from bybit_sim.engine.params import (
     get_str,
 )
 from bybit_sim.engine.positions import Position
-from bybit_sim.engine.validation import check_band, check_price, protective_price, validate_create
+from bybit_sim.engine.validation import (
+    check_band,
+    check_price,
+    check_tpsl_sides,
+    protective_price,
+    validate_create,
+)
 from bybit_sim.engine.wallet import (
     MARGIN_COIN,
     CoinBalance,
@@ -49,7 +55,6 @@ log = logging.getLogger(__name__)
 
 PrivateListener = Callable[[str, list[dict[str, Any]]], None]
 MarketListener = Callable[[str, str], None]
-T = TypeVar("T")
 
 CATEGORIES = ("linear", "spot")
 ONE_WAY = "one_way"
@@ -1146,24 +1151,7 @@ class Exchange:
             if pos.size == 0:
                 raise params_error("can not set tp/sl/ts for zero position")
             m = self.markets[("linear", inst.symbol)]
-            long = pos.side == BUY
-            base = inst.price_str(m.last)
-            if tp:
-                check_price(inst, tp, what="takeProfit")
-                if (long and tp <= m.last) or (not long and tp >= m.last):
-                    word = "higher" if long else "lower"
-                    raise params_error(
-                        f"TakeProfit:{inst.price_str(tp)} set for {pos.side} position should "
-                        f"{word} than base_price:{base}"
-                    )
-            if sl:
-                check_price(inst, sl, what="stopLoss")
-                if (long and sl >= m.last) or (not long and sl <= m.last):
-                    word = "lower" if long else "higher"
-                    raise params_error(
-                        f"StopLoss:{inst.price_str(sl)} set for {pos.side} position should "
-                        f"{word} than base_price:{base}"
-                    )
+            check_tpsl_sides(inst, pos.side, m.last, tp, sl)
             if (tp is None or tp == pos.take_profit) and (sl is None or sl == pos.stop_loss):
                 raise ApiError(34040, "not modified")
             self._set_position_tpsl(
@@ -1177,7 +1165,6 @@ class Exchange:
         finally:
             self._flush()
 
-    # -------------------------------------------------------------- queries
     # --------------------------------------------------------------- market
     def ticker(self, category: str, symbol: str) -> dict[str, Any]:
         """The Bybit tickers item of one symbol (used by the public WebSocket)."""

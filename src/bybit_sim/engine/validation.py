@@ -110,6 +110,35 @@ def protective_price(inst: Instrument, last: Decimal, side: str) -> Decimal:
     return max((last * (1 - ratio) / tick).to_integral_value(ROUND_CEILING) * tick, tick)
 
 
+def check_tpsl_sides(
+    inst: Instrument,
+    position_side: str,
+    base: Decimal,
+    take_profit: Decimal | None,
+    stop_loss: Decimal | None,
+) -> None:
+    """A long's TP must be above the base price and its SL below (a short's the reverse);
+    10001 with Bybit's observed wording otherwise."""
+    long = position_side == BUY
+    shown = inst.price_str(base)
+    if take_profit:
+        check_price(inst, take_profit, what="takeProfit")
+        if (long and take_profit <= base) or (not long and take_profit >= base):
+            word = "higher" if long else "lower"
+            raise params_error(
+                f"TakeProfit:{inst.price_str(take_profit)} set for {position_side} position "
+                f"should {word} than base_price:{shown}"
+            )
+    if stop_loss:
+        check_price(inst, stop_loss, what="stopLoss")
+        if (long and stop_loss >= base) or (not long and stop_loss <= base):
+            word = "lower" if long else "higher"
+            raise params_error(
+                f"StopLoss:{inst.price_str(stop_loss)} set for {position_side} position "
+                f"should {word} than base_price:{shown}"
+            )
+
+
 def validate_create(ex: Exchange, p: Params, external: bool) -> NewOrder:
     """All checks of `order/create`, in this order: category → symbol → side/type/tif →
     orderLinkId format → position idx → qty → price → trigger → duplicate orderLinkId → order
@@ -258,6 +287,7 @@ def validate_create(ex: Exchange, p: Params, external: bool) -> NewOrder:
                 raise params_error("params error: only tpslMode Full is supported")
             if reduce_only:
                 raise ApiError(110057, "reduce-only orders cannot carry TP/SL")
+            check_tpsl_sides(inst, side, ref_price, take_profit, stop_loss)
     else:
         notional = quote_budget if quote_budget is not None else qty * ref_price
         if notional < inst.cfg.min_notional:

@@ -107,6 +107,20 @@ def test_order_with_take_profit_sets_it_on_the_position() -> None:
     assert queries.position_list(ex, linear())["list"][0]["size"] == "0.000"
 
 
+def test_order_tpsl_must_sit_on_the_right_side_of_the_price() -> None:
+    ex, _ = make_exchange()
+    with pytest.raises(ApiError) as err:
+        ex.create_order(linear(side="Buy", orderType="Market", qty="0.1", takeProfit="64000"))
+    assert err.value.ret_code == 10001
+    assert err.value.ret_msg.startswith("TakeProfit:64000.00 set for Buy position should higher")
+    with pytest.raises(ApiError) as err:
+        ex.create_order(
+            linear(side="Sell", orderType="Limit", qty="0.1", price="65100", stopLoss="65000")
+        )
+    assert err.value.ret_msg.startswith("StopLoss:65000.00 set for Sell position should higher")
+    assert ex.orders == {}
+
+
 def test_hedge_mode_positions_and_idx_rules() -> None:
     ex, _ = make_exchange()
     ex.switch_mode(linear(mode=3))
