@@ -59,16 +59,20 @@ def _has_order(order_id: str, status: str | None = None) -> Callable[[Message], 
     return check
 
 
-async def _subscribed(sim: SimServer, topics: set[str]) -> None:
-    """Poll the admin state (with a deadline) until a private connection has ``topics``."""
+async def _subscribed(sim: SimServer, topics: set[str], not_conn: str | None = None) -> str:
+    """Poll the admin state (with a deadline) until a private connection has ``topics``.
+
+    Returns that connection's id; ``not_conn`` excludes a known (old) connection.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DEADLINE_S
     async with aiohttp.ClientSession() as http:
         while True:
             async with http.get(f"{sim.url}/sim/state") as resp:
                 state = await resp.json()
-            if any(topics <= set(c["topics"]) for c in state["ws"]["private"]):
-                return
+            for conn in state["ws"]["private"]:
+                if topics <= set(conn["topics"]) and conn["connId"] != not_conn:
+                    return str(conn["connId"])
             assert loop.time() < deadline, "pybit's subscription never reached the server"
             await asyncio.sleep(0.02)
 
@@ -260,3 +264,30 @@ async def test_pybit_sees_gateway_errors_and_lost_answers(pybit_http: HTTP, sim:
         pybit_http.get_open_orders, category="linear", symbol="BTCUSDT", orderLinkId=link
     )
     assert [o["orderLinkId"] for o in found["result"]["list"]] == [link]
+
+
+@pytest.mark.usefixtures("patch_ws_urls")
+async def test_pybit_reconnects_after_a_network_drop(
+    pybit_http: HTTP, credentials: tuple[str, str], sim: SimServer
+) -> None:
+    """An aborted connection (no close frame) makes pybit reconnect, re-auth and resubscribe."""
+    ws = await _private_ws(credentials)
+    orders = Inbox()
+    try:
+        await asyncio.to_thread(ws.order_stream, orders)
+        first = await _subscribed(sim, {"order"})
+        drop = {"mode": "abort"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{sim.url}/sim/ws/drop", json=drop) as resp,
+        ):
+            assert (await resp.json()) == {"dropped": 1}
+        await _subscribed(sim, {"order"}, not_conn=first)
+        placed = await asyncio.to_thread(
+            pybit_http.place_order,
+            category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit",
+            qty="0.001", price="60000",
+        )  # fmt: skip
+        await orders.wait_for(_has_order(placed["result"]["orderId"], "New"))
+    finally:
+        await asyncio.to_thread(ws.exit)
