@@ -4,6 +4,7 @@
     order-manager migrate        upgrade the database to the newest revision
                  migrate --revision REV | migrate downgrade REV | migrate current | migrate sql
     order-manager config-check   validate the configuration, print it with secrets masked
+    order-manager send-signal    publish trading signal(s) to model-service.trading_signals
     order-manager version
 
 Exit codes: 0 success, 1 runtime failure (database unreachable, schema not current, ...),
@@ -207,6 +208,114 @@ def run(
     if not server.started:
         # uvicorn could not start (port in use, or start-up failed; the log says why).
         sys.exit(EXIT_FAILURE)
+
+
+# ------------------------------------------------------------------------------ send-signal
+
+
+@app.command("send-signal")
+def send_signal(
+    asset: Annotated[str, typer.Option("--asset", help="Bybit symbol, e.g. BTCUSDT.")],
+    side: Annotated[str, typer.Option("--side", help="buy or sell.")],
+    amount: Annotated[str, typer.Option("--amount", help="Amount (quote unless --amount-unit).")],
+    confidence: Annotated[str, typer.Option("--confidence", help="0..1.")] = "0.8",
+    order_type: Annotated[
+        str | None, typer.Option("--order-type", help="metadata.order_type: market | limit.")
+    ] = None,
+    limit_price: Annotated[
+        str | None, typer.Option("--limit-price", help="metadata.limit_price.")
+    ] = None,
+    time_in_force: Annotated[
+        str | None, typer.Option("--time-in-force", help="GTC | IOC | FOK | PostOnly.")
+    ] = None,
+    category: Annotated[
+        str | None, typer.Option("--category", help="metadata.category: linear | spot | inverse.")
+    ] = None,
+    amount_unit: Annotated[
+        str | None, typer.Option("--amount-unit", help="quote (default) | base.")
+    ] = None,
+    reduce_only: Annotated[
+        bool, typer.Option("--reduce-only", help="metadata.reduce_only = true.")
+    ] = False,
+    urgency: Annotated[str | None, typer.Option("--urgency", help="metadata.urgency.")] = None,
+    warmup: Annotated[bool, typer.Option("--warmup", help="is_warmup = true.")] = False,
+    strategy_id: Annotated[str, typer.Option("--strategy-id")] = "cli",
+    signal_id: Annotated[
+        str | None,
+        typer.Option("--signal-id", help="Fixed signal_id (repeated with --count: duplicates)."),
+    ] = None,
+    trace_id: Annotated[str | None, typer.Option("--trace-id")] = None,
+    count: Annotated[int, typer.Option("--count", min=1, help="How many signals to send.")] = 1,
+    rabbitmq_url: Annotated[
+        str | None,
+        typer.Option(
+            "--rabbitmq-url", help="Default: ORDERMANAGER_RABBITMQ_URL.", show_default=False
+        ),
+    ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option("--queue", help="Default: ORDERMANAGER_SIGNALS_QUEUE.", show_default=False),
+    ] = None,
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Print the JSON instead of publishing it.")
+    ] = False,
+) -> None:
+    """Publish trading signal(s) exactly as the model service does (persistent, confirmed).
+
+    Prints one line per signal: its signal_id and trace_id (or the JSON with --print)."""
+    from decimal import Decimal, InvalidOperation
+
+    from order_manager.adapters.rabbitmq.signal_publisher import (
+        build_signal,
+        encode_signal,
+        publish_signals,
+    )
+
+    try:
+        amount_value, confidence_value = Decimal(amount), Decimal(confidence)
+        limit_value = None if limit_price is None else Decimal(limit_price)
+    except InvalidOperation:
+        _fail("--amount, --confidence and --limit-price must be decimal numbers", EXIT_CONFIG)
+    metadata: dict[str, object] = {}
+    for key, value in (
+        ("order_type", order_type),
+        ("limit_price", limit_value),
+        ("time_in_force", time_in_force),
+        ("category", category),
+        ("urgency", urgency),
+    ):
+        if value is not None:
+            metadata[key] = value
+    if reduce_only:
+        metadata["reduce_only"] = True
+    signals = [
+        build_signal(
+            asset=asset,
+            side=side,
+            amount=amount_value,
+            confidence=confidence_value,
+            strategy_id=strategy_id,
+            signal_id=signal_id,
+            is_warmup=warmup,
+            amount_unit=amount_unit,
+            trace_id=trace_id,
+            metadata=metadata,
+        )
+        for _ in range(count)
+    ]
+    if print_only:
+        for signal in signals:
+            typer.echo(encode_signal(signal).decode())
+        return
+    settings = None if rabbitmq_url and queue else _settings()
+    url = rabbitmq_url or (settings.rabbitmq_url if settings else "")
+    target = queue or (settings.signals_queue if settings else "")
+    try:
+        asyncio.run(publish_signals(url, target, signals))
+    except (OSError, ConnectionError) as exc:
+        _fail(f"RabbitMQ at {redact_url(url)} unreachable: {exc}", EXIT_FAILURE)
+    for signal in signals:
+        typer.echo(f"sent signal_id={signal['signal_id']} trace_id={signal['trace_id']}")
 
 
 def main() -> None:

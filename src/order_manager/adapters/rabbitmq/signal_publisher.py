@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -123,3 +123,18 @@ class RabbitSignalPublisher:
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
             await channel.close()
+
+
+async def publish_signals(url: str, queue: str, signals: Sequence[Mapping[str, Any]]) -> None:
+    """Connect, publish every signal with a confirm, disconnect (the ``send-signal`` command)."""
+    connection = await aio_pika.connect_robust(
+        url, client_properties={"connection_name": "order-manager send-signal"}
+    )
+    try:
+        publisher = RabbitSignalPublisher(connection, queue)
+        await publisher.start()
+        for signal in signals:
+            await publisher.publish_signal(signal)
+        await publisher.close()
+    finally:
+        await connection.close()
