@@ -20,13 +20,14 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
+from bybit_sim.engine.exchange import Exchange
 from bybit_sim.state import STATE, SimState
 from bybit_sim.ws_stream import ConnectionRegistry, StreamConnection, dumps
 
@@ -55,7 +56,7 @@ def parse_topic(category: str, topic: str) -> tuple[str, str, int] | None:
     return None
 
 
-def _levels(raw: Any) -> dict[str, str]:
+def _levels(raw: Iterable[Sequence[Any]]) -> dict[str, str]:
     return {str(price): str(size) for price, size in raw}
 
 
@@ -85,7 +86,7 @@ class PublicHub:
         self._cs = itertools.count(1)
         self.state: SimState | None = None
 
-    def _exchange(self) -> Any:
+    def _exchange(self) -> Exchange:
         if self.state is None:
             raise RuntimeError("public hub used before the application started")
         return self.state.exchange
@@ -308,7 +309,7 @@ def handle_text(conn: StreamConnection, hub: PublicHub, category: str, text: str
         _reply(conn, "unsubscribe", req_id, True, "")
 
 
-def _stream_handler(category: str) -> Any:
+def _stream_handler(category: str) -> Callable[[web.Request], Awaitable[web.WebSocketResponse]]:
     async def public_stream(request: web.Request) -> web.WebSocketResponse:
         hub = request.app[HUB]
         ws = web.WebSocketResponse(autoping=True, compress=False)
