@@ -442,7 +442,14 @@ class Exchange:
         return min(leaves, closable)
 
     def _fill(
-        self, order: Order, m: Market, price: Decimal, qty: Decimal, is_maker: bool, seq: int
+        self,
+        order: Order,
+        m: Market,
+        price: Decimal,
+        qty: Decimal,
+        is_maker: bool,
+        seq: int,
+        exec_type: str = "Trade",
     ) -> None:
         """Book one execution: balances, position, order progress, execution record."""
         inst = m.inst
@@ -522,7 +529,7 @@ class Exchange:
             "execPrice": inst.price_str(price),
             "execQty": inst.qty_str(qty),
             "execPnl": fmt(pnl),
-            "execType": "Trade",
+            "execType": exec_type,
             "execValue": fmt(value),
             "execTime": str(now),
             "isMaker": is_maker,
@@ -634,6 +641,55 @@ class Exchange:
                 if pos is not None and pos.size:
                     # Bybit pushes position updates as the mark price moves
                     self._dirty_positions[(m.inst.symbol, idx)] = None
+            self._check_liquidation()
+
+    def _check_liquidation(self) -> None:
+        """Cross-margin liquidation: when the margin balance (USDT wallet + unrealised PnL)
+        falls below the total maintenance margin, every open linear order is cancelled
+        (`CancelAllBeforeLiq`) and every position is closed at the mark price by a
+        `CreateByLiq` order (execType `BustTrade`). A loss beyond the wallet is absorbed, as by
+        an insurance fund: the wallet never goes below zero."""
+        figures = self.margin_figures()
+        usdt = self.coins[MARGIN_COIN]
+        if figures.position_mm == 0 or usdt.wallet + figures.upl >= figures.position_mm:
+            return
+        for order in [o for o in self.open_orders.values() if not o.inst.is_spot]:
+            status = "Deactivated" if order.status == "Untriggered" else "Cancelled"
+            self._finish(order, status, cancel_type="CancelAllBeforeLiq")
+        for pos in list(self.positions.values()):
+            if not pos.size:
+                continue
+            m = self.markets[("linear", pos.inst.symbol)]
+            now = self.now()
+            self._order_seq += 1
+            order = Order(
+                order_id=self._new_order_id(False),
+                order_link_id="",
+                inst=pos.inst,
+                side=_opposite(pos.side),
+                order_type="Market",
+                price=m.last,
+                qty=pos.size,
+                time_in_force="IOC",
+                position_idx=pos.idx,
+                created_time=now,
+                updated_time=now,
+                seq=self._order_seq,
+                reduce_only=True,
+                close_on_trigger=True,
+                create_type="CreateByLiq",
+                last_price_on_created=m.last,
+            )
+            self.orders[order.order_id] = order
+            self.open_orders[order.order_id] = order
+            self._emit_order(order)
+            seq = m.next_exec_seq()
+            self._fill(order, m, m.last, pos.size, is_maker=False, seq=seq, exec_type="BustTrade")
+            self._emit_order(order)
+        if usdt.wallet < 0:
+            log.info("liquidation loss of %s USDT absorbed", -usdt.wallet)
+            usdt.wallet = ZERO
+            self._wallet_dirty = True
 
     def _match_resting(self, m: Market) -> None:
         """Fill our resting orders the moved synthetic book now crosses, as maker, at their

@@ -71,6 +71,13 @@ resting_op = st.builds(
 move_op = st.builds(
     lambda key, ticks: ("move", key, ticks), st.sampled_from(KEYS), st.integers(-60, 60)
 )
+# large jumps (±1..15 %) that can push a leveraged account into liquidation
+jump_op = st.builds(
+    lambda key, pct, up: ("jump", key, pct if up else -pct),
+    st.sampled_from([k for k in KEYS if k[0] == "linear"]),
+    st.integers(1, 15),
+    st.booleans(),
+)
 cancel_op = st.builds(lambda n: ("cancel", n), st.integers(0, 50))
 amend_op = st.builds(
     lambda n, qty_steps, ticks: ("amend", n, qty_steps, ticks),
@@ -107,6 +114,10 @@ def _apply(ex: Exchange, op: tuple[Any, ...]) -> None:
         elif order_type == "Market" and side == "Buy":
             params["marketUnit"] = "baseCoin"
         ex.create_order(params)
+    elif kind == "jump":
+        _, (category, symbol), pct = op
+        last = ex.markets[(category, symbol)].last
+        ex.set_price(category, symbol, last * (100 + pct) / 100)
     elif kind == "move":
         _, (category, symbol), ticks = op
         _, tick, _ = SYMBOLS[(category, symbol)]
@@ -198,3 +209,44 @@ def test_random_order_flow_keeps_invariants(ops: list[tuple[Any, ...]]) -> None:
         with contextlib.suppress(ApiError):
             _apply(ex, op)
         _check(ex, rec)
+
+
+leveraged_operations = st.lists(
+    st.one_of(create_op, create_op, resting_op, jump_op, move_op, cancel_op, fill_op),
+    min_size=4,
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(leveraged_operations)
+def test_leveraged_account_with_price_jumps_keeps_invariants(ops: list[tuple[Any, ...]]) -> None:
+    """A small wallet at 50x leverage and large price jumps: liquidation keeps every balance
+    non-negative and every other invariant still holds."""
+    ex, rec = make_exchange(initial_wallet={"USDT": D("3000"), "ETH": D("1")}, default_leverage=50)
+    for op in ops:
+        with contextlib.suppress(ApiError):
+            _apply(ex, op)
+        _check(ex, rec)
+
+
+def test_liquidation_closes_positions_and_floors_the_wallet() -> None:
+    ex, rec = make_exchange(initial_wallet={"USDT": D("1000")}, default_leverage=50)
+    ex.create_order(
+        {
+            "category": "linear",
+            "symbol": "BTCUSDT",
+            "side": "Buy",
+            "orderType": "Market",
+            "qty": "0.7",
+        }
+    )
+    ex.set_price("linear", "BTCUSDT", D("58000"))
+    position = ex.positions[("BTCUSDT", 0)]
+    assert position.size == 0
+    bust = [e for e in rec.topic("execution") if e["execType"] == "BustTrade"]
+    assert len(bust) == 1 and bust[0]["execQty"] == "0.700"
+    liq = ex.orders[bust[0]["orderId"]]
+    assert liq.create_type == "CreateByLiq" and liq.status == "Filled"
+    assert ex.coins["USDT"].wallet == 0
+    _check(ex, rec)
