@@ -136,6 +136,13 @@ def test_headers_adapt_capacity_and_block_until_reset() -> None:
     assert len(drain(core, 5.0)) == 1
 
 
+def test_a_reset_timestamp_of_about_now_does_not_block() -> None:
+    core = LimiterCore(CFG)
+    core.observe(CREATE, "linear", limit=10, remaining=0, reset_at=1.004, now=1.0)
+    core.enqueue(CREATE, "linear", Priority.TRADE, 1.0)
+    assert len(drain(core, 1.0)) == 1
+
+
 def test_an_explicit_override_is_not_replaced_by_the_header() -> None:
     core = LimiterCore(RateLimitConfig(overrides={CREATE: 100}, safety_margin=0.0))
     core.observe(CREATE, "linear", limit=10, remaining=9, reset_at=None, now=0.0)

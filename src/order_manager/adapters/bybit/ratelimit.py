@@ -74,6 +74,8 @@ SHARED_LIMITS: dict[str, int] = {
 }
 
 IP_BUCKET = "ip"
+# A reset timestamp less than this far ahead is treated as "now" (seconds).
+RESET_NOISE = 0.025
 
 
 def default_priority(path: str) -> Priority:
@@ -260,7 +262,14 @@ class LimiterCore:
         overridden = name in self.config.overrides or path in self.config.overrides
         if limit is not None and limit > 0 and not overridden:
             bucket.capacity = limit
-        if remaining is not None and remaining <= 0 and reset_at is not None and reset_at > now:
+        # "Reset" is only meaningful when it lies clearly ahead: when the limit was not exceeded
+        # Bybit sends ≈ now, which (with the clock offset's error) may look a few ms ahead.
+        if (
+            remaining is not None
+            and remaining <= 0
+            and reset_at is not None
+            and reset_at > now + RESET_NOISE
+        ):
             bucket.blocked_until = max(bucket.blocked_until, reset_at)
 
     def block(self, path: str, category: str | None, until: float) -> None:
