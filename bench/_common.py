@@ -56,6 +56,8 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # other work on the machine skews results; record how busy it was when writing
+        "loadavg_1_5_15m": [round(x, 2) for x in os.getloadavg()],
     }
 
 

@@ -25,6 +25,7 @@ import contextlib
 import hmac
 import json
 import multiprocessing
+import os
 import socket
 import subprocess
 import sys
@@ -268,6 +269,7 @@ def main() -> None:
         "NOTE: simulator rate limits DISABLED via config (rate_limits_enabled=false); "
         "prices frozen; order cap and wallet raised"
     )
+    load_before = [round(x, 2) for x in os.getloadavg()]
     outcome = asyncio.run(run(clients, args.duration, not args.no_ws))
     rows = outcome["rounds"]
     print(
@@ -300,6 +302,7 @@ def main() -> None:
             "rate_limits_enabled": False,
             "price_path": "frozen",
             "server": "uv run bybit-sim serve (subprocess)",
+            "loadavg_before": load_before,
             "target": {"creates_per_s": TARGET_RATE, "p99_ms": TARGET_P99_MS, "met": met},
         },
         notes=["client and server share the machine's cores"],
