@@ -95,6 +95,8 @@ class Exchange:
         self.closed_orders: list[Order] = []
         self.link_ids: dict[str, str] = {}
         self.executions: list[dict[str, Any]] = []
+        # orderId -> positions of its fills in `executions`
+        self.exec_index: dict[str, list[int]] = {}
         self._order_seq = 0
         self.order_im = ZERO
         self.coins: dict[str, CoinBalance] = {
@@ -548,6 +550,7 @@ class Exchange:
         }
         if not inst.is_spot:
             item["createType"] = order.create_type
+        self.exec_index.setdefault(order.order_id, []).append(len(self.executions))
         self.executions.append(item)
         if self._private_listeners:
             self._out_execs.append(item)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from bybit_sim.engine.errors import params_error
 from bybit_sim.engine.numbers import fmt
 from bybit_sim.engine.orders import Order, filter_ok, in_scope
-from bybit_sim.engine.pagination import paginate
+from bybit_sim.engine.pagination import decode_cursor, encode_cursor, paginate
 from bybit_sim.engine.params import Params, get_int, get_limit, get_str
 
 if TYPE_CHECKING:
@@ -189,21 +189,37 @@ def execution_list(ex: Exchange, p: Params) -> dict[str, Any]:
     exec_type = get_str(p, "execType")
     limit = get_limit(p, 50, 100)
     start, end = time_window(ex, p)
-    numbered = [
-        (n, e)
-        for n, e in enumerate(ex.executions)
-        if e["category"] == category
-        and (not symbol or e["symbol"] == symbol)
-        and (not order_id or e["orderId"] == order_id)
-        and (not link_id or e["orderLinkId"] == link_id)
-        and (not exec_type or e["execType"] == exec_type)
-        and (not base or ex.instrument(category, e["symbol"]).cfg.base_coin == base)
-        and start <= int(e["execTime"]) <= end
-    ]
-    numbered.reverse()
-    page, cursor = paginate(numbered, lambda e: e[0], limit, get_str(p, "cursor"), "exec")
+    cursor = get_str(p, "cursor")
+    top = decode_cursor(cursor, "exec") if cursor else len(ex.executions)
+    # executions are stored in time order: scan backwards from the cursor and stop at the
+    # start of the window or one item past the page (a fill lookup by order uses its index)
+    if order_id:
+        candidates: Iterable[int] = reversed(
+            [n for n in ex.exec_index.get(order_id, []) if n < top]
+        )
+    else:
+        candidates = range(top - 1, -1, -1)
+    matched: list[tuple[int, dict[str, Any]]] = []
+    for n in candidates:
+        e = ex.executions[n]
+        exec_time = int(e["execTime"])
+        if exec_time < start:
+            break
+        if (
+            exec_time <= end
+            and e["category"] == category
+            and (not symbol or e["symbol"] == symbol)
+            and (not link_id or e["orderLinkId"] == link_id)
+            and (not exec_type or e["execType"] == exec_type)
+            and (not base or ex.instrument(category, e["symbol"]).cfg.base_coin == base)
+        ):
+            matched.append((n, e))
+            if len(matched) > limit:
+                break
+    page = matched[:limit]
+    next_cursor = encode_cursor("exec", page[-1][0]) if len(matched) > limit else ""
     rows = [{k: v for k, v in e.items() if k != "category"} for _, e in page]
-    return {"category": category, "list": rows, "nextPageCursor": cursor}
+    return {"category": category, "list": rows, "nextPageCursor": next_cursor}
 
 
 def instruments_info(ex: Exchange, p: Params) -> dict[str, Any]:
