@@ -157,3 +157,25 @@ async def test_spot_order_over_http(client: RawClient) -> None:
     assert "createType" not in order
     assert Decimal(order["cumExecValue"]) <= Decimal("350")
     assert list(order["cumFeeDetail"]) == ["ETH"]
+
+
+async def test_executions_of_one_order_paginate(client: RawClient) -> None:
+    other = await client.create(side="Sell", orderType="Market", qty="1")
+    mine = await client.create(side="Buy", orderType="Market", qty="3")
+    order_id = mine.result["orderId"]
+    collected: list[dict[str, str]] = []
+    cursor = ""
+    while True:
+        query = f"category=linear&orderId={order_id}&limit=2" + (
+            f"&cursor={cursor}" if cursor else ""
+        )
+        page = await client.get("/v5/execution/list", query)
+        collected += page.result["list"]
+        cursor = page.result["nextPageCursor"]
+        if not cursor:
+            break
+    assert {e["orderId"] for e in collected} == {order_id}
+    assert other.result["orderId"] != order_id
+    assert sum(Decimal(e["execQty"]) for e in collected) == Decimal("3")
+    times = [int(e["execTime"]) for e in collected]
+    assert times == sorted(times, reverse=True)
