@@ -57,6 +57,7 @@ log = structlog.get_logger("order_manager.adapters.bybit.gateway")
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
+Levels = tuple[tuple[tuple[Decimal, Decimal], ...], tuple[tuple[Decimal, Decimal], ...]]
 
 
 class ExchangeUnavailableError(ConnectionError):
@@ -217,6 +218,7 @@ class BybitGateway:
         self.account_type = account_type
         self._clock = clock
         self._leverage: dict[tuple[Category, str], Decimal] = {}
+        self._books: dict[tuple[Category, str], tuple[float, Levels]] = {}
 
     @property
     def recv_window_ms(self) -> int:
@@ -380,6 +382,7 @@ class BybitGateway:
             return None
         if not book.bids or not book.asks:
             return None
+        self._books[(category, symbol)] = (self._clock(), (tuple(book.bids), tuple(book.asks)))
         as_of = datetime.fromtimestamp(book.ts / 1000, tz=UTC) if book.ts else datetime.now(UTC)
         return MarketSnapshot(
             symbol=symbol,
@@ -390,6 +393,16 @@ class BybitGateway:
             ask_depth=sum((size for _, size in book.asks), _ZERO),
             source="orderbook",
         )
+
+    async def levels(self, category: Category, symbol: str) -> Levels | None:
+        """Bids and asks ``(price, size)`` of the book last read by ``market`` (within a
+        second), else read now; None without a book. Used by the paper exchange to walk it."""
+        cached = self._books.get((category, symbol))
+        if cached is not None and self._clock() - cached[0] <= 1.0:
+            return cached[1]
+        if await self._book_snapshot(category, symbol) is None:
+            return None
+        return self._books[(category, symbol)][1]
 
     async def balances(self, *, trace_id: str) -> Mapping[str, Decimal]:
         try:

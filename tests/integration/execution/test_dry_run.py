@@ -1,0 +1,147 @@
+"""Dry-run: the same pipeline against the in-process paper exchange, priced from the live book.
+
+Paper rows and events are flagged is_dry_run; the live exchange (the simulator) is never called
+for orders, and paper and live orders never see each other.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from order_manager.adapters.paper.exchange import PaperExchange
+from order_manager.domain.enums import Category
+from order_manager.domain.planner import PlannerConfig
+from order_manager.domain.rejections import RejectCode
+from order_manager.domain.risk import RiskLimits
+from order_manager.services.ports.processing import SignalExecuted, SignalRejected
+from order_manager.services.processor import Processor, ProcessorConfig, WarmupMode
+
+from .conftest import Env, new_signal
+
+
+def paper_processor(env: Env, paper: PaperExchange, **config: object) -> Processor:
+    return Processor(env.uow, paper, ProcessorConfig(**config))  # type: ignore[arg-type]
+
+
+async def test_a_dry_run_buy_fills_on_paper_and_never_reaches_the_exchange(env: Env) -> None:
+    paper = PaperExchange(env.gateway, levels=env.gateway)
+    signal = await new_signal(env, amount="1000")
+    outcome = await paper_processor(env, paper).process(signal, "t-paper")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    assert outcome.is_dry_run
+    assert await env.sim_orders() == []
+    rows = await env.fetch("SELECT status, qty, is_dry_run, avg_price FROM orders")
+    assert len(rows) == 1
+    assert rows[0]["is_dry_run"] is True
+    assert rows[0]["status"] == "filled"
+    assert rows[0]["qty"] == Decimal("0.015")
+    assert rows[0]["avg_price"] == Decimal("65000.10")  # the live ask, first level covers it
+    events = await env.fetch("SELECT event_type, is_dry_run, payload FROM outbox ORDER BY id")
+    assert [e["event_type"] for e in events] == ["created", "filled"]
+    assert all(e["is_dry_run"] for e in events)
+    assert events[1]["payload"]["order"]["is_dry_run"] is True
+    audit = await env.fetch("SELECT is_dry_run FROM audit_log")
+    assert [a["is_dry_run"] for a in audit] == [True]
+    positions = await paper.positions(Category.LINEAR, "BTCUSDT", trace_id="t")
+    assert [p.size for p in positions] == [Decimal("0.015")]
+
+
+async def test_a_large_paper_market_order_walks_the_book(env: Env) -> None:
+    paper = PaperExchange(env.gateway, levels=env.gateway)
+    signal = await new_signal(env, amount="60000")  # 0.923 BTC: more than the 0.5 at the touch
+    limits = RiskLimits(
+        max_order_notional=None, max_order_size_ratio=None, max_position_notional=None
+    )
+    planner = PlannerConfig(max_order_notional=None, max_book_depth_share=None)
+    outcome = await paper_processor(env, paper, planner=planner, limits=limits).process(
+        signal, "t-walk"
+    )
+    assert isinstance(outcome, SignalExecuted), outcome
+    rows = await env.fetch("SELECT status, cum_exec_qty, avg_price FROM orders")
+    assert rows[0]["status"] == "filled"
+    assert rows[0]["cum_exec_qty"] == Decimal("0.923")
+    # 0.5 @ 65000.10 + 0.423 @ 65000.20: the average lies strictly between the two levels
+    assert Decimal("65000.10") < rows[0]["avg_price"] < Decimal("65000.20")
+
+
+async def test_paper_and_live_orders_never_mix(env: Env) -> None:
+    live = env.processor()
+    resting = await new_signal(env, amount="1000", metadata={"order_type": "limit"})
+    assert isinstance(await live.process(resting, "t-live"), SignalExecuted)
+
+    paper = PaperExchange(env.gateway, levels=env.gateway)
+    same_side = await new_signal(env, amount="1000", metadata={"order_type": "limit"})
+    outcome = await paper_processor(env, paper).process(same_side, "t-paper")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    # the paper signal did not amend the live resting order: it placed its own paper order
+    sim = await env.sim_orders()
+    assert len(sim) == 1
+    assert Decimal(sim[0]["qty"]) == Decimal("0.015")
+    rows = await env.fetch("SELECT is_dry_run, qty, status FROM orders ORDER BY is_dry_run")
+    assert [(r["is_dry_run"], r["qty"], r["status"]) for r in rows] == [
+        (False, Decimal("0.015"), "pending"),
+        (True, Decimal("0.015"), "pending"),
+    ]
+
+
+async def test_a_resting_paper_limit_fills_when_the_live_market_crosses_it(env: Env) -> None:
+    paper = PaperExchange(env.gateway, levels=env.gateway)
+    signal = await new_signal(env, amount="1000", metadata={"order_type": "limit"})
+    outcome = await paper_processor(env, paper).process(signal, "t-rest")
+    assert isinstance(outcome, SignalExecuted), outcome
+    order = paper.orders[outcome.order_link_ids[0]]
+    assert order.status.value == "New"
+    assert order.price is not None
+
+    await env.admin_post(
+        "/sim/price", {"category": "linear", "symbol": "BTCUSDT", "price": "64000"}
+    )
+    await paper.market(Category.LINEAR, "BTCUSDT")
+
+    assert order.status.value == "Filled"
+    assert order.cum_value == order.qty * order.price  # maker fill at its own price
+    items = []
+    while not paper.updates.empty():
+        items.append(paper.updates.get_nowait())
+    executions = [i["data"] for i in items if i["topic"] == "execution"]
+    assert [e["isMaker"] for e in executions] == [True]
+    assert executions[0]["orderLinkId"] == order.link
+
+
+async def test_paper_refuses_what_the_balance_cannot_carry_with_110007(env: Env) -> None:
+    paper = PaperExchange(env.gateway, levels=env.gateway, balances={"USDT": Decimal("50")})
+    signal = await new_signal(env, amount="1000")
+    limits = RiskLimits(enable_balance_check=False, max_order_size_ratio=None)
+    outcome = await paper_processor(env, paper, limits=limits).process(signal, "t-poor")
+
+    assert isinstance(outcome, SignalRejected), outcome
+    assert outcome.code is RejectCode.EXCHANGE_REJECTED
+    assert outcome.details["ret_code"] == "110007"
+    rows = await env.fetch("SELECT status, is_dry_run FROM orders")
+    assert [(r["status"], r["is_dry_run"]) for r in rows] == [("rejected", True)]
+
+
+async def test_warmup_signals_go_to_paper_or_are_ignored(env: Env) -> None:
+    paper = paper_processor(env, PaperExchange(env.gateway, levels=env.gateway))
+    live = Processor(
+        env.uow,
+        env.gateway,
+        ProcessorConfig(warmup=WarmupMode.DRY_RUN),
+        warmup_processor=paper,
+    )
+    warm = await new_signal(env, amount="1000", is_warmup=True)
+    outcome = await live.process(warm, "t-warm")
+    assert isinstance(outcome, SignalExecuted), outcome
+    assert outcome.is_dry_run
+    assert await env.sim_orders() == []
+
+    ignoring = Processor(env.uow, env.gateway, ProcessorConfig(warmup=WarmupMode.IGNORE))
+    other = await new_signal(env, amount="1000", is_warmup=True)
+    refused = await ignoring.process(other, "t-ignore")
+    assert isinstance(refused, SignalRejected), refused
+    assert refused.details["reason"] == "warmup_ignored"
+    assert await env.sim_orders() == []
+    rows = await env.fetch("SELECT is_dry_run FROM orders")
+    assert [r["is_dry_run"] for r in rows] == [True]
