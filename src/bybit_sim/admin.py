@@ -277,8 +277,16 @@ async def post_ws_drop(request: web.Request) -> web.Response:
     return json_response({"dropped": dropped})
 
 
+async def _seed_faults(app: web.Application) -> None:
+    """Fault probabilities draw from the simulator's seed, so a seeded run faults the same
+    requests every time (``/sim/reset`` reseeds the same way)."""
+    state = app[STATE]
+    state.faults.reset(seed=state.config.seed)
+
+
 def setup(app: web.Application) -> None:
-    """Mount the admin sub-application at ``/sim/``."""
+    """Mount the admin sub-application at ``/sim/`` and seed the fault RNG at startup."""
+    app.on_startup.append(_seed_faults)
     admin = web.Application(middlewares=[loopback_only])
     admin.router.add_get("/state", get_state)
     admin.router.add_post("/reset", post_reset)

@@ -7,6 +7,8 @@ import uuid
 import aiohttp
 import pytest
 
+from bybit_sim.config import SimConfig
+from bybit_sim.server import SimServer
 from tests.integration.sim_streams.helpers import SimRest, eventually, now_ms
 
 
@@ -156,3 +158,25 @@ async def test_probability_one_applies_every_time_until_cleared(rest: SimRest) -
     assert cleared == {"removed": 1}
     reply = await rest.get("/v5/order/realtime", {"category": "linear", "settleCoin": "USDT"})
     assert reply.status == 200 and reply.ret_code == 0
+
+
+async def test_probability_draws_are_reproducible_under_the_simulator_seed(
+    http: aiohttp.ClientSession, credentials: tuple[str, str]
+) -> None:
+    """Two simulators with the same seed fault exactly the same requests."""
+
+    async def pattern(seed: int) -> list[int]:
+        config = SimConfig(seed=seed).with_path("frozen").with_overrides(rate_limits_enabled=False)
+        async with SimServer(config) as server:
+            client = SimRest(http, server.url, *credentials)
+            await client.add_fault(
+                target="rest", endpoint="/v5/market/time", kind="http_status", probability=0.5
+            )
+            statuses = []
+            for _ in range(16):
+                async with http.get(f"{server.url}/v5/market/time") as resp:
+                    statuses.append(resp.status)
+            return statuses
+
+    first, second = await pattern(7), await pattern(7)
+    assert first == second and set(first) == {200, 500}
