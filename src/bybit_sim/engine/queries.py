@@ -105,8 +105,14 @@ def open_orders(ex: Exchange, p: Params) -> dict[str, Any]:
         found = ex.orders.get(ex.link_ids.get(link_id, ""))
         source = [found] if found is not None else []
     elif open_only == 1:
-        closed = [o for o in ex.closed_orders if o.category == category]
-        source = closed[-ex.config.closed_orders_kept :]
+        # the latest `closed_orders_kept` closed orders of the category
+        kept: list[Order] = []
+        for o in reversed(ex.closed_orders):
+            if o.category == category:
+                kept.append(o)
+                if len(kept) >= ex.config.closed_orders_kept:
+                    break
+        source = kept
     else:
         source = ex.open_orders.values()
     items = [
