@@ -40,6 +40,16 @@ async def test_state_dump_reset_and_error_reporting(
         assert "target must be one of" in (await resp.json())["error"]
     async with http.delete(rest.base_url + "/sim/faults/f999") as resp:
         assert resp.status == 404
+    unknown = {"category": "linear", "symbol": "NOPEUSDT", "price": "1"}
+    async with http.post(rest.base_url + "/sim/price", json=unknown) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["retCode"] == 10001
+    async with http.post(rest.base_url + "/sim/fill", json={"orderId": "nope"}) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["retCode"] == 110001
+    async with http.post(rest.base_url + "/sim/deposit", data="{not json") as resp:
+        assert resp.status == 400
+        assert "not valid JSON" in (await resp.json())["error"]
 
 
 async def test_price_controls_and_force_fill(rest: SimRest) -> None:
