@@ -8,6 +8,7 @@ import time
 from decimal import Decimal
 
 import pytest
+import structlog.testing
 
 from order_manager.adapters.bybit.clock import ServerClock
 from order_manager.adapters.bybit.config import BybitClientConfig, RetryConfig
@@ -226,3 +227,29 @@ async def test_open_orders_are_paginated_beyond_one_page(client: BybitRestClient
     mine = {o.order_link_id: o.order_id for o in orders if o.order_link_id in links}
     assert mine == {r.order_link_id: r.order_id for r in created}
     assert len(orders) == len({o.order_id for o in orders})
+
+
+async def test_every_call_logs_trace_id_and_metrics_without_secrets(
+    client: BybitRestClient, bybit_config: BybitClientConfig, metrics: BybitMetrics
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        await client.create_order(await resting_buy(client, "log-1"), trace_id="trace-abc")
+        bad = with_changes(bybit_config, api_secret="wrong-secret-value")
+        async with BybitRestClient(bad, metrics=metrics) as rest:
+            with pytest.raises(AuthError):
+                await rest.get_wallet_balance(trace_id="trace-bad")
+    requests = [e for e in logs if e["event"] == "bybit.request"]
+    create = next(e for e in requests if e["path"] == CREATE)
+    assert create["trace_id"] == "trace-abc" and create["ret_code"] == 0
+    assert create["params"]["orderLinkId"] == "log-1"
+    loud = next(e for e in logs if e["event"] == "bybit.auth_failed")
+    assert loud["log_level"] == "error" and loud["trace_id"] == "trace-bad"
+    text = repr(logs)
+    for secret in ("sim-secret", "wrong-secret-value", "X-BAPI-SIGN", "'sim-key'"):
+        assert secret not in text
+    assert any(
+        s.name.endswith("_count") and s.value >= 1
+        for m in metrics.request_seconds.collect()
+        for s in m.samples
+        if s.labels.get("endpoint") == CREATE
+    ), "latency histogram has no sample for order create"

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from order_manager.adapters.bybit.config import BybitClientConfig
+from order_manager.adapters.bybit.config import BybitClientConfig, WebSocketConfig
 from order_manager.adapters.bybit.errors import AuthError, StaleMarketDataError
 from order_manager.adapters.bybit.market_data import MarketData
 from order_manager.adapters.bybit.metrics import BybitMetrics
@@ -147,3 +147,18 @@ def _is_stale(market: MarketData) -> bool:
     except StaleMarketDataError:
         return True
     return False
+
+
+async def test_heartbeats_keep_a_healthy_connection(
+    bybit_config: BybitClientConfig, metrics: BybitMetrics
+) -> None:
+    config = with_changes(
+        bybit_config, websocket=WebSocketConfig(ping_interval=0.05, pong_timeout=0.5)
+    )
+    stream = PrivateStream(config, metrics=metrics)
+    await stream.start()
+    try:
+        await eventually(lambda: stream.pongs_received >= 5, what="five pongs")
+        assert stream.generation == 1 and stream.is_ready
+    finally:
+        await stream.stop()

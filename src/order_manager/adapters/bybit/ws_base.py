@@ -129,6 +129,7 @@ class ReconnectingWebSocket:
         self._generation_changed = asyncio.Condition()
         self.generation = 0
         self.last_received: float | None = None
+        self.pongs_received = 0
         self.last_error: BaseException | None = None
         self._connection_events: FanOut[ConnectionEvent] = FanOut()
         self._req_ids = itertools.count(1)
@@ -333,6 +334,7 @@ class ReconnectingWebSocket:
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
         if _is_heartbeat(message):
+            self.pongs_received += 1
             return
         await self.on_message(message)
 
