@@ -26,6 +26,7 @@ import hmac
 import json
 import multiprocessing
 import os
+import pstats
 import socket
 import subprocess
 import sys
@@ -46,6 +47,11 @@ from bybit_sim.config import SimConfig
 REPO = Path(__file__).resolve().parent.parent
 SYMBOLS = {"BTCUSDT": Decimal("50000.0"), "ETHUSDT": Decimal("3000.00")}
 TARGET_RATE = 1_000.0
+# `bybit-sim serve` under cProfile; stats are written when SIGTERM stops the server.
+PROFILED_SERVER = (
+    "import cProfile, sys; out = sys.argv[1]; sys.argv = ['bybit-sim', *sys.argv[2:]]; "
+    "from bybit_sim.cli import main; cProfile.run('main()', out)"
+)
 TARGET_P99_MS = 10.0
 
 
@@ -197,7 +203,9 @@ async def wait_ready(base: str, proc: asyncio.subprocess.Process, limit_s: float
             await asyncio.sleep(0.1)
 
 
-async def run(clients: list[int], duration: float, with_ws: bool) -> dict[str, Any]:
+async def run(
+    clients: list[int], duration: float, with_ws: bool, profile: Path | None = None
+) -> dict[str, Any]:
     port = free_port()
     config = bench_config(port)
     key, secret = next(iter(config.api_keys.items()))
@@ -208,11 +216,15 @@ async def run(clients: list[int], duration: float, with_ws: bool) -> dict[str, A
         cfg_path.write_text(config.model_dump_json(), encoding="utf-8")
         log_path = Path(tmp) / "sim.log"
         with log_path.open("wb") as log:
+            serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--seed", "1",
+                     "--config", str(cfg_path)]  # fmt: skip
+            if profile is None:
+                command = ["uv", "run", "bybit-sim", *serve]
+            else:
+                command = ["uv", "run", "python", "-c", PROFILED_SERVER, str(profile), *serve]
             proc = await asyncio.create_subprocess_exec(
-                "uv", "run", "bybit-sim", "serve", "--host", "127.0.0.1", "--port", str(port),
-                "--seed", "1", "--config", str(cfg_path),
-                cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                *command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+            )
             try:
                 await wait_ready(base, proc)
                 stats = multiprocessing.Array("q", [0, 0])
@@ -262,6 +274,12 @@ def main() -> None:
     parser.add_argument("--clients", default="1,4,16", help="comma-separated client counts")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per round")
     parser.add_argument("--no-ws", action="store_true", help="no private WebSocket subscriber")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the server under cProfile, write the stats here and print the top functions "
+        "(slower: figures are then not representative and no result file is written)",
+    )
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     print("bybit-sim throughput: signed POST /v5/order/create (resting GTC limits, linear)")
@@ -270,7 +288,7 @@ def main() -> None:
         "prices frozen; order cap and wallet raised"
     )
     load_before = [round(x, 2) for x in os.getloadavg()]
-    outcome = asyncio.run(run(clients, args.duration, not args.no_ws))
+    outcome = asyncio.run(run(clients, args.duration, not args.no_ws, args.profile))
     rows = outcome["rounds"]
     print(
         f"{'clients':>7} {'creates':>8} {'creates/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
@@ -292,6 +310,11 @@ def main() -> None:
         f"target >= {TARGET_RATE:.0f} creates/s with p99 <= {TARGET_P99_MS} ms: "
         f"{'MET' if met else 'NOT MET'} (best {best:.1f}/s)"
     )
+    if args.profile is not None:
+        stats = pstats.Stats(str(args.profile))
+        stats.sort_stats("tottime").print_stats(20)
+        stats.sort_stats("cumulative").print_stats(30)
+        return
     path = write_result(
         "sim_throughput",
         outcome,
