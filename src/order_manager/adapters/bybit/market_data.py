@@ -136,6 +136,10 @@ class PublicStream(ReconnectingWebSocket):
     async def on_message(self, message: dict[str, Any]) -> None:
         topic = message.get("topic")
         data = message.get("data")
+        if message.get("success") is False:
+            # e.g. a late subscribe for an unknown symbol: the symbol just never gets fresh data
+            log.warning("bybit.ws_refused", stream=self.name, reply=message)
+            return
         if not isinstance(topic, str) or not isinstance(data, dict):
             return
         kind, _, rest = topic.partition(".")

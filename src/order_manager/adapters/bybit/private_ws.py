@@ -63,7 +63,8 @@ class PrivateStream(ReconnectingWebSocket):
 
     async def on_message(self, message: dict[str, Any]) -> None:
         if "topic" not in message:
-            log.debug("bybit.ws_control", stream=self.name, op=message.get("op"))
+            if message.get("success") is False:
+                log.warning("bybit.ws_refused", stream=self.name, reply=message)
             return
         try:
             parsed = PrivateMessage.model_validate(message)

@@ -38,6 +38,9 @@ log = structlog.get_logger("order_manager.adapters.bybit.ws")
 
 T = TypeVar("T")
 
+# Seconds a connection must have lived for its end to reset the reconnect backoff.
+STABLE_AFTER = 10.0
+
 
 class Subscription(Generic[T]):
     """One consumer's queue of items from a fan-out; iterate it or ``await get()``."""
@@ -249,8 +252,13 @@ class ReconnectingWebSocket:
         while not self._stopping:
             reason = "closed by server"
             try:
+                started = time.monotonic()
                 await self._connect_once()
-                failures = 0
+                # A connection that is closed right after it opened counts as a failure, so a
+                # server that keeps dropping us gets a growing backoff instead of a flapping
+                # client (Bybit allows 500 new connections per 5 minutes).
+                if time.monotonic() - started >= STABLE_AFTER:
+                    failures = 0
             except AuthError as error:
                 self.last_error = error
                 log.error("bybit.ws_auth_failed", stream=self.name, error=str(error))
