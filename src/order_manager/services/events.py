@@ -83,6 +83,8 @@ class OrderContext:
     fee_currency: str | None = None
     #: when the REST create was sent (latency reference); falls back to the state's created_at
     submitted_at: datetime | None = None
+    #: placed outside this service (adopted from exchange events)
+    is_external: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,7 @@ def order_payload(state: OrderState, context: OrderContext) -> dict[str, Any]:
         "updated_at": iso(state.updated_at),
         "executed_at": iso(_executed_at(state)),
         "is_dry_run": context.is_dry_run,
+        "is_external": context.is_external,
     }
 
 

@@ -1,8 +1,111 @@
-"""PostgreSQL implementation of the tracking port (`order_manager.services.ports.tracking`)."""
+"""PostgreSQL implementation of the tracking port (`order_manager.services.ports.tracking`).
+
+Positions are stored with a signed book in domain terms (`Position.size` > 0 long, < 0 short)
+mapped onto the table's `side` + non-negative `size`; `entry_value` keeps the exact
+average-cost state. Executions are unique by `exec_id` (primary key): a duplicate insert is a
+no-op and reports False.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
 import asyncpg
+
+from order_manager.domain.enums import Category, PositionIdx, Side
+from order_manager.domain.money import ZERO
+from order_manager.domain.orders import Execution, OrderState
+from order_manager.domain.positions import ExchangePosition, Position, PositionFill
+
+ExecKey = tuple[datetime, int, str]
+
+#: execution types that move a position (the tracker applies the same set)
+POSITION_EXEC_TYPES = ("Trade", "AdlTrade", "BustTrade", "BlockTrade", "MovePosition")
+
+_WALLET_FIELDS = (
+    "wallet_balance",
+    "equity",
+    "available_to_withdraw",
+    "total_position_im",
+    "total_order_im",
+    "locked",
+    "unrealised_pnl",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRecord:
+    """`StoredPosition` of the port."""
+
+    position: Position
+    is_dry_run: bool
+    last_exec_key: ExecKey | None
+    baseline: Position
+    baseline_key: ExecKey | None
+    exchange_size: Decimal | None
+    exchange_avg_price: Decimal | None
+    drift_count: int
+    updated_at: datetime
+
+
+def synthetic_link_id(order_id: str) -> str:
+    """A unique `order_link_id` (max 36 chars) for an order placed without one."""
+    if len(order_id) <= 34:
+        return f"x-{order_id}"
+    return "x-" + hashlib.sha256(order_id.encode()).hexdigest()[:34]
+
+
+def _signed(side: str, size: Decimal) -> Decimal:
+    return -size if side == "Sell" else size
+
+
+def _key(time: datetime | None, seq: int | None, exec_id: str | None) -> ExecKey | None:
+    if time is None or exec_id is None:
+        return None
+    return (time, seq or 0, exec_id)
+
+
+def _position_record(row: asyncpg.Record) -> PositionRecord:
+    category = Category(row["category"])
+    idx = PositionIdx(row["position_idx"])
+    size = _signed(row["side"], row["size"])
+    position = Position(
+        category=category,
+        symbol=row["symbol"],
+        position_idx=idx,
+        size=size,
+        entry_value=row["entry_value"],
+        realized_pnl=row["realized_pnl"],
+        fees=row["fees_paid"],
+        mark_price=row["mark_price"],
+    )
+    baseline = Position(
+        category=category,
+        symbol=row["symbol"],
+        position_idx=idx,
+        size=row["baseline_size"],
+        entry_value=row["baseline_entry_value"],
+        realized_pnl=row["baseline_realized_pnl"],
+        fees=row["baseline_fees"],
+    )
+    return PositionRecord(
+        position=position,
+        is_dry_run=row["is_dry_run"],
+        last_exec_key=_key(row["last_exec_time"], row["last_exec_seq"], row["last_exec_id"]),
+        baseline=baseline,
+        baseline_key=_key(
+            row["baseline_exec_time"], row["baseline_exec_seq"], row["baseline_exec_id"]
+        ),
+        exchange_size=row["exchange_size"],
+        exchange_avg_price=row["exchange_avg_price"],
+        drift_count=row["drift_count"],
+        updated_at=row["updated_at"],
+    )
 
 
 class PgTrackingRepository:
@@ -10,3 +113,422 @@ class PgTrackingRepository:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+
+    # ------------------------------------------------------------------ orders
+    async def adopt_order(
+        self,
+        state: OrderState,
+        *,
+        signal_id: str | None,
+        leg: int | None,
+        is_external: bool,
+        trace_id: str | None,
+        is_dry_run: bool,
+    ) -> str:
+        link = state.order_link_id or synthetic_link_id(state.order_id or "")
+        await self._conn.execute(
+            """
+            INSERT INTO orders (order_link_id, order_id, signal_id, leg, category, symbol, side,
+                order_type, time_in_force, qty, price, take_profit, stop_loss, trigger_price,
+                reduce_only, position_idx, status, is_dry_run, is_external, trace_id,
+                created_at, submitted_at)
+            VALUES ($1, $2, $3::uuid, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                    $16, $17, $18, $19, $20, $21, $21)
+            ON CONFLICT (order_link_id) DO NOTHING
+            """,
+            link,
+            state.order_id,
+            signal_id,
+            leg,
+            state.category.value,
+            state.symbol,
+            state.side.value,
+            state.order_type.value,
+            state.time_in_force.value if state.time_in_force else None,
+            state.qty,
+            state.price,
+            state.take_profit,
+            state.stop_loss,
+            state.trigger_price,
+            state.reduce_only,
+            int(state.position_idx),
+            state.local_status.value,
+            is_dry_run,
+            is_external,
+            trace_id,
+            state.created_at,
+        )
+        value = await self._conn.fetchval("SELECT id FROM orders WHERE order_link_id = $1", link)
+        return str(value)
+
+    async def signal_exists(self, signal_id: str) -> bool:
+        return bool(
+            await self._conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM signals WHERE signal_id = $1::uuid)", signal_id
+            )
+        )
+
+    async def signal_info(self, signal_id: str) -> Mapping[str, Any] | None:
+        row = await self._conn.fetchrow(
+            "SELECT strategy_id, confidence, amount, raw FROM signals WHERE signal_id = $1::uuid",
+            signal_id,
+        )
+        if row is None:
+            return None
+        raw = row["raw"] if isinstance(row["raw"], Mapping) else {}
+        snapshot = raw.get("market_data_snapshot")
+        return {
+            "strategy_id": row["strategy_id"],
+            "confidence": row["confidence"],
+            "amount": row["amount"],
+            "market_data_snapshot": snapshot if isinstance(snapshot, Mapping) else None,
+        }
+
+    # ------------------------------------------------------------------ executions
+    async def insert_execution(
+        self,
+        execution: Execution,
+        *,
+        order_uuid: str | None,
+        category: Category,
+        position_idx: PositionIdx,
+        exchange_seq: int | None,
+        closed_size: Decimal | None,
+        fee_rate: Decimal | None,
+        is_dry_run: bool,
+        trace_id: str | None,
+    ) -> bool:
+        status = await self._conn.execute(
+            """
+            INSERT INTO executions (exec_id, order_uuid, order_id, order_link_id, category,
+                symbol, side, exec_type, exec_qty, exec_price, exec_value, exec_fee,
+                fee_currency, fee_rate, is_maker, closed_size, exec_time, exchange_seq,
+                is_dry_run, trace_id, position_idx)
+            VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                    $16, $17, $18, $19, $20, $21)
+            ON CONFLICT (exec_id) DO NOTHING
+            """,
+            execution.exec_id,
+            order_uuid,
+            execution.order_id or None,
+            execution.order_link_id or None,
+            category.value,
+            execution.symbol,
+            execution.side.value,
+            execution.exec_type,
+            execution.exec_qty,
+            execution.exec_price,
+            execution.value,
+            execution.exec_fee,
+            execution.fee_currency or None,
+            fee_rate,
+            execution.is_maker,
+            closed_size,
+            execution.exec_time,
+            exchange_seq,
+            is_dry_run,
+            trace_id,
+            int(position_idx),
+        )
+        return bool(status == "INSERT 0 1")
+
+    # ------------------------------------------------------------------ positions
+    async def lock_position(
+        self, category: Category, symbol: str, position_idx: PositionIdx, *, is_dry_run: bool
+    ) -> PositionRecord:
+        await self._conn.execute(
+            """
+            INSERT INTO positions (category, symbol, position_idx, is_dry_run)
+            VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
+            """,
+            category.value,
+            symbol,
+            int(position_idx),
+            is_dry_run,
+        )
+        row = await self._conn.fetchrow(
+            """
+            SELECT * FROM positions
+            WHERE category = $1 AND symbol = $2 AND position_idx = $3 AND is_dry_run = $4
+            FOR UPDATE
+            """,
+            category.value,
+            symbol,
+            int(position_idx),
+            is_dry_run,
+        )
+        assert row is not None
+        return _position_record(row)
+
+    async def book_fills(
+        self,
+        category: Category,
+        symbol: str,
+        position_idx: PositionIdx,
+        *,
+        is_dry_run: bool,
+        after: ExecKey | None,
+    ) -> list[tuple[PositionFill, ExecKey]]:
+        after_time, after_seq, after_id = after if after else (None, 0, "")
+        rows = await self._conn.fetch(
+            """
+            SELECT exec_id, side, exec_qty, exec_price, exec_fee, exec_time,
+                   COALESCE(exchange_seq, 0) AS seq
+            FROM executions
+            WHERE category = $1 AND symbol = $2 AND position_idx = $3 AND is_dry_run = $4
+              AND exec_qty > 0 AND exec_type = ANY($8::text[])
+              AND ($5::timestamptz IS NULL
+                   OR (exec_time, COALESCE(exchange_seq, 0), exec_id) > ($5, $6, $7))
+            ORDER BY exec_time, COALESCE(exchange_seq, 0), exec_id
+            """,
+            category.value,
+            symbol,
+            int(position_idx),
+            is_dry_run,
+            after_time,
+            after_seq,
+            after_id,
+            list(POSITION_EXEC_TYPES),
+        )
+        return [
+            (
+                PositionFill(
+                    side=Side(r["side"]),
+                    qty=r["exec_qty"],
+                    price=r["exec_price"],
+                    fee=r["exec_fee"],
+                    exec_id=r["exec_id"],
+                    position_idx=position_idx,
+                ),
+                (r["exec_time"], int(r["seq"]), r["exec_id"]),
+            )
+            for r in rows
+        ]
+
+    async def save_position(
+        self, position: Position, *, is_dry_run: bool, last_exec_key: ExecKey | None
+    ) -> None:
+        side = position.side
+        time, seq, exec_id = last_exec_key if last_exec_key else (None, None, None)
+        await self._conn.execute(
+            """
+            UPDATE positions SET side = $5, size = $6, entry_value = $7, avg_entry_price = $8,
+                realized_pnl = $9, fees_paid = $10, unrealized_pnl = $11,
+                last_exec_time = $12, last_exec_seq = $13, last_exec_id = $14
+            WHERE category = $1 AND symbol = $2 AND position_idx = $3 AND is_dry_run = $4
+            """,
+            position.category.value,
+            position.symbol,
+            int(position.position_idx),
+            is_dry_run,
+            side.value if side else "None",
+            position.abs_size,
+            position.entry_value,
+            position.avg_entry_price or ZERO,
+            position.realized_pnl,
+            position.fees,
+            position.unrealized_pnl(),
+            time,
+            seq,
+            exec_id,
+        )
+
+    async def record_exchange_position(
+        self, exchange: ExchangePosition, *, is_dry_run: bool, observed_at: datetime
+    ) -> None:
+        await self._conn.execute(
+            """
+            INSERT INTO positions (category, symbol, position_idx, is_dry_run)
+            VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
+            """,
+            exchange.category.value,
+            exchange.symbol,
+            int(exchange.position_idx),
+            is_dry_run,
+        )
+        await self._conn.execute(
+            """
+            UPDATE positions SET exchange_size = $5, exchange_avg_price = $6,
+                mark_price = COALESCE($7, mark_price),
+                exchange_updated_time = $8,
+                unrealized_pnl = CASE
+                    WHEN size = 0 OR COALESCE($7, mark_price) IS NULL THEN 0
+                    WHEN category = 'inverse' THEN
+                        (entry_value - size / COALESCE($7, mark_price))
+                        * CASE WHEN side = 'Sell' THEN -1 ELSE 1 END
+                    ELSE (size * COALESCE($7, mark_price) - entry_value)
+                        * CASE WHEN side = 'Sell' THEN -1 ELSE 1 END
+                END
+            WHERE category = $1 AND symbol = $2 AND position_idx = $3 AND is_dry_run = $4
+            """,
+            exchange.category.value,
+            exchange.symbol,
+            int(exchange.position_idx),
+            is_dry_run,
+            exchange.size,
+            exchange.avg_entry_price,
+            exchange.mark_price,
+            int(observed_at.timestamp() * 1000),
+        )
+
+    async def correct_position(
+        self,
+        baseline: Position,
+        *,
+        is_dry_run: bool,
+        baseline_key: ExecKey | None,
+        detected_at: datetime,
+    ) -> None:
+        time, seq, exec_id = baseline_key if baseline_key else (None, None, None)
+        side = baseline.side
+        await self._conn.execute(
+            """
+            UPDATE positions SET
+                baseline_size = $5, baseline_entry_value = $6, baseline_realized_pnl = $7,
+                baseline_fees = $8, baseline_exec_time = $9, baseline_exec_seq = $10,
+                baseline_exec_id = $11,
+                side = $12, size = $13, entry_value = $6, avg_entry_price = $14,
+                realized_pnl = $7, fees_paid = $8,
+                last_exec_time = $9, last_exec_seq = $10, last_exec_id = $11,
+                drift_count = drift_count + 1, drift_detected_at = $15, validated_at = $15
+            WHERE category = $1 AND symbol = $2 AND position_idx = $3 AND is_dry_run = $4
+            """,
+            baseline.category.value,
+            baseline.symbol,
+            int(baseline.position_idx),
+            is_dry_run,
+            baseline.size,
+            baseline.entry_value,
+            baseline.realized_pnl,
+            baseline.fees,
+            time,
+            seq,
+            exec_id,
+            side.value if side else "None",
+            baseline.abs_size,
+            baseline.avg_entry_price or ZERO,
+            detected_at,
+        )
+
+    async def mark_validated(
+        self,
+        category: Category,
+        symbol: str,
+        position_idx: PositionIdx,
+        *,
+        is_dry_run: bool,
+        at: datetime,
+    ) -> None:
+        await self._conn.execute(
+            "UPDATE positions SET validated_at = $5 WHERE category = $1 AND symbol = $2"
+            " AND position_idx = $3 AND is_dry_run = $4",
+            category.value,
+            symbol,
+            int(position_idx),
+            is_dry_run,
+            at,
+        )
+
+    async def positions(self, *, is_dry_run: bool) -> list[PositionRecord]:
+        rows = await self._conn.fetch(
+            "SELECT * FROM positions WHERE is_dry_run = $1 ORDER BY category, symbol, position_idx",
+            is_dry_run,
+        )
+        return [_position_record(r) for r in rows]
+
+    async def snapshot_positions(self, *, source: str, is_dry_run: bool | None) -> int:
+        status = await self._conn.execute(
+            """
+            INSERT INTO position_snapshots (category, symbol, position_idx, is_dry_run, side,
+                size, avg_entry_price, realized_pnl, unrealized_pnl, fees_paid, mark_price,
+                source)
+            SELECT category, symbol, position_idx, is_dry_run, side, size, avg_entry_price,
+                   realized_pnl, unrealized_pnl, fees_paid, mark_price, $1
+            FROM positions WHERE $2::boolean IS NULL OR is_dry_run = $2
+            """,
+            source,
+            is_dry_run,
+        )
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def last_fill_time(
+        self, category: Category, symbol: str, position_idx: PositionIdx, *, is_dry_run: bool
+    ) -> datetime | None:
+        value = await self._conn.fetchval(
+            "SELECT max(received_at) FROM executions WHERE category = $1 AND symbol = $2"
+            " AND position_idx = $3 AND is_dry_run = $4",
+            category.value,
+            symbol,
+            int(position_idx),
+            is_dry_run,
+        )
+        return value if isinstance(value, datetime) else None
+
+    # ------------------------------------------------------------------ wallet
+    async def upsert_wallet(
+        self,
+        *,
+        account_type: str,
+        coin: str,
+        figures: Mapping[str, Decimal | None],
+        exchange_time: datetime | None,
+        source: str,
+        is_dry_run: bool,
+    ) -> None:
+        unknown = set(figures) - set(_WALLET_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown wallet figures: {sorted(unknown)}")
+        values = [figures.get(name) for name in _WALLET_FIELDS]
+        await self._conn.execute(
+            """
+            INSERT INTO wallet_balances (account_type, coin, is_dry_run, wallet_balance, equity,
+                available_to_withdraw, total_position_im, total_order_im, locked,
+                unrealised_pnl, exchange_time, source, updated_at)
+            VALUES ($1, $2, $3, COALESCE($4::numeric, 0), $5, $6, $7, $8, $9, $10, $11, $12, now())
+            ON CONFLICT (account_type, coin, is_dry_run) DO UPDATE SET
+                wallet_balance = EXCLUDED.wallet_balance, equity = EXCLUDED.equity,
+                available_to_withdraw = EXCLUDED.available_to_withdraw,
+                total_position_im = EXCLUDED.total_position_im,
+                total_order_im = EXCLUDED.total_order_im, locked = EXCLUDED.locked,
+                unrealised_pnl = EXCLUDED.unrealised_pnl,
+                exchange_time = EXCLUDED.exchange_time, source = EXCLUDED.source,
+                updated_at = now()
+            WHERE wallet_balances.exchange_time IS NULL OR EXCLUDED.exchange_time IS NULL
+               OR EXCLUDED.exchange_time >= wallet_balances.exchange_time
+            """,
+            account_type,
+            coin,
+            is_dry_run,
+            *values,
+            exchange_time,
+            source,
+        )
+
+    async def available_balances(
+        self, *, is_dry_run: bool, account_type: str = "UNIFIED"
+    ) -> dict[str, Decimal]:
+        rows = await self._conn.fetch(
+            """
+            SELECT coin, wallet_balance - COALESCE(total_position_im, 0) - COALESCE(locked, 0)
+                   AS available
+            FROM wallet_balances WHERE is_dry_run = $1 AND account_type = $2
+            """,
+            is_dry_run,
+            account_type,
+        )
+        return {r["coin"]: r["available"] for r in rows}
+
+    # ------------------------------------------------------------------ problems
+    async def record_problem(
+        self, *, action: str, message: str, raw: Mapping[str, Any], trace_id: str | None
+    ) -> None:
+        await self._conn.execute(
+            """
+            INSERT INTO audit_log (kind, action, entity_type, trace_id, request, error)
+            VALUES ('system', $1, 'exchange_event', $2, $3, $4)
+            """,
+            action,
+            trace_id,
+            dict(raw),
+            message,
+        )

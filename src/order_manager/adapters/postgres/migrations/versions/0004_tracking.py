@@ -1,0 +1,106 @@
+"""Tracking: exact position books, execution position index, wallet balances.
+
+* `positions.entry_value` keeps the average-cost state exactly (`avg_entry_price` is derived and
+  may be a repeating decimal); `last_exec_*` is the ordering key of the last fill applied
+  (exec time, Bybit `seq`, execId) so a fill that arrives late triggers a replay instead of
+  being applied out of order; `baseline_*` is the book as the exchange reported it when drift
+  was corrected (fills up to `baseline_exec_*` are included in it); `drift_count` counts
+  corrections.
+* `executions.position_idx`: the book a fill belongs to (one-way 0, hedge 1/2), so a position
+  can be replayed from the executions table alone.
+* `wallet_balances`: the latest wallet figures per coin from the `wallet` stream (and REST
+  refreshes), read by the risk checks.
+
+Revision ID: 0004
+Revises: the newest of 0003 / 0002 / 0001 present (the intake and execution revisions are
+written in parallel; this file chains after whichever of them exists)
+Create Date: 2026-11-28
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from alembic import op
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _previous() -> str:
+    for candidate in ("0003", "0002"):
+        if any(_HERE.glob(f"{candidate}_*.py")):
+            return candidate
+    return "0001"
+
+
+revision: str = "0004"
+down_revision: str | None = _previous()
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+UPGRADE = (
+    "ALTER TABLE positions ADD COLUMN entry_value numeric NOT NULL DEFAULT 0",
+    "ALTER TABLE positions ADD COLUMN last_exec_time timestamptz",
+    "ALTER TABLE positions ADD COLUMN last_exec_seq bigint",
+    "ALTER TABLE positions ADD COLUMN baseline_size numeric NOT NULL DEFAULT 0",
+    "ALTER TABLE positions ADD COLUMN baseline_entry_value numeric NOT NULL DEFAULT 0",
+    "ALTER TABLE positions ADD COLUMN baseline_realized_pnl numeric NOT NULL DEFAULT 0",
+    "ALTER TABLE positions ADD COLUMN baseline_fees numeric NOT NULL DEFAULT 0",
+    "ALTER TABLE positions ADD COLUMN baseline_exec_time timestamptz",
+    "ALTER TABLE positions ADD COLUMN baseline_exec_seq bigint",
+    "ALTER TABLE positions ADD COLUMN baseline_exec_id text",
+    "ALTER TABLE positions ADD COLUMN drift_count integer NOT NULL DEFAULT 0",
+    "ALTER TABLE executions ADD COLUMN position_idx smallint NOT NULL DEFAULT 0"
+    " CHECK (position_idx IN (0, 1, 2))",
+    "CREATE INDEX executions_book_idx ON executions"
+    " (category, symbol, position_idx, is_dry_run, exec_time, exchange_seq, exec_id)",
+    """
+    CREATE TABLE wallet_balances (
+        account_type          text NOT NULL DEFAULT 'UNIFIED',
+        coin                  text NOT NULL,
+        is_dry_run            boolean NOT NULL DEFAULT false,
+        wallet_balance        numeric NOT NULL DEFAULT 0,
+        equity                numeric,
+        available_to_withdraw numeric,
+        total_position_im     numeric,
+        total_order_im        numeric,
+        locked                numeric,
+        unrealised_pnl        numeric,
+        exchange_time         timestamptz,
+        source                text NOT NULL DEFAULT 'ws' CHECK (source IN ('ws', 'rest', 'paper')),
+        updated_at            timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (account_type, coin, is_dry_run)
+    )
+    """,
+)
+
+DOWNGRADE = (
+    "DROP TABLE IF EXISTS wallet_balances",
+    "DROP INDEX IF EXISTS executions_book_idx",
+    "ALTER TABLE executions DROP COLUMN IF EXISTS position_idx",
+    *(
+        f"ALTER TABLE positions DROP COLUMN IF EXISTS {column}"
+        for column in (
+            "entry_value",
+            "last_exec_time",
+            "last_exec_seq",
+            "baseline_size",
+            "baseline_entry_value",
+            "baseline_realized_pnl",
+            "baseline_fees",
+            "baseline_exec_time",
+            "baseline_exec_seq",
+            "baseline_exec_id",
+            "drift_count",
+        )
+    ),
+)
+
+
+def upgrade() -> None:
+    for statement in UPGRADE:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    for statement in DOWNGRADE:
+        op.execute(statement)

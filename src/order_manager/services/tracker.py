@@ -1,0 +1,635 @@
+"""The tracker: exchange events -> exact order, fill and position state, plus outbox events.
+
+For every delivered batch (one WebSocket message or one gateway envelope) the tracker opens ONE
+transaction and, item by item:
+
+- `order` objects: lock the order row (`SELECT ... FOR UPDATE`, by orderId, else orderLinkId),
+  apply the domain state machine (`apply_update`: only newer updates apply, terminal states are
+  sticky, illegal transitions are refused and logged), save, and write each resulting
+  `OrderEvent` to the outbox;
+- `execution` items: store the fill unique by execId (a duplicate changes nothing), apply it to
+  the order (`apply_execution`) and to its position book, write order and position events;
+- `position` items: keep the exchange's view (size, average, mark) and log/count any drift
+  (correction is the periodic validation's job: a position push often races its fills);
+- `wallet` items: upsert the per-coin balances the risk checks read.
+
+Orders we have no row for are never dropped: the object itself (order topic) or a REST lookup
+(execution topic; failing that, the execution's own order fields) becomes a new row — ours when
+the orderLinkId carries our prefix (linked back to its signal via `parse_order_link_id`),
+otherwise `is_external`.
+
+Positions (this service is their single owner) follow the fills in execution order: a fill that
+sorts after the book's last one is applied incrementally; a late fill triggers a replay of the
+book from its baseline (the last drift correction, or flat) over the stored fills. Either way
+the result depends only on the set of fills, not on their arrival order.
+
+A batch that fails on the database is retried (`retries` times); an item that cannot be parsed
+is kept in the audit log with its raw body.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from prometheus_client import Counter
+
+from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
+from order_manager.domain.orders import (
+    ExchangeOrderUpdate,
+    Execution,
+    OrderState,
+    UpdateOutcome,
+    UpdateResult,
+    apply_execution,
+    apply_update,
+)
+from order_manager.domain.plans import parse_order_link_id
+from order_manager.domain.positions import (
+    ExchangePosition,
+    Position,
+    PositionFill,
+    apply_fill,
+    compare,
+)
+from order_manager.domain.signals import SignalMarketData
+from order_manager.logs import trace_context
+from order_manager.services import events
+from order_manager.services.ports.exchange_events import ExchangeQueries
+from order_manager.services.ports.orders import StoredOrder
+from order_manager.services.ports.tracking import ExecKey, StoredPosition
+from order_manager.services.ports.uow import UnitOfWork, UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
+
+EXCHANGE_EVENTS = Counter(
+    "om_tracker_items_total", "Exchange event items by topic and outcome", ["topic", "outcome"]
+)
+ADOPTED = Counter("om_tracker_adopted_orders_total", "Unknown orders adopted", ["kind"])
+DRIFT_OBSERVED = Counter(
+    "om_position_drift_observed_total", "Exchange position pushes that differ from our book"
+)
+
+ORDER = "order"
+EXECUTION = "execution"
+POSITION = "position"
+WALLET = "wallet"
+
+#: execution types that move a position (funding, settlement fees do not)
+POSITION_EXEC_TYPES = frozenset({"Trade", "AdlTrade", "BustTrade", "BlockTrade", "MovePosition"})
+
+
+def _wallet_item(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    return item
+
+
+_PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    ORDER: ExchangeOrderUpdate.from_bybit,
+    EXECUTION: Execution.from_bybit,
+    POSITION: ExchangePosition.from_bybit,
+    WALLET: _wallet_item,
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise ValueError(f"expected a decimal string, got {value!r}")
+    return Decimal(value)
+
+
+def _seq(item: Mapping[str, Any]) -> int:
+    value = item.get("seq")
+    try:
+        return int(value) if value not in (None, "") else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def exec_key(execution: Execution, seq: int) -> ExecKey:
+    return (execution.exec_time, seq, execution.exec_id)
+
+
+def signal_id_from_token(token: str) -> str | None:
+    """The signal UUID inside an orderLinkId token (None for hashed, non-UUID signal ids)."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "==")
+    except (ValueError, TypeError):
+        return None
+    return str(uuid.UUID(bytes=raw)) if len(raw) == 16 else None
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch did (tests and the bench read it; logs summarise it)."""
+
+    applied: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    illegal: int = 0
+    adopted: list[str] = field(default_factory=list)
+    problems: int = 0
+    order_events: int = 0
+    position_events: int = 0
+
+
+class Tracker:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        *,
+        link_prefix: str,
+        queries: ExchangeQueries | None = None,
+        is_dry_run: bool = False,
+        retries: int = 3,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._prefix = link_prefix
+        self._queries = queries
+        self._is_dry_run = is_dry_run
+        self._retries = retries
+        self._clock = clock
+
+    # ------------------------------------------------------------------ entry point
+    async def handle(
+        self,
+        topic: str,
+        items: Sequence[Mapping[str, Any]],
+        created_at: datetime | None = None,
+    ) -> BatchOutcome:
+        """Apply one batch of raw Bybit objects of `topic` (`order.linear` is `order`)."""
+        base = topic.split(".", 1)[0]
+        parser = _PARSERS.get(base)
+        if parser is None:
+            log.warning("tracker ignores an unknown topic", topic=topic, items=len(items))
+            EXCHANGE_EVENTS.labels(base, "unknown_topic").inc(len(items))
+            return BatchOutcome()
+        prepared = self._parse(items, parser, base)
+        prefetched = await self._prefetch_unknown(prepared) if base == EXECUTION else {}
+
+        async def body(uow: UnitOfWork, outcome: BatchOutcome) -> None:
+            for raw, error, parsed in prepared:
+                if error is not None:
+                    await self._problem(uow, outcome, f"unparseable_{base}", error, raw)
+                elif base == ORDER:
+                    await self._on_order(uow, outcome, parsed, raw)
+                elif base == EXECUTION:
+                    await self._on_execution(uow, outcome, parsed, raw, prefetched)
+                elif base == POSITION:
+                    await self._on_position(uow, parsed)
+                else:
+                    await self._on_wallet(uow, outcome, raw, created_at)
+
+        return await self._transaction(base, body)
+
+    @staticmethod
+    def _parse(
+        items: Sequence[Mapping[str, Any]], parse: Callable[[Mapping[str, Any]], Any], topic: str
+    ) -> list[tuple[Mapping[str, Any], str | None, Any]]:
+        out: list[tuple[Mapping[str, Any], str | None, Any]] = []
+        for item in items:
+            try:
+                out.append((item, None, parse(item)))
+            except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+                log.error("unparseable exchange item", topic=topic, error=repr(exc), item=item)
+                out.append((item, f"{type(exc).__name__}: {exc}", None))
+        return out
+
+    async def _transaction(
+        self, topic: str, body: Callable[[UnitOfWork, BatchOutcome], Awaitable[None]]
+    ) -> BatchOutcome:
+        attempt = 0
+        while True:
+            outcome = BatchOutcome()
+            try:
+                async with self._uow_factory() as uow:
+                    await body(uow, outcome)
+                    await uow.commit()
+                return outcome
+            except Exception as exc:  # database trouble (connection, deadlock): retry the batch
+                attempt += 1
+                if attempt > self._retries:
+                    raise
+                log.warning("tracker batch failed; retrying", topic=topic, error=repr(exc))
+
+    async def _problem(
+        self,
+        uow: UnitOfWork,
+        outcome: BatchOutcome,
+        action: str,
+        message: str,
+        raw: Mapping[str, Any],
+    ) -> None:
+        outcome.problems += 1
+        EXCHANGE_EVENTS.labels(action, "problem").inc()
+        await uow.tracking.record_problem(action=action, message=message, raw=raw, trace_id=None)
+
+    # ------------------------------------------------------------------ orders
+    async def _locate(
+        self, uow: UnitOfWork, order_id: str, order_link_id: str
+    ) -> StoredOrder | None:
+        found: StoredOrder | None = None
+        if order_id:
+            found = await uow.orders.get_by_order_id(order_id, for_update=True)
+        if found is None and order_link_id:
+            found = await uow.orders.get(order_link_id, for_update=True)
+        return found
+
+    def _ownership(self, order_link_id: str) -> tuple[str | None, int | None, bool]:
+        """(signal_id, leg, is_external) for an order link id."""
+        parsed = parse_order_link_id(self._prefix, order_link_id) if order_link_id else None
+        if parsed is None:
+            return None, None, True
+        token, leg = parsed
+        return signal_id_from_token(token), leg, False
+
+    async def _adopt(
+        self, uow: UnitOfWork, outcome: BatchOutcome, state: OrderState, source: str
+    ) -> StoredOrder:
+        signal_id, leg, external = self._ownership(state.order_link_id)
+        if signal_id is not None and not await uow.tracking.signal_exists(signal_id):
+            signal_id = None
+        trace_id = uuid.uuid4().hex
+        order_uuid = await uow.tracking.adopt_order(
+            state,
+            signal_id=signal_id,
+            leg=leg,
+            is_external=external,
+            trace_id=trace_id,
+            is_dry_run=self._is_dry_run,
+        )
+        stored = await uow.orders.get_by_uuid(order_uuid, for_update=True)
+        if stored is None:
+            raise RuntimeError(f"adopted order {order_uuid} vanished")
+        kind = "external" if external else "ours"
+        ADOPTED.labels(kind).inc()
+        outcome.adopted.append(order_uuid)
+        log.warning(
+            "adopted an order we had no row for",
+            kind=kind,
+            source=source,
+            order_id=state.order_id,
+            order_link_id=state.order_link_id,
+            signal_id=signal_id,
+            order_uuid=order_uuid,
+        )
+        return stored
+
+    async def _on_order(
+        self,
+        uow: UnitOfWork,
+        outcome: BatchOutcome,
+        update: ExchangeOrderUpdate,
+        raw: Mapping[str, Any],
+    ) -> None:
+        stored = await self._locate(uow, update.order_id, update.order_link_id)
+        if stored is None:
+            stored = await self._adopt(uow, outcome, state_from_update(update), ORDER)
+        with trace_context(stored.trace_id):
+            result = apply_update(stored.state, update)
+            await self._after(uow, outcome, stored, result, ORDER, raw)
+
+    async def _after(
+        self,
+        uow: UnitOfWork,
+        outcome: BatchOutcome,
+        stored: StoredOrder,
+        result: UpdateResult,
+        topic: str,
+        raw: Mapping[str, Any],
+    ) -> StoredOrder:
+        EXCHANGE_EVENTS.labels(topic, result.outcome.value).inc()
+        if result.outcome is UpdateOutcome.APPLIED:
+            outcome.applied += 1
+        elif result.outcome is UpdateOutcome.DUPLICATE:
+            outcome.duplicates += 1
+            return stored
+        elif result.outcome is UpdateOutcome.STALE:
+            outcome.stale += 1
+            return stored
+        else:
+            outcome.illegal += 1
+            log.warning(
+                "exchange event refused by the order state machine",
+                outcome=result.outcome.value,
+                reason=result.reason,
+                order_uuid=stored.uuid,
+                status=stored.state.status.value,
+                item=dict(raw),
+            )
+            return stored
+        saved = await uow.orders.save(stored, result.state)
+        context = await self._context(uow, saved)
+        signal, market = await self._signal(uow, saved)
+        for event in result.events:
+            await events.publish_order_event(
+                uow.outbox,
+                event,
+                context,
+                trace_id=saved.trace_id,
+                signal=signal,
+                market=market,
+            )
+            outcome.order_events += 1
+        return saved
+
+    async def _context(self, uow: UnitOfWork, stored: StoredOrder) -> events.OrderContext:
+        return events.OrderContext(
+            order_uuid=stored.uuid,
+            signal_id=stored.signal_id,
+            is_dry_run=stored.is_dry_run,
+            submitted_at=stored.submitted_at,
+            is_external=stored.is_external,
+        )
+
+    async def _signal(
+        self, uow: UnitOfWork, stored: StoredOrder
+    ) -> tuple[events.SignalSummary | None, events.MarketConditions | None]:
+        if stored.signal_id is None:
+            return None, None
+        info = await uow.tracking.signal_info(stored.signal_id)
+        if info is None:
+            return events.SignalSummary(stored.signal_id), None
+        summary = events.SignalSummary(
+            stored.signal_id, info.get("strategy_id"), info.get("confidence"), info.get("amount")
+        )
+        market = None
+        snapshot = info.get("market_data_snapshot")
+        if isinstance(snapshot, Mapping):
+            try:
+                data = SignalMarketData(
+                    price=_dec(str(snapshot["price"]))
+                    if snapshot.get("price") is not None
+                    else None,
+                    spread=_dec(str(snapshot["spread"]))
+                    if snapshot.get("spread") is not None
+                    else None,
+                )
+                market = events.MarketConditions.from_signal(data)
+            except (ValueError, ArithmeticError):
+                market = None
+        return summary, market
+
+    # ------------------------------------------------------------------ executions
+    async def _prefetch_unknown(
+        self, prepared: Sequence[tuple[Mapping[str, Any], str | None, Any]]
+    ) -> dict[str, Mapping[str, Any] | None]:
+        """REST lookups (outside any transaction) for fills of orders we have no row for."""
+        wanted: dict[str, Execution] = {}
+        for _raw, error, execution in prepared:
+            if error is None and execution.order_id:
+                wanted.setdefault(execution.order_id, execution)
+        if not wanted or self._queries is None:
+            return {}
+        async with self._uow_factory() as uow:
+            unknown = []
+            for order_id, execution in wanted.items():
+                found = await uow.orders.get_by_order_id(order_id)
+                if found is None and execution.order_link_id:
+                    found = await uow.orders.get(execution.order_link_id)
+                if found is None:
+                    unknown.append(execution)
+        fetched: dict[str, Mapping[str, Any] | None] = {}
+        for execution in unknown:
+            category = (execution.category or Category.LINEAR).value
+            try:
+                fetched[execution.order_id] = await self._queries.fetch_order(
+                    category, order_id=execution.order_id, order_link_id=None
+                )
+            except Exception as exc:  # the exchange may be unreachable: adopt from the fill
+                log.warning(
+                    "order lookup for an unknown fill failed",
+                    order_id=execution.order_id,
+                    error=repr(exc),
+                )
+                fetched[execution.order_id] = None
+        return fetched
+
+    async def _on_execution(
+        self,
+        uow: UnitOfWork,
+        outcome: BatchOutcome,
+        execution: Execution,
+        raw: Mapping[str, Any],
+        prefetched: Mapping[str, Mapping[str, Any] | None],
+    ) -> None:
+        stored = await self._locate(uow, execution.order_id, execution.order_link_id)
+        if stored is None:
+            fetched = prefetched.get(execution.order_id)
+            state: OrderState | None = None
+            if fetched is not None:
+                try:
+                    state = state_from_update(ExchangeOrderUpdate.from_bybit(fetched))
+                except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+                    log.warning("fetched order is unusable", error=repr(exc), order=fetched)
+            if state is None:
+                state = state_from_execution(execution, raw)
+            stored = await self._adopt(uow, outcome, state, EXECUTION)
+            if fetched is not None:
+                # the fetched object is the freshest order state: apply it first
+                try:
+                    update = ExchangeOrderUpdate.from_bybit(fetched)
+                    stored = await self._after(
+                        uow, outcome, stored, apply_update(stored.state, update), ORDER, fetched
+                    )
+                except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+                    log.warning("fetched order not applied", error=repr(exc))
+        with trace_context(stored.trace_id):
+            state = stored.state
+            category = execution.category or state.category
+            inserted = await uow.tracking.insert_execution(
+                execution,
+                order_uuid=stored.uuid,
+                category=category,
+                position_idx=state.position_idx,
+                exchange_seq=_seq(raw) or None,
+                closed_size=_dec(raw.get("closedSize")),
+                fee_rate=_dec(raw.get("feeRate")),
+                is_dry_run=stored.is_dry_run,
+                trace_id=stored.trace_id,
+            )
+            if not inserted:
+                outcome.duplicates += 1
+                EXCHANGE_EVENTS.labels(EXECUTION, "duplicate").inc()
+                return
+            result = apply_execution(state, execution)
+            await self._after(uow, outcome, stored, result, EXECUTION, raw)
+            if category.has_positions and execution.exec_type in POSITION_EXEC_TYPES:
+                await self._apply_to_book(
+                    uow,
+                    outcome,
+                    category,
+                    execution,
+                    exec_key(execution, _seq(raw)),
+                    state.position_idx,
+                    stored,
+                )
+
+    async def _apply_to_book(
+        self,
+        uow: UnitOfWork,
+        outcome: BatchOutcome,
+        category: Category,
+        execution: Execution,
+        key: ExecKey,
+        position_idx: PositionIdx,
+        stored: StoredOrder,
+    ) -> None:
+        book = await uow.tracking.lock_position(
+            category, execution.symbol, position_idx, is_dry_run=stored.is_dry_run
+        )
+        if book.baseline_key is not None and key <= book.baseline_key:
+            return  # already inside the exchange's corrected figures
+        fill = PositionFill.from_execution(execution, position_idx)
+        try:
+            last: ExecKey | None
+            if book.last_exec_key is None or key > book.last_exec_key:
+                position, last = apply_fill(book.position, fill), key
+            else:
+                position, last = await self._replay(uow, book.baseline, book, stored.is_dry_run)
+        except ValueError as exc:
+            await self._problem(
+                uow, outcome, "position_fill_refused", str(exc), {"exec_id": execution.exec_id}
+            )
+            return
+        await uow.tracking.save_position(position, is_dry_run=stored.is_dry_run, last_exec_key=last)
+        await events.publish_position_updated(
+            uow.outbox,
+            position,
+            is_dry_run=stored.is_dry_run,
+            trace_id=stored.trace_id,
+            source="execution",
+        )
+        outcome.position_events += 1
+
+    async def _replay(
+        self, uow: UnitOfWork, baseline: Position, book: StoredPosition, is_dry_run: bool
+    ) -> tuple[Position, ExecKey | None]:
+        """The book rebuilt from its baseline over every stored fill after it, in order."""
+        position = replace(baseline, mark_price=book.position.mark_price)
+        last: ExecKey | None = book.baseline_key
+        fills = await uow.tracking.book_fills(
+            position.category,
+            position.symbol,
+            position.position_idx,
+            is_dry_run=is_dry_run,
+            after=book.baseline_key,
+        )
+        for fill, key in fills:
+            position = apply_fill(position, fill)
+            last = key
+        return position, last
+
+    # ------------------------------------------------------------------ positions & wallet
+    async def _on_position(self, uow: UnitOfWork, exchange: ExchangePosition) -> None:
+        if not exchange.category.has_positions:
+            return
+        book = await uow.tracking.lock_position(
+            exchange.category, exchange.symbol, exchange.position_idx, is_dry_run=self._is_dry_run
+        )
+        await uow.tracking.record_exchange_position(
+            exchange, is_dry_run=self._is_dry_run, observed_at=self._clock()
+        )
+        drift = compare(book.position, exchange)
+        EXCHANGE_EVENTS.labels(POSITION, "drift" if drift.has_drift else "match").inc()
+        if drift.has_drift:
+            DRIFT_OBSERVED.inc()
+            log.info(
+                "exchange position differs from our book (validation corrects lasting drift)",
+                symbol=exchange.symbol,
+                position_idx=int(exchange.position_idx),
+                fields=[(f.name, str(f.expected), str(f.actual)) for f in drift.fields],
+            )
+
+    async def _on_wallet(
+        self,
+        uow: UnitOfWork,
+        outcome: BatchOutcome,
+        account: Mapping[str, Any],
+        created_at: datetime | None,
+    ) -> None:
+        coins = account.get("coin")
+        if not isinstance(coins, Sequence) or isinstance(coins, str | bytes):
+            await self._problem(uow, outcome, "unparseable_wallet", "no coin list", account)
+            return
+        account_type = str(account.get("accountType") or "UNIFIED")
+        for coin in coins:
+            try:
+                figures = {
+                    "wallet_balance": _dec(coin.get("walletBalance")),
+                    "equity": _dec(coin.get("equity")),
+                    "available_to_withdraw": _dec(coin.get("availableToWithdraw")),
+                    "total_position_im": _dec(coin.get("totalPositionIM")),
+                    "total_order_im": _dec(coin.get("totalOrderIM")),
+                    "locked": _dec(coin.get("locked")),
+                    "unrealised_pnl": _dec(coin.get("unrealisedPnl")),
+                }
+                name = str(coin["coin"])
+            except (KeyError, ValueError, TypeError, ArithmeticError, AttributeError) as exc:
+                await self._problem(uow, outcome, "unparseable_wallet", repr(exc), {"coin": coin})
+                continue
+            await uow.tracking.upsert_wallet(
+                account_type=account_type,
+                coin=name,
+                figures=figures,
+                exchange_time=created_at,
+                source="ws",
+                is_dry_run=self._is_dry_run,
+            )
+        EXCHANGE_EVENTS.labels(WALLET, "applied").inc()
+
+
+# ---------------------------------------------------------------------------- adoption helpers
+
+
+def state_from_update(update: ExchangeOrderUpdate) -> OrderState:
+    """An acknowledged (pending) order built from an exchange order object; the object itself
+    is then applied through the state machine like any other update."""
+    state = OrderState.submitting(
+        order_link_id=update.order_link_id,
+        category=update.category or Category.LINEAR,
+        symbol=update.symbol,
+        side=update.side,
+        order_type=update.order_type,
+        qty=update.qty,
+        price=update.price if update.order_type is OrderType.LIMIT else None,
+        time_in_force=update.time_in_force,
+        created_at=update.created_time or update.updated_time,
+        reduce_only=update.reduce_only,
+        position_idx=update.position_idx,
+        take_profit=update.take_profit,
+        stop_loss=update.stop_loss,
+    )
+    return replace(state, order_id=update.order_id)
+
+
+def state_from_execution(execution: Execution, raw: Mapping[str, Any]) -> OrderState:
+    """Best knowledge of an unknown order when only its fill is known (REST lookup failed)."""
+    qty = _dec(raw.get("orderQty")) or execution.exec_qty
+    order_type = OrderType(raw.get("orderType") or "Market")
+    price = _dec(raw.get("orderPrice")) if order_type is OrderType.LIMIT else None
+    tif = TimeInForce.IOC if order_type is OrderType.MARKET else TimeInForce.GTC
+    state = OrderState.submitting(
+        order_link_id=execution.order_link_id,
+        category=execution.category or Category.LINEAR,
+        symbol=execution.symbol,
+        side=Side(execution.side),
+        order_type=order_type,
+        qty=max(qty, execution.exec_qty),
+        price=price if price else None,
+        time_in_force=tif,
+        created_at=execution.exec_time,
+    )
+    return replace(state, order_id=execution.order_id or None)

@@ -1,0 +1,214 @@
+"""Tracker on real PostgreSQL with raw Bybit objects: exact fills, dedupe, adoption, books."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from order_manager.domain.enums import Category, OrderType, Side, TimeInForce
+from order_manager.domain.orders import OrderState
+from order_manager.domain.plans import order_link_id
+from order_manager.services.tracker import Tracker
+from tests.integration.tracking.streams import Fill, exec_obj, lifecycle
+from tests.integration.tracking.support import one_row, uow_factory
+
+pytestmark = pytest.mark.integration
+
+PREFIX = "om"
+
+
+async def insert_signal(pool: asyncpg.Pool, signal_id: str) -> None:
+    await pool.execute(
+        "INSERT INTO signals (signal_id, status, symbol, strategy_id, amount, confidence, raw)"
+        " VALUES ($1::uuid, 'executed', 'BTCUSDT', 'momentum_v1', 1000, 0.82, $2)",
+        signal_id,
+        {"signal_id": signal_id, "market_data_snapshot": {"price": "64250.5", "spread": "0.5"}},
+    )
+
+
+async def insert_intent(pool: asyncpg.Pool, signal_id: str, qty: str, price: str) -> str:
+    link = order_link_id(PREFIX, signal_id, 1)
+    state = OrderState.submitting(
+        order_link_id=link,
+        category=Category.LINEAR,
+        symbol="BTCUSDT",
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        qty=Decimal(qty),
+        price=Decimal(price),
+        time_in_force=TimeInForce.GTC,
+        created_at=datetime.now(UTC),
+    )
+    async with uow_factory(pool)() as uow:
+        _record, created = await uow.orders.add_intent(
+            state, signal_id=signal_id, leg=1, trace_id="trace-sig", is_dry_run=False
+        )
+        await uow.commit()
+    assert created
+    return link
+
+
+async def feed(tracker: Tracker, stream: list[tuple[str, dict[str, object]]]) -> None:
+    for topic, item in stream:
+        await tracker.handle(topic, [item])
+
+
+async def test_partial_fills_give_exact_cumulative_figures_and_events(pool: asyncpg.Pool) -> None:
+    signal_id = str(uuid.uuid4())
+    await insert_signal(pool, signal_id)
+    link = await insert_intent(pool, signal_id, "0.015", "64240.0")
+    fills = [
+        Fill("0.004", "64240.0", "0.0514"),
+        Fill("0.006", "64239.5", "0.07709"),
+        Fill("0.005", "64240.0", "0.06424"),
+    ]
+    stream = lifecycle(
+        order_id="ord-1",
+        link=link,
+        symbol="BTCUSDT",
+        side="Buy",
+        qty="0.015",
+        price="64240.0",
+        fills=fills,
+    )
+    tracker = Tracker(uow_factory(pool), link_prefix=PREFIX)
+    await feed(tracker, stream)
+    await feed(tracker, stream)  # everything twice: nothing changes
+
+    row = await one_row(pool, "SELECT * FROM orders WHERE order_link_id = $1", link)
+    assert row["status"] == "filled"
+    assert row["order_id"] == "ord-1"
+    assert row["cum_exec_qty"] == Decimal("0.015")
+    value = sum(Decimal(f.qty) * Decimal(f.price) for f in fills)
+    assert row["cum_exec_value"] == value
+    assert row["avg_price"] == value / Decimal("0.015")
+    assert row["cum_exec_fee"] == Decimal("0.19273")
+    assert not row["is_external"]
+    assert await pool.fetchval("SELECT count(*) FROM executions") == 3
+
+    events = await pool.fetch(
+        "SELECT event_type, sequence, payload FROM outbox WHERE aggregate_type = 'order'"
+        " ORDER BY id"
+    )
+    assert [e["event_type"] for e in events] == [
+        "created",
+        "partially_filled",
+        "partially_filled",
+        "filled",
+    ]
+    assert [e["sequence"] for e in events] == [1, 2, 3, 4]
+    last = events[-1]["payload"]
+    assert last["order"]["filled_quantity"] == "0.015"
+    assert last["order"]["fees"] == "0.19273"
+    assert last["signal"]["strategy_id"] == "momentum_v1"
+    assert last["market_conditions"] == {
+        "mid_price": "64250.5",
+        "spread": "0.5",
+        "source": "signal",
+    }
+    assert last["trace_id"] == "trace-sig"
+
+    pos = await one_row(pool, "SELECT * FROM positions WHERE symbol = 'BTCUSDT'")
+    assert pos["side"] == "Buy"
+    assert pos["size"] == Decimal("0.015")
+    assert pos["entry_value"] == value
+    assert pos["fees_paid"] == Decimal("0.19273")
+    assert pos["realized_pnl"] == Decimal("-0.19273")
+    pos_events = await pool.fetch(
+        "SELECT payload FROM outbox WHERE aggregate_type = 'position' ORDER BY id"
+    )
+    assert len(pos_events) == 3
+    assert pos_events[-1]["payload"]["position"]["size"] == "0.015"
+
+
+async def test_unknown_orders_are_adopted_ours_or_external(pool: asyncpg.Pool) -> None:
+    signal_id = str(uuid.uuid4())
+    await insert_signal(pool, signal_id)
+    ours = order_link_id(PREFIX, signal_id, 2)  # no row: placed before a crash
+    tracker = Tracker(uow_factory(pool), link_prefix=PREFIX)
+    for order_id, link in (("ord-ours", ours), ("ord-ext", "")):
+        stream = lifecycle(
+            order_id=order_id,
+            link=link,
+            symbol="ETHUSDT",
+            side="Sell",
+            qty="1.0",
+            price="3000",
+            fills=[Fill("1.0", "3000", "0.6")],
+        )
+        await feed(tracker, stream)
+    rows = {
+        r["order_id"]: r for r in await pool.fetch("SELECT * FROM orders WHERE symbol = 'ETHUSDT'")
+    }
+    assert rows["ord-ours"]["is_external"] is False
+    assert str(rows["ord-ours"]["signal_id"]) == signal_id
+    assert rows["ord-ours"]["leg"] == 2
+    assert rows["ord-ours"]["status"] == "filled"
+    assert rows["ord-ext"]["is_external"] is True
+    assert rows["ord-ext"]["signal_id"] is None
+    assert rows["ord-ext"]["order_link_id"] == "x-ord-ext"
+    assert rows["ord-ext"]["status"] == "filled"
+    pos = await one_row(pool, "SELECT * FROM positions WHERE symbol = 'ETHUSDT'")
+    assert (pos["side"], pos["size"]) == ("Sell", Decimal("2.0"))
+
+
+async def test_execution_for_an_unknown_order_without_rest_is_kept(pool: asyncpg.Pool) -> None:
+    tracker = Tracker(uow_factory(pool), link_prefix=PREFIX)  # no exchange queries
+    item = exec_obj(
+        exec_id="lonely-1",
+        order_id="ord-lonely",
+        link="",
+        symbol="SOLUSDT",
+        side="Buy",
+        qty="2",
+        price="150",
+        fee="0.06",
+        exec_ms=1_795_000_000_000,
+        seq=7,
+        order_qty="5",
+        order_price="150",
+    )
+    outcome = await tracker.handle("execution", [item])
+    assert len(outcome.adopted) == 1
+    row = await one_row(pool, "SELECT * FROM orders WHERE order_id = 'ord-lonely'")
+    assert row["is_external"] is True
+    assert row["status"] == "partially_filled"
+    assert row["qty"] == Decimal("5")
+    assert row["cum_exec_qty"] == Decimal("2")
+
+
+async def test_unparseable_items_are_recorded_not_dropped(pool: asyncpg.Pool) -> None:
+    tracker = Tracker(uow_factory(pool), link_prefix=PREFIX)
+    outcome = await tracker.handle("order", [{"orderId": "x", "symbol": "BTCUSDT"}])
+    assert outcome.problems == 1
+    row = await one_row(pool, "SELECT * FROM audit_log WHERE action = 'unparseable_order'")
+    assert row is not None
+    assert row["request"] == {"orderId": "x", "symbol": "BTCUSDT"}
+    assert "KeyError" in row["error"]
+
+
+async def test_wallet_items_update_the_balances_for_risk(pool: asyncpg.Pool) -> None:
+    tracker = Tracker(uow_factory(pool), link_prefix=PREFIX)
+    account = {
+        "accountType": "UNIFIED",
+        "coin": [
+            {
+                "coin": "USDT",
+                "walletBalance": "10000.5",
+                "equity": "10001",
+                "totalPositionIM": "1000.25",
+                "totalOrderIM": "10",
+                "locked": "0",
+                "unrealisedPnl": "0.5",
+            },
+            {"coin": "BTC", "walletBalance": "0.1", "locked": "0.01"},
+        ],
+    }
+    await tracker.handle("wallet", [account], datetime.now(UTC))
+    async with uow_factory(pool)() as uow:
+        balances = await uow.tracking.available_balances(is_dry_run=False)
+    assert balances == {"USDT": Decimal("9000.25"), "BTC": Decimal("0.09")}
