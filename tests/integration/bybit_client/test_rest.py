@@ -8,6 +8,7 @@ import time
 from decimal import Decimal
 
 import pytest
+import structlog.contextvars
 import structlog.testing
 
 from order_manager.adapters.bybit.clock import ServerClock
@@ -238,7 +239,14 @@ async def test_every_call_logs_trace_id_and_metrics_without_secrets(
         async with BybitRestClient(bad, metrics=metrics) as rest:
             with pytest.raises(AuthError):
                 await rest.get_wallet_balance(trace_id="trace-bad")
+        structlog.contextvars.bind_contextvars(trace_id="trace-from-context")
+        try:
+            await client.get_wallet_balance()
+        finally:
+            structlog.contextvars.unbind_contextvars("trace_id")
     requests = [e for e in logs if e["event"] == "bybit.request"]
+    wallet = [e for e in requests if e["path"] == "/v5/account/wallet-balance"]
+    assert wallet[-1]["trace_id"] == "trace-from-context"
     create = next(e for e in requests if e["path"] == CREATE)
     assert create["trace_id"] == "trace-abc" and create["ret_code"] == 0
     assert create["params"]["orderLinkId"] == "log-1"

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import structlog
 
+from .config import BybitClientConfig
 from .errors import BybitError, ProtocolError, UnknownInstrumentError
 from .models import RawInstrument
 
@@ -115,6 +116,11 @@ class InstrumentCache:
         self._by_key: dict[tuple[str, str], InstrumentInfo] = {}
         self.loaded_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(cls, source: InstrumentSource, config: BybitClientConfig) -> InstrumentCache:
+        """Cache for ``config.categories``, refreshed every ``instruments_refresh_interval``."""
+        return cls(source, config.categories, refresh_interval=config.instruments_refresh_interval)
 
     async def refresh(self) -> int:
         """Load every page of every category and swap the cache; returns the symbol count."""

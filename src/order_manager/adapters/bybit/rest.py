@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import structlog
+import structlog.contextvars
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
@@ -402,6 +403,10 @@ class BybitRestClient:
                 )
             )
 
+        if trace_id is None:
+            # A trace_id bound by the caller with structlog.contextvars is picked up too.
+            bound = structlog.contextvars.get_contextvars().get("trace_id")
+            trace_id = bound if isinstance(bound, str) else None
         started = time.perf_counter()
         outcome = "ok"
         http_status: int | None = None
