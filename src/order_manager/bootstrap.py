@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 import aio_pika
@@ -29,11 +30,41 @@ import aiohttp
 import asyncpg
 from fastapi import APIRouter, FastAPI
 
+from order_manager.adapters.bybit.config import (
+    ENVIRONMENTS,
+    BybitClientConfig,
+    Endpoints,
+    RetryConfig,
+    simulator_endpoints,
+)
+from order_manager.adapters.bybit.errors import BybitError, UnknownInstrumentError
+from order_manager.adapters.bybit.gateway import BybitGateway, to_instrument
+from order_manager.adapters.bybit.instruments import InstrumentCache
+from order_manager.adapters.bybit.rest import BybitRestClient
 from order_manager.adapters.postgres.pool import create_pool, ping
+from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
+from order_manager.adapters.rabbitmq.dead_letters import RabbitDeadLetterPublisher
+from order_manager.adapters.rabbitmq.signal_consumer import RabbitSignalSource
 from order_manager.api.app import create_app
 from order_manager.api.probes import Probes
 from order_manager.config import Settings, redact_url
+from order_manager.domain.enums import Category
+from order_manager.domain.enums import PositionMode as DomainPositionMode
+from order_manager.domain.enums import TimeInForce as DomainTimeInForce
+from order_manager.domain.instruments import Instrument
+from order_manager.domain.planner import PlannerConfig
+from order_manager.domain.risk import RiskLimits
+from order_manager.domain.signals import AmountUnit as DomainAmountUnit
 from order_manager.logs import get_logger
+from order_manager.services.intake import (
+    InstrumentLookup,
+    IntakeConfig,
+    SignalIntake,
+    WarmupPolicy,
+)
+from order_manager.services.ports.processing import SignalProcessor
+from order_manager.services.processor import Processor, ProcessorConfig, WarmupMode
+from order_manager.services.recovery import Recovery
 
 log = get_logger("order_manager.bootstrap")
 
@@ -201,3 +232,186 @@ def build_container(settings: Settings) -> Container:
     # mounts `api_routers` when it is built).
     container.app = create_app(container)
     return container
+
+
+# ==============================================================================================
+# Signal intake (issue 6, intake half). `build_signal_intake` wires consumer + lanes + intake
+# around any `SignalProcessor`; `SignalPipeline` is the runnable live wiring used by
+# `order-manager run` (Bybit/bybit_sim REST client, instrument cache, gateway, processor,
+# start-up recovery, then the intake). The lead may fold this into the final object graph.
+# ==============================================================================================
+
+
+def intake_config(settings: Settings) -> IntakeConfig:
+    """The intake's knobs from Settings.
+
+    Warm-up `dry_run` is the processor's job (it owns the paper exchange), so the intake only
+    applies `ignore` itself and passes every other warm-up signal through."""
+    ignore = settings.warmup_signals.value == WarmupPolicy.IGNORE.value
+    return IntakeConfig(
+        max_age=timedelta(seconds=settings.signal_max_age_seconds),
+        warmup=WarmupPolicy.IGNORE if ignore else WarmupPolicy.EXECUTE,
+        dry_run=settings.dry_run,
+        lane_capacity=settings.lane_queue_bound,
+    )
+
+
+def build_signal_intake(
+    container: Container,
+    processor: SignalProcessor,
+    instruments: InstrumentLookup,
+    *,
+    dry_run_processor: SignalProcessor | None = None,
+) -> SignalIntake:
+    """Consumer of the signals queue + DLQ publisher + lanes + intake around `processor`.
+
+    Needs the started container (database pool and broker connection). Registers a readiness
+    check that fails once the intake stopped on a non-retryable failure."""
+    s = container.settings
+    intake = SignalIntake(
+        source=RabbitSignalSource(container.amqp, s.signals_queue, prefetch=s.consumer_prefetch),
+        dead_letters=RabbitDeadLetterPublisher(container.amqp, s.signals_dlq),
+        uow_factory=PostgresUnitOfWorkFactory(container.require_db()),
+        processor=processor,
+        instruments=instruments,
+        dry_run_processor=dry_run_processor,
+        config=intake_config(s),
+    )
+
+    async def intake_alive() -> None:
+        if intake.fatal is not None:
+            raise RuntimeError(f"signal intake stopped: {intake.fatal}")
+
+    if "signal_intake" not in container.probes.checks:
+        container.probes.add_check("signal_intake", intake_alive)
+    return intake
+
+
+def processor_config(settings: Settings) -> ProcessorConfig:
+    """Planner, risk and warm-up settings for the processor (docs/decisions.md)."""
+    s = settings
+    planner = PlannerConfig(
+        order_link_id_prefix=s.order_link_id_prefix,
+        position_mode=DomainPositionMode(s.position_mode.value),
+        market_confidence_threshold=s.market_confidence_threshold,
+        market_max_spread_bps=s.market_max_spread_bps,
+        limit_price_offset_bps=s.limit_price_offset_bps,
+        limit_time_in_force=DomainTimeInForce(s.limit_time_in_force.value),
+        max_slippage_bps=s.max_slippage_bps,
+        max_order_notional=s.max_order_size_usdt,
+        max_book_depth_share=s.max_book_depth_share,
+        max_split_orders=s.max_split_orders,
+        sell_amount_unit=DomainAmountUnit(s.sell_amount_unit.value),
+        allow_position_flip=s.allow_position_flip,
+        reduce_instead_of_reject=s.risk_reduce_instead_of_reject,
+    )
+    limits = RiskLimits(
+        enable_balance_check=s.enable_balance_check,
+        max_order_notional=s.max_order_size_usdt,
+        max_position_notional=s.max_position_size_usdt,
+        max_total_exposure=s.max_total_exposure_usdt,
+        max_order_size_ratio=s.max_order_size_ratio,
+        max_daily_volume=s.max_daily_volume_usdt or None,
+        max_orders_per_minute_per_symbol=s.max_orders_per_minute_per_symbol,
+        reduce_instead_of_reject=s.risk_reduce_instead_of_reject,
+    )
+    return ProcessorConfig(planner, limits, WarmupMode(s.warmup_signals.value))
+
+
+def bybit_client_config(settings: Settings) -> BybitClientConfig:
+    s = settings
+    assert s.bybit_api_key is not None and s.bybit_api_secret is not None  # Settings defaults
+    categories = tuple(dict.fromkeys((s.category.value, "linear", "spot")))
+    if s.bybit_ws_public_url:
+        public_ws = s.bybit_ws_public_url
+    elif s.is_simulated_exchange:
+        public_ws = simulator_endpoints(s.rest_url).public_ws
+    else:
+        public_ws = ENVIRONMENTS[s.bybit_environment.value].public_ws
+    return BybitClientConfig(
+        endpoints=Endpoints(rest=s.rest_url, private_ws=s.ws_private_url, public_ws=public_ws),
+        api_key=s.bybit_api_key.get_secret_value(),
+        api_secret=s.bybit_api_secret,
+        recv_window_ms=s.bybit_recv_window_ms,
+        connect_timeout=s.bybit_connect_timeout_seconds,
+        read_timeout=s.bybit_request_timeout_seconds,
+        retry=RetryConfig(
+            max_attempts=s.bybit_api_retry_max_attempts,
+            base_delay=s.bybit_api_retry_base_delay,
+            multiplier=s.bybit_api_retry_multiplier,
+            max_delay=s.bybit_api_retry_max_delay,
+        ),
+        categories=categories,
+    )
+
+
+class SignalPipeline:
+    """Live signal path: exchange client → processor → recovery → intake.
+
+    `open()` runs as a start-up task (so `/ready` waits for it): it retries the exchange until
+    reachable, resolves every write-ahead intent left `submitting` by a previous process
+    (recovery), and only then starts consuming signals. `stop()` (SIGTERM) stops the intake
+    gracefully — in-flight signals finish, the rest stays unacked — then closes the client."""
+
+    name = "signal-pipeline"
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self.rest: BybitRestClient | None = None
+        self.instruments: InstrumentCache | None = None
+        self.intake: SignalIntake | None = None
+
+    async def start(self) -> None:
+        """Nothing to do before the start-up tasks (see `open`)."""
+
+    async def _connect_exchange(self) -> tuple[BybitRestClient, InstrumentCache]:
+        config = bybit_client_config(self.container.settings)
+        delay = 0.2
+        while True:
+            rest = BybitRestClient(config)
+            try:
+                await rest.start()
+                cache = InstrumentCache(rest, config.categories)
+                await cache.start()
+                return rest, cache
+            except (OSError, ConnectionError, BybitError) as exc:
+                await rest.close()
+                log.warning("exchange not reachable yet", url=config.endpoints.rest, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def open(self) -> None:
+        settings = self.container.settings
+        if settings.dry_run:
+            raise RuntimeError("ORDERMANAGER_DRY_RUN: the paper exchange is not wired here yet")
+        self.rest, self.instruments = await self._connect_exchange()
+        uow = PostgresUnitOfWorkFactory(self.container.require_db())
+        gateway = BybitGateway(self.rest, self.instruments)
+        processor = Processor(uow, gateway, processor_config(settings))
+        report = await Recovery(uow, gateway).run_until_settled()
+        log.info("recovery done", adopted=len(report.adopted), failed=len(report.failed))
+        cache = self.instruments
+
+        def lookup(category: Category, symbol: str) -> Instrument | None:
+            try:
+                return to_instrument(cache.get(category.value, symbol))
+            except UnknownInstrumentError:
+                return None
+
+        self.intake = build_signal_intake(self.container, processor, lookup)
+        self.intake.start()
+
+    async def stop(self) -> None:
+        if self.intake is not None:
+            await self.intake.stop()
+        if self.instruments is not None:
+            await self.instruments.stop()
+        if self.rest is not None:
+            await self.rest.close()
+
+
+def add_signal_pipeline(container: Container) -> SignalPipeline:
+    pipeline = SignalPipeline(container)
+    container.add_component(pipeline)
+    container.add_startup_task("signal-pipeline", pipeline.open)
+    return pipeline

@@ -1,0 +1,220 @@
+"""The whole service (`order-manager run` as a real process) on real RabbitMQ, PostgreSQL and
+bybit_sim: a signal on the queue becomes one exchange order, and a SIGKILL between the intent
+commit and the exchange's answer still ends with exactly one exchange order after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from order_manager.adapters.rabbitmq.connection import connect
+from order_manager.adapters.rabbitmq.signal_publisher import (
+    RabbitSignalPublisher,
+    build_signal,
+)
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.e2e
+
+SIGNALS_QUEUE = "model-service.trading_signals"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def until(probe: Callable[[], Awaitable[object]], *, what: str, within: float = 30) -> None:
+    async def truthy() -> bool:
+        return bool(await probe())
+
+    typed: Callable[[], Awaitable[bool] | bool] = truthy
+    await eventually(typed, timeout=within, interval=0.02, what=what)
+
+
+@dataclass
+class Service:
+    """One `order-manager run` process."""
+
+    env: dict[str, str]
+    log_path: Path
+    port: int
+    process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        script = Path(sys.executable).parent / "order-manager"
+        log_file = self.log_path.open("a")
+        self.process = await asyncio.create_subprocess_exec(
+            str(script), "run", env=self.env, stdout=log_file, stderr=log_file
+        )
+        log_file.close()
+
+        async def ready() -> bool:
+            assert self.process is not None
+            if self.process.returncode is not None:
+                raise AssertionError(f"service exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                async with httpx.AsyncClient(timeout=1) as http:
+                    r = await http.get(f"http://127.0.0.1:{self.port}/ready")
+                    return r.status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await until(ready, what="service ready", within=60)
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def terminate(self) -> int:
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self.process.wait(), timeout=30)
+        assert self.process.returncode is not None
+        return self.process.returncode
+
+
+@dataclass
+class World:
+    service: Service
+    sim: Any
+    admin: httpx.AsyncClient
+    pool: asyncpg.Pool
+    publisher: RabbitSignalPublisher
+
+    async def sim_orders(self) -> list[dict[str, Any]]:
+        r = await self.admin.get("/sim/state")
+        r.raise_for_status()
+        return list(r.json()["orders"])
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            return list(await conn.fetch(query, *args))
+
+    async def signal_status(self, signal_id: str) -> str | None:
+        rows = await self.fetch("SELECT status FROM signals WHERE signal_id = $1", signal_id)
+        return str(rows[0]["status"]) if rows else None
+
+
+@pytest.fixture
+async def world(db_url: str, amqp_url: str, sim: Any, tmp_path: Path) -> AsyncIterator[World]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERMANAGER_")}
+    env |= {
+        "ORDERMANAGER_DATABASE_URL": db_url,
+        "ORDERMANAGER_RABBITMQ_URL": amqp_url,
+        "ORDERMANAGER_BYBIT_REST_URL": sim.url,
+        "ORDERMANAGER_PORT": str(port),
+        "ORDERMANAGER_LOG_FORMAT": "json",
+        "ORDERMANAGER_BYBIT_REQUEST_TIMEOUT_SECONDS": "30",
+    }
+    service = Service(env, tmp_path / "service.log", port)
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
+    connection = await connect(amqp_url, name="e2e-publisher")
+    publisher = RabbitSignalPublisher(connection, SIGNALS_QUEUE)
+    await publisher.start()
+    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as admin:
+        world = World(service, sim, admin, pool, publisher)
+        try:
+            yield world
+        finally:
+            if service.process is not None and service.process.returncode is None:
+                await service.terminate()
+            await admin.delete("/sim/faults")
+    await publisher.close()
+    await connection.close()
+    await pool.close()
+
+
+async def test_a_buy_signal_becomes_one_exchange_order(world: World) -> None:
+    await world.service.start()
+    signal_ = build_signal(
+        asset="BTCUSDT", side="buy", amount=Decimal("1000"), confidence=Decimal("0.9")
+    )
+    await world.publisher.publish_signal(signal_)
+    signal_id = signal_["signal_id"]
+    await until(lambda: _is(world.signal_status(signal_id), "executed"), what="signal executed")
+    orders = [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")]
+    assert len(orders) == 1
+    assert orders[0]["side"] == "Buy" and orders[0]["symbol"] == "BTCUSDT"
+    notional = Decimal(orders[0]["qty"]) * Decimal(orders[0].get("avgPrice") or orders[0]["price"])
+    assert Decimal("900") < notional <= Decimal("1000")
+    # A duplicate delivery places nothing.
+    await world.publisher.publish_signal(signal_)
+    marker = build_signal(asset="BTCUSDT", side="buy", amount=Decimal("100"))
+    await world.publisher.publish_signal(marker)
+    await until(
+        lambda: _is(world.signal_status(marker["signal_id"]), "executed"), what="marker done"
+    )
+    ours = [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")]
+    assert len(ours) == 2  # the signal's order and the marker's: the duplicate added none
+    assert await world.service.terminate() in (0, -signal.SIGTERM)
+
+
+async def _is(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
+
+
+async def test_sigkill_between_intent_and_answer_leaves_exactly_one_order(world: World) -> None:
+    await world.service.start()
+    fault = await world.admin.post(
+        "/sim/faults",
+        json={
+            "target": "rest",
+            "endpoint": "/v5/order/create",
+            "kind": "timeout_after_execute",
+            "count": 1,
+            "params": {"mode": "hold", "hold_ms": 60000},
+        },
+    )
+    assert fault.status_code == 200, fault.text
+    signal_ = build_signal(
+        asset="BTCUSDT", side="buy", amount=Decimal("1000"), confidence=Decimal("0.9")
+    )
+    signal_id = signal_["signal_id"]
+    await world.publisher.publish_signal(signal_)
+
+    async def intent_committed_and_order_on_exchange() -> bool:
+        rows = await world.fetch(
+            "SELECT status, order_link_id FROM orders WHERE signal_id = $1", signal_id
+        )
+        on_exchange = await world.sim_orders()
+        return (
+            len(rows) == 1
+            and rows[0]["status"] == "submitting"
+            and any(o["orderLinkId"] == rows[0]["order_link_id"] for o in on_exchange)
+        )
+
+    await until(intent_committed_and_order_on_exchange, what="order executed, answer held")
+    await world.service.kill()  # SIGKILL while the create's answer is still held
+    assert await world.signal_status(signal_id) == "processing"
+    await world.admin.delete("/sim/faults")
+
+    await world.service.start()  # recovery + redelivery of the unacked signal
+    await until(lambda: _is(world.signal_status(signal_id), "executed"), what="signal executed")
+    rows = await world.fetch(
+        "SELECT status, order_link_id, order_id FROM orders WHERE signal_id = $1", signal_id
+    )
+    assert len(rows) == 1
+    assert rows[0]["status"] != "submitting" and rows[0]["order_id"]
+    exchange_orders = [
+        o for o in await world.sim_orders() if o["orderLinkId"] == rows[0]["order_link_id"]
+    ]
+    assert len(exchange_orders) == 1
+    all_ours = [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")]
+    assert len(all_ours) == 1  # exactly one exchange order in total
