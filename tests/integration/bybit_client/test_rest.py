@@ -23,6 +23,7 @@ from order_manager.adapters.bybit.errors import (
 from order_manager.adapters.bybit.instruments import InstrumentCache
 from order_manager.adapters.bybit.metrics import BybitMetrics
 from order_manager.adapters.bybit.rest import BybitRestClient, CreateOutcome, OrderRequest
+from tests.helpers import eventually
 
 from .conftest import SimAdmin, counter_value, with_changes
 
@@ -261,3 +262,31 @@ async def test_every_call_logs_trace_id_and_metrics_without_secrets(
         for s in m.samples
         if s.labels.get("endpoint") == CREATE
     ), "latency histogram has no sample for order create"
+
+
+async def test_a_response_slower_than_the_read_timeout_is_retried(
+    bybit_config: BybitClientConfig, sim_admin: SimAdmin, metrics: BybitMetrics
+) -> None:
+    config = with_changes(bybit_config, read_timeout=0.3)
+    async with BybitRestClient(config, metrics=metrics) as rest:
+        await sim_admin.fault(
+            target="rest",
+            endpoint="/v5/account/wallet-balance",
+            kind="delay",
+            params={"ms": 1500},
+            count=1,
+        )
+        assert (await rest.get_wallet_balance()).account_type == "UNIFIED"
+    assert counter_value(metrics, "retries", endpoint="/v5/account/wallet-balance") == 1
+
+
+async def test_instrument_cache_refreshes_in_the_background(client: BybitRestClient) -> None:
+    cache = InstrumentCache(client, ["linear"], refresh_interval=0.05)
+    await cache.start()
+    try:
+        first = cache.loaded_at
+        assert len(cache) >= 2
+        await eventually(lambda: cache.loaded_at != first, what="a background refresh")
+        assert cache.get("linear", "BTCUSDT").symbol == "BTCUSDT"
+    finally:
+        await cache.stop()

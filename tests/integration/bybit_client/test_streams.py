@@ -124,6 +124,16 @@ async def test_market_data_from_the_stream_then_rest_fallback_then_stale(
         assert quote.source == "ws" and quote.bid is not None and quote.ask is not None
         assert quote.bid < quote.ask
 
+        # A dropped public stream comes back by itself.
+        events = market.streams["linear"].connection_events()
+        assert await sim_admin.drop_ws("public") >= 1
+        async with asyncio.timeout(RECOVERY_DEADLINE):
+            assert (await next_kind(events, "reconnected")).generation >= 2
+        await eventually(
+            lambda: market.streams["linear"].quote("BTCUSDT") is not None,
+            what="stream quote after reconnect",
+        )
+
         # Pause the public topics: the stream goes stale and REST takes over.
         await sim_admin.fault(target="ws_public", topic="*BTCUSDT", kind="pause")
         await eventually(lambda: _is_stale(market), timeout=5.0, what="stale stream")
