@@ -28,6 +28,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -43,6 +44,11 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from order_manager.domain.enums import Category, PositionMode, TimeInForce
+from order_manager.domain.planner import PendingLimitPolicy, PlannerConfig
+from order_manager.domain.risk import RiskLimits
+from order_manager.domain.signals import AmountUnit
 
 ENV_PREFIX = "ORDERMANAGER_"
 ENV_FILE_VARIABLE = "ORDERMANAGER_ENV_FILE"
@@ -82,26 +88,10 @@ class EventSource(StrEnum):
     WS_GATEWAY = "ws_gateway"
 
 
-class AmountUnit(StrEnum):
-    QUOTE = "quote"
-    BASE = "base"
-
-
 class WarmupHandling(StrEnum):
     EXECUTE = "execute"
     DRY_RUN = "dry_run"
     IGNORE = "ignore"
-
-
-class PositionMode(StrEnum):
-    ONE_WAY = "one_way"
-    HEDGE = "hedge"
-
-
-class Category(StrEnum):
-    LINEAR = "linear"
-    SPOT = "spot"
-    INVERSE = "inverse"
 
 
 class LogFormat(StrEnum):
@@ -115,13 +105,6 @@ class LogLevel(StrEnum):
     INFO = "INFO"
     WARNING = "WARNING"
     ERROR = "ERROR"
-
-
-class TimeInForce(StrEnum):
-    GTC = "GTC"
-    IOC = "IOC"
-    FOK = "FOK"
-    POST_ONLY = "PostOnly"
 
 
 # Real hosts (shared/bybit/v5-reference.md §7). Demo trading has no public stream of its own.
@@ -236,6 +219,20 @@ class Settings(BaseSettings):
     max_slippage_bps: PositiveDecimal = Decimal("50")
     max_book_depth_share: Fraction = Decimal("0.25")
     max_split_orders: int = Field(default=5, ge=1, le=50)
+
+    # ---- planner rules (docs/decisions.md explains each)
+    allow_short: bool = True
+    min_confidence: Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)] = Decimal("0")
+    market_data_max_age_seconds: PositiveSeconds = 5.0
+    post_only_limits: bool = False
+    amend_resting_orders: bool = True
+    cancel_opposite_orders: bool = True
+    pending_limits_on_market_signal: PendingLimitPolicy = PendingLimitPolicy.KEEP
+    warmup_uses_limit: bool = True
+    default_stop_loss_pct: PositiveDecimal | None = None
+    default_take_profit_pct: PositiveDecimal | None = None
+    risk_fee_rate: Annotated[Decimal, Field(ge=0, lt=1, allow_inf_nan=False)] = Decimal("0.001")
+    signal_max_future_skew_seconds: PositiveSeconds = 5.0
 
     # ---- exchange
     bybit_environment: BybitEnvironment = BybitEnvironment.SIM
@@ -429,6 +426,48 @@ class Settings(BaseSettings):
         if self.is_simulated_exchange:
             return f"ws://127.0.0.1:{self.bybit_sim_port}/v5/public/{self.category.value}"
         return _BYBIT_HOSTS[self.bybit_environment][2].format(category=self.category.value)
+
+    def planner_config(self) -> PlannerConfig:
+        """The domain planner's parameters from these settings (one mapping, used by bootstrap)."""
+        return PlannerConfig(
+            order_link_id_prefix=self.order_link_id_prefix,
+            position_mode=self.position_mode,
+            market_confidence_threshold=self.market_confidence_threshold,
+            market_max_spread_bps=self.market_max_spread_bps,
+            limit_price_offset_bps=self.limit_price_offset_bps,
+            limit_time_in_force=self.limit_time_in_force,
+            post_only_limits=self.post_only_limits,
+            max_slippage_bps=self.max_slippage_bps,
+            max_order_notional=self.max_order_size_usdt,
+            max_book_depth_share=self.max_book_depth_share,
+            max_split_orders=self.max_split_orders,
+            sell_amount_unit=self.sell_amount_unit,
+            allow_short=self.allow_short,
+            allow_position_flip=self.allow_position_flip,
+            min_confidence=self.min_confidence,
+            market_data_max_age=timedelta(seconds=self.market_data_max_age_seconds),
+            amend_resting_orders=self.amend_resting_orders,
+            cancel_opposite_orders=self.cancel_opposite_orders,
+            pending_limits_on_market=self.pending_limits_on_market_signal,
+            warmup_uses_limit=self.warmup_uses_limit,
+            default_stop_loss_pct=self.default_stop_loss_pct,
+            default_take_profit_pct=self.default_take_profit_pct,
+            reduce_instead_of_reject=self.risk_reduce_instead_of_reject,
+        )
+
+    def risk_limits(self) -> RiskLimits:
+        """The domain risk check's limits from these settings (0 daily volume = no limit)."""
+        return RiskLimits(
+            enable_balance_check=self.enable_balance_check,
+            max_order_notional=self.max_order_size_usdt,
+            max_position_notional=self.max_position_size_usdt,
+            max_total_exposure=self.max_total_exposure_usdt,
+            max_order_size_ratio=self.max_order_size_ratio,
+            max_daily_volume=self.max_daily_volume_usdt or None,
+            max_orders_per_minute_per_symbol=self.max_orders_per_minute_per_symbol,
+            reduce_instead_of_reject=self.risk_reduce_instead_of_reject,
+            fee_rate=self.risk_fee_rate,
+        )
 
     def redacted_dict(self) -> dict[str, Any]:
         """Effective configuration safe to log or print: secrets masked, URL passwords masked,

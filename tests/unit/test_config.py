@@ -346,3 +346,28 @@ def test_config_check_prints_the_effective_config_without_secrets(tmp_path: Path
     assert values["api_key"] == "**********"
     for secret in SECRET_VALUES:
         assert secret not in result.stdout + result.stderr
+
+
+def test_settings_map_onto_the_domain_planner_and_risk_parameters() -> None:
+    from datetime import timedelta
+
+    from order_manager.config import Settings
+    from order_manager.domain.planner import PendingLimitPolicy
+
+    s = Settings(
+        max_order_size_usdt=Decimal("2500"),
+        max_daily_volume_usdt=Decimal("0"),
+        allow_short=False,
+        market_data_max_age_seconds=2.5,
+        pending_limits_on_market_signal=PendingLimitPolicy.CANCEL,
+        risk_fee_rate=Decimal("0.0006"),
+    )
+    planner = s.planner_config()
+    risk = s.risk_limits()
+    assert planner.max_order_notional == Decimal("2500")
+    assert planner.allow_short is False
+    assert planner.market_data_max_age == timedelta(seconds=2.5)
+    assert planner.pending_limits_on_market is PendingLimitPolicy.CANCEL
+    assert risk.max_order_notional == Decimal("2500")
+    assert risk.max_daily_volume is None  # 0 means "no limit"
+    assert risk.fee_rate == Decimal("0.0006")
