@@ -290,3 +290,16 @@ async def test_instrument_cache_refreshes_in_the_background(client: BybitRestCli
         assert cache.get("linear", "BTCUSDT").symbol == "BTCUSDT"
     finally:
         await cache.stop()
+
+
+async def test_110072_for_an_order_nobody_can_find_is_an_unknown_outcome(
+    client: BybitRestClient, sim_admin: SimAdmin
+) -> None:
+    request = await resting_buy(client, "ghost-1")
+    await sim_admin.fault(target="rest", endpoint=CREATE, kind="ret_code",
+                          params={"retCode": 110072, "retMsg": "OrderLinkedID is duplicate"},
+                          count=1)  # fmt: skip
+    with pytest.raises(OrderOutcomeUnknownError) as caught:
+        await client.create_order(request)
+    assert caught.value.order_link_id == "ghost-1"
+    assert await orders_with_link(client, "ghost-1") == []

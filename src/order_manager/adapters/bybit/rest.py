@@ -68,7 +68,13 @@ from .models import (
     loads,
 )
 from .ratelimit import Priority, RateLimiter
-from .retry import UniformSource, delay_before_retry, is_retryable, may_have_executed
+from .retry import (
+    UniformSource,
+    delay_before_retry,
+    full_jitter_delay,
+    is_retryable,
+    may_have_executed,
+)
 
 log = structlog.get_logger("order_manager.adapters.bybit.rest")
 
@@ -538,7 +544,7 @@ class BybitRestClient:
                 outcome = CreateOutcome.CREATED
                 return CreateResult(ack.order_id, ack.order_link_id or link, outcome, attempt + 1)
             except OrderAlreadyExistsError:
-                found = await self._find_created(request, trace_id)
+                found = await self._find_existing(request, trace_id)
                 if found is None:
                     raise OrderOutcomeUnknownError(
                         "110072 but the orderLinkId is not found",
@@ -577,6 +583,16 @@ class BybitRestClient:
                 order_link_id=link,
             ) from last
         raise last
+
+    async def _find_existing(self, request: OrderRequest, trace_id: str | None) -> Order | None:
+        """After 110072 the order exists; Bybit's query endpoints may lag the matching engine,
+        so the lookup is repeated with backoff before giving up."""
+        for retry in range(self.config.retry.max_attempts):
+            found = await self._find_created(request, trace_id)
+            if found is not None:
+                return found
+            await self._sleep(full_jitter_delay(self.config.retry, retry, self._rng))
+        return None
 
     async def _find_created(self, request: OrderRequest, trace_id: str | None) -> Order | None:
         """Lookup used while resolving a create; a failing lookup counts as "not found"
