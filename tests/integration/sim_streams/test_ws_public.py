@@ -121,3 +121,20 @@ async def test_public_pause_loses_updates(
     first = await client.topic("tickers.BTCUSDT")
     assert Decimal(first["data"]["lastPrice"]) == Decimal("62000.0")
     await client.close()
+
+
+async def test_paused_orderbook_delta_leaves_a_gap_in_u(
+    http: aiohttp.ClientSession, ws_base: str, rest: SimRest
+) -> None:
+    client = await WsClient.connect(http, f"{ws_base}/v5/public/linear")
+    topic = "orderbook.1.BTCUSDT"
+    await client.request({"op": "subscribe", "args": [topic]})
+    u0 = (await client.topic(topic))["data"]["u"]
+    await rest.add_fault(target="ws_public", topic=topic, kind="pause", count=1)
+    for price in ("61000.0", "62000.0"):
+        await rest.admin(
+            "POST", "/price", {"category": "linear", "symbol": "BTCUSDT", "price": price}
+        )
+    delta = await client.topic(topic)
+    assert delta["type"] == "delta" and delta["data"]["u"] == u0 + 2  # u0 + 1 was lost
+    await client.close()
