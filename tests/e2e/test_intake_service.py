@@ -23,6 +23,7 @@ from order_manager.adapters.rabbitmq.connection import connect
 from order_manager.adapters.rabbitmq.signal_publisher import (
     RabbitSignalPublisher,
     build_signal,
+    encode_signal,
 )
 from tests.helpers import eventually
 
@@ -96,6 +97,7 @@ class World:
     admin: httpx.AsyncClient
     pool: asyncpg.Pool
     publisher: RabbitSignalPublisher
+    publisher_connection: Any
 
     async def sim_orders(self) -> list[dict[str, Any]]:
         r = await self.admin.get("/sim/state")
@@ -122,6 +124,7 @@ async def world(db_url: str, amqp_url: str, sim: Any, tmp_path: Path) -> AsyncIt
         "ORDERMANAGER_PORT": str(port),
         "ORDERMANAGER_LOG_FORMAT": "json",
         "ORDERMANAGER_BYBIT_REQUEST_TIMEOUT_SECONDS": "30",
+        "ORDERMANAGER_MAX_ORDERS_PER_MINUTE_PER_SYMBOL": "1000",
     }
     service = Service(env, tmp_path / "service.log", port)
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
@@ -129,7 +132,7 @@ async def world(db_url: str, amqp_url: str, sim: Any, tmp_path: Path) -> AsyncIt
     publisher = RabbitSignalPublisher(connection, SIGNALS_QUEUE)
     await publisher.start()
     async with httpx.AsyncClient(base_url=sim.url, timeout=10) as admin:
-        world = World(service, sim, admin, pool, publisher)
+        world = World(service, sim, admin, pool, publisher, connection)
         try:
             yield world
         finally:
@@ -218,3 +221,76 @@ async def test_sigkill_between_intent_and_answer_leaves_exactly_one_order(world:
     assert len(exchange_orders) == 1
     all_ours = [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")]
     assert len(all_ours) == 1  # exactly one exchange order in total
+
+
+async def test_malformed_signals_are_dead_lettered_and_the_next_one_executes(
+    world: World,
+) -> None:
+    await world.service.start()
+    good = build_signal(asset="ETHUSDT", side="buy", amount=Decimal("200"))
+    bad_amount = build_signal(asset="ETHUSDT", side="buy", amount=Decimal("-1"))
+    unknown = build_signal(asset="NOPEUSDT", side="buy", amount=Decimal("200"))
+    for body in (b"{broken", encode_signal(bad_amount), encode_signal(unknown)):
+        await world.publisher.publish(body)
+    await world.publisher.publish_signal(good)
+    await until(lambda: _is(world.signal_status(good["signal_id"]), "executed"), what="good signal")
+    ours = [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")]
+    assert [o["symbol"] for o in ours] == ["ETHUSDT"]
+    channel = await world.publisher_connection.channel()
+    dlq = await channel.declare_queue("order-manager.signals.dlq", passive=True)
+    reasons = []
+    for _ in range(3):
+        message = await dlq.get(timeout=5)
+        assert message is not None
+        reasons.append(message.headers["x-om-reason"])
+    await channel.close()
+    # Lanes run in parallel (malformed ones share a lane, unknown_asset has its own symbol's).
+    assert sorted(reasons) == ["amount_not_positive", "invalid_json", "unknown_asset"]
+    for rejected in (bad_amount, unknown):
+        assert await world.signal_status(rejected["signal_id"]) == "rejected"
+
+
+E2E_SYMBOLS = (
+    ("linear", "BTCUSDT"),
+    ("linear", "ETHUSDT"),
+    ("linear", "SOLUSDT"),
+    ("linear", "XRPUSDT"),
+    ("spot", "ETHUSDT"),
+)
+
+
+async def test_200_interleaved_signals_keep_per_symbol_order(world: World) -> None:
+    await world.service.start()
+    sent: dict[tuple[str, str], list[str]] = {key: [] for key in E2E_SYMBOLS}
+    for i in range(200):
+        category, symbol = E2E_SYMBOLS[(i * 3 + i // 7) % len(E2E_SYMBOLS)]
+        signal_ = build_signal(
+            asset=symbol,
+            side="buy",
+            amount=Decimal("100"),
+            confidence=Decimal("0.9"),
+            metadata={"category": category, "order_type": "market"},
+        )
+        sent[(category, symbol)].append(signal_["signal_id"])
+        await world.publisher.publish_signal(signal_)
+
+    async def all_done() -> bool:
+        rows = await world.fetch(
+            "SELECT count(*) AS n FROM signals WHERE status IN ('executed', 'rejected', 'failed')"
+        )
+        return int(rows[0]["n"]) == 200
+
+    await until(all_done, what="200 signals settled", within=120)
+    statuses = await world.fetch("SELECT status, count(*) AS n FROM signals GROUP BY status")
+    assert {r["status"]: r["n"] for r in statuses} == {"executed": 200}
+    rows = await world.fetch(
+        "SELECT category, symbol, signal_id::text AS signal_id FROM orders ORDER BY created_at"
+    )
+    placed: dict[tuple[str, str], list[str]] = {key: [] for key in E2E_SYMBOLS}
+    for row in rows:
+        placed[(row["category"], row["symbol"])].append(row["signal_id"])
+    for key in E2E_SYMBOLS:
+        assert placed[key] == sent[key], key
+        assert len(sent[key]) >= 30
+    exchange = [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")]
+    assert len(exchange) == 200
