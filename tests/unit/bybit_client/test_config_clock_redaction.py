@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from order_manager.adapters.bybit.clock import ServerClock, estimate_offset
 from order_manager.adapters.bybit.config import ENVIRONMENTS, BybitClientConfig
-from order_manager.adapters.bybit.metrics import REDACTED, redact
+from order_manager.adapters.bybit.metrics import REDACTED, metrics_for, redact
 
 
 def test_simulator_urls_are_derived_from_the_http_url() -> None:
@@ -59,3 +60,13 @@ def test_redaction_masks_secret_bearing_keys_recursively() -> None:
         "nested": {"secret": REDACTED},
         "symbol": "BTCUSDT",
     }
+
+
+def test_metrics_are_per_registry_and_shared_within_one() -> None:
+    first = CollectorRegistry()
+    assert metrics_for(first) is metrics_for(first)
+    metrics_for(first).requests.labels(method="GET", endpoint="/x", outcome="ok").inc()
+    for _ in range(20):  # fresh registries never inherit another one's counts
+        fresh = metrics_for(CollectorRegistry())
+        samples = [s for m in fresh.requests.collect() for s in m.samples]
+        assert samples == []

@@ -6,6 +6,7 @@ any number of clients can share them without "duplicated timeseries" errors.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -80,16 +81,20 @@ class BybitMetrics:
         )
 
 
-_BY_REGISTRY: dict[int, BybitMetrics] = {}
+# Keyed by the registry object itself (weakly): keying by id() would hand a new registry the
+# metrics of a collected one that happened to live at the same address.
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, BybitMetrics] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def metrics_for(registry: CollectorRegistry | None = None) -> BybitMetrics:
     """The adapter's metrics in ``registry`` (default: the global one), created on first use."""
     reg = registry if registry is not None else REGISTRY
-    found = _BY_REGISTRY.get(id(reg))
+    found = _BY_REGISTRY.get(reg)
     if found is None:
         found = BybitMetrics.create(reg)
-        _BY_REGISTRY[id(reg)] = found
+        _BY_REGISTRY[reg] = found
     return found
 
 
