@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from prometheus_client import Counter, Histogram
+
 from order_manager.domain.enums import Category
 from order_manager.domain.instruments import Instrument
 from order_manager.domain.signals import (
@@ -74,6 +76,21 @@ from order_manager.services.ports.processing import (
 from order_manager.services.ports.uow import UnitOfWorkFactory
 
 log = get_logger("order_manager.services.intake")
+
+SIGNALS_RECEIVED = Counter("om_signals_received_total", "Signal messages taken from the queue")
+SIGNAL_OUTCOMES = Counter(
+    "om_signal_outcomes_total",
+    "Settled signal deliveries by outcome (executed, rejected, failed, dead_lettered, duplicate)",
+    ["outcome"],
+)
+SIGNAL_HANDLING = Histogram(
+    "om_signal_handling_seconds",
+    "From taking a signal off the queue to its outcome being committed (lane wait included)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+INTAKE_ERRORS = Counter(
+    "om_signal_intake_errors_total", "Failures of the intake's own steps, retried in the lane"
+)
 
 InstrumentLookup = Callable[[Category, str], Instrument | None]
 LaneKey = tuple[str, str]
@@ -129,6 +146,10 @@ class IntakeFatalError(RuntimeError):
 
 
 class SignalIntake:
+    def _settled(self, outcome: str, work: _Work) -> None:
+        SIGNAL_OUTCOMES.labels(outcome).inc()
+        SIGNAL_HANDLING.observe(time.monotonic() - work.received_at)
+
     def __init__(
         self,
         *,
@@ -212,6 +233,7 @@ class SignalIntake:
 
     async def _dispatch(self, message: ReceivedMessage) -> None:
         self.stats.received += 1
+        SIGNALS_RECEIVED.inc()
         parsed = parse_signal(message.body)
         if isinstance(parsed, SignalRejection):
             trace_id = parsed.trace_id or new_trace_id()
@@ -245,6 +267,7 @@ class SignalIntake:
                 except Exception as exc:  # our own machinery failed: retry in the lane
                     errors += 1
                     self.stats.retried_errors += 1
+                    INTAKE_ERRORS.inc()
                     delay = min(
                         self.config.retry_base_delay * 2 ** (errors - 1),
                         self.config.retry_max_delay,
@@ -290,6 +313,7 @@ class SignalIntake:
                 )
                 await uow.commit()
         self.stats.dead_lettered += 1
+        self._settled("dead_lettered", work)
         log.warning(
             "malformed signal dead-lettered",
             reason=rejection.code.value,
@@ -320,6 +344,7 @@ class SignalIntake:
         trace_id = work.trace_id
         if signal.signal_id in self._in_flight:
             self.stats.duplicates += 1
+            self._settled("duplicate", work)
             log.info("duplicate of a signal in progress dropped", signal_id=signal.signal_id)
             await work.message.ack()
             return
@@ -344,6 +369,7 @@ class SignalIntake:
             )
             if claim.is_duplicate:
                 self.stats.duplicates += 1
+                self._settled("duplicate", work)
                 log.info(
                     "duplicate signal dropped",
                     signal_id=signal.signal_id,
@@ -377,6 +403,7 @@ class SignalIntake:
                     )
                     await uow.commit()
                     self.stats.dead_lettered += 1
+                    self._settled("dead_lettered", work)
                     log.warning(
                         "signal dead-lettered",
                         signal_id=signal.signal_id,
@@ -400,6 +427,7 @@ class SignalIntake:
                     )
                     await uow.commit()
                     self.stats.rejected += 1
+                    self._settled("rejected", work)
                     log.info(
                         "signal rejected",
                         signal_id=signal.signal_id,
@@ -417,6 +445,7 @@ class SignalIntake:
                 )
                 await uow.commit()
                 self.stats.rejected += 1
+                self._settled("rejected", work)
                 log.info("warm-up signal ignored", signal_id=signal.signal_id)
                 await work.message.ack()
                 return False
@@ -486,6 +515,7 @@ class SignalIntake:
                     is_dry_run=outcome.is_dry_run,
                 )
             await uow.commit()
+        self._settled(outcome.status, work)
         elapsed_ms = round((time.monotonic() - work.received_at) * 1000, 3)
         if isinstance(outcome, SignalExecuted):
             self.stats.executed += 1

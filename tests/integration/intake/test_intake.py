@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from prometheus_client import REGISTRY
 
 from order_manager.adapters.rabbitmq.signal_publisher import build_signal, encode_signal
 from order_manager.domain.rejections import RejectCode, Rejection
@@ -39,6 +40,12 @@ def _mutated(**changes: object) -> tuple[str, bytes]:
 
 _DROP = object()
 
+
+def _outcomes(outcome: str) -> float:
+    value = REGISTRY.get_sample_value("om_signal_outcomes_total", {"outcome": outcome})
+    return value or 0.0
+
+
 MALFORMED: list[tuple[str, str, bytes]] = [
     ("invalid_json", "", b'{"signal_id": "x", not json'),
     ("not_an_object", "", b"[1, 2, 3]"),
@@ -66,6 +73,8 @@ MALFORMED: list[tuple[str, str, bytes]] = [
 async def test_malformed_messages_are_dead_lettered_and_the_next_signal_still_runs(
     harness: Harness,
 ) -> None:
+    dead_before = _outcomes("dead_lettered")
+    executed_before = _outcomes("executed")
     intake = harness.intake()
     intake.start()
     good_ids: list[str] = []
@@ -95,6 +104,8 @@ async def test_malformed_messages_are_dead_lettered_and_the_next_signal_still_ru
     # The valid signals between them were processed, in order, and nothing else was.
     assert harness.processor.ids() == good_ids
     assert intake.stats.dead_lettered == len(MALFORMED)
+    assert _outcomes("dead_lettered") - dead_before == len(MALFORMED)
+    assert _outcomes("executed") - executed_before == len(good_ids)
     assert await harness.queue_depth(SIGNALS_QUEUE) == 0
 
 
