@@ -195,6 +195,9 @@ def _default_rate_limits() -> dict[str, RateLimitRule]:
         "/v5/order/amend": RateLimitRule(limit=10, per_category={"linear": 10, "spot": 10}),
         "/v5/order/cancel": RateLimitRule(limit=10, per_category=trade),
         "/v5/order/cancel-all": RateLimitRule(limit=10, per_category=trade),
+        "/v5/order/create-batch": RateLimitRule(limit=10, per_category=trade),
+        "/v5/order/amend-batch": RateLimitRule(limit=10, per_category=trade),
+        "/v5/order/cancel-batch": RateLimitRule(limit=10, per_category=trade),
         "/v5/order/realtime": RateLimitRule(limit=50),
         "/v5/order/history": RateLimitRule(limit=50),
         "/v5/execution/list": RateLimitRule(limit=50),
@@ -204,12 +207,25 @@ def _default_rate_limits() -> dict[str, RateLimitRule]:
         "/v5/position/set-leverage": RateLimitRule(limit=10),
         "/v5/account/wallet-balance": RateLimitRule(limit=50),
         "/v5/account/fee-rate": RateLimitRule(limit=5),
+        "/v5/account/info": RateLimitRule(limit=50),
     }
 
 
 # Endpoints whose limit is counted per category (trade endpoints).
 PER_CATEGORY_ENDPOINTS = frozenset(
-    {"/v5/order/create", "/v5/order/amend", "/v5/order/cancel", "/v5/order/cancel-all"}
+    {
+        "/v5/order/create",
+        "/v5/order/amend",
+        "/v5/order/cancel",
+        "/v5/order/cancel-all",
+        "/v5/order/create-batch",
+        "/v5/order/amend-batch",
+        "/v5/order/cancel-batch",
+    }
+)
+# Batch endpoints: one rate-limit unit per order in `request`
+BATCH_ENDPOINTS = frozenset(
+    {"/v5/order/create-batch", "/v5/order/amend-batch", "/v5/order/cancel-batch"}
 )
 
 

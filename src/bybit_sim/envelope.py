@@ -12,11 +12,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from bybit_sim.auth import authenticate
+from bybit_sim.config import BATCH_ENDPOINTS
 from bybit_sim.engine.errors import ApiError
 from bybit_sim.engine.exchange import Exchange
 from bybit_sim.engine.params import Params
@@ -24,10 +26,22 @@ from bybit_sim.state import STATE
 
 log = logging.getLogger(__name__)
 
-Endpoint = Callable[[Exchange, Params], dict[str, Any]]
+Endpoint = Callable[[Exchange, Params], "dict[str, Any] | Reply"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A result with a non-empty `retExtInfo` (batch endpoints put per-item codes there)."""
+
+    result: dict[str, Any]
+    ext_info: dict[str, Any]
+
+
+# Key under which a batch endpoint finds how many of its orders the rate limit granted.
+QUOTA_PARAM = "__sim_quota__"
 
 
 def now_ms() -> int:
@@ -35,17 +49,23 @@ def now_ms() -> int:
 
 
 def envelope(
-    result: dict[str, Any] | None,
+    result: dict[str, Any] | Reply | None,
     ret_code: int = 0,
     ret_msg: str = "OK",
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     t = now_ms()
+    ext: dict[str, Any] = {}
+    payload: dict[str, Any] = {}
+    if isinstance(result, Reply):
+        payload, ext = result.result, result.ext_info
+    elif result is not None:
+        payload = result
     body = {
         "retCode": ret_code,
         "retMsg": ret_msg,
-        "result": result if result is not None else {},
-        "retExtInfo": {},
+        "result": payload,
+        "retExtInfo": ext,
         "time": t,
     }
     hdrs = {"Timenow": str(t)}
@@ -115,12 +135,18 @@ def private(endpoint: Endpoint, path: str) -> Handler:
         except ApiError as exc:
             return error(exc)
         category = params.get("category")
+        units = 1
+        if path in BATCH_ENDPOINTS:
+            items = params.get("request")
+            units = max(len(items), 1) if isinstance(items, list) else 1
         verdict = state.rate_limiter.check(
-            key, path, category if isinstance(category, str) else "", now
+            key, path, category if isinstance(category, str) else "", now, units
         )
         headers = verdict.headers()
         if not verdict.allowed:
             return envelope(None, 10006, "Too many visits!", headers)
+        if path in BATCH_ENDPOINTS:
+            params = {**params, QUOTA_PARAM: verdict.granted}
         result, err = _call(endpoint, state.exchange, params)
         return error(err, headers) if err else envelope(result, headers=headers)
 

@@ -18,6 +18,8 @@ class Verdict:
     limit: int
     remaining: int
     reset_ms: int
+    # units granted (a batch request asks for one per order; the first ones win)
+    granted: int = 1
 
     def headers(self) -> dict[str, str]:
         return {
@@ -35,22 +37,26 @@ class RateLimiter:
         self._rules = config.rate_limits
         self._hits: dict[tuple[str, str, str], deque[int]] = {}
 
-    def check(self, api_key: str, endpoint: str, category: str, now_ms: int) -> Verdict:
+    def check(
+        self, api_key: str, endpoint: str, category: str, now_ms: int, units: int = 1
+    ) -> Verdict:
+        """Count `units` requests (a batch: one per order) for this key/endpoint[/category]."""
         rule = self._rules.get(endpoint)
         if rule is None:
-            return Verdict(True, 0, 0, now_ms)
+            return Verdict(True, 0, 0, now_ms, units)
         scoped = category if endpoint in PER_CATEGORY_ENDPOINTS else ""
         limit = rule.for_category(scoped) if scoped else rule.limit
         bucket = self._hits.setdefault((api_key, endpoint, scoped), deque())
         horizon = now_ms - WINDOW_MS
         while bucket and bucket[0] <= horizon:
             bucket.popleft()
-        if self._enabled and len(bucket) >= limit:
-            return Verdict(False, limit, 0, bucket[0] + WINDOW_MS)
-        bucket.append(now_ms)
-        if len(bucket) > limit:
+        granted = min(units, limit - len(bucket)) if self._enabled else units
+        if granted <= 0:
+            return Verdict(False, limit, 0, bucket[0] + WINDOW_MS, 0)
+        bucket.extend([now_ms] * granted)
+        while len(bucket) > limit:
             bucket.popleft()
-        return Verdict(True, limit, max(limit - len(bucket), 0), now_ms)
+        return Verdict(True, limit, max(limit - len(bucket), 0), now_ms, granted)
 
     def reset(self) -> None:
         self._hits.clear()

@@ -18,6 +18,7 @@ from bybit_sim import admin, faults, ws_private, ws_public
 from bybit_sim.config import SimConfig
 from bybit_sim.envelope import register
 from bybit_sim.rest_account import ROUTES as ACCOUNT_ROUTES
+from bybit_sim.rest_batch import ROUTES as BATCH_ROUTES
 from bybit_sim.rest_execution import ROUTES as EXECUTION_ROUTES
 from bybit_sim.rest_market import ROUTES as MARKET_ROUTES
 from bybit_sim.rest_order import ROUTES as ORDER_ROUTES
@@ -55,7 +56,13 @@ def create_app(config: SimConfig) -> web.Application:
     app = web.Application(middlewares=[faults.rest_fault_middleware])
     app[STATE] = SimState.build(config)
     register(
-        app, MARKET_ROUTES + ORDER_ROUTES + EXECUTION_ROUTES + POSITION_ROUTES + ACCOUNT_ROUTES
+        app,
+        MARKET_ROUTES
+        + ORDER_ROUTES
+        + BATCH_ROUTES
+        + EXECUTION_ROUTES
+        + POSITION_ROUTES
+        + ACCOUNT_ROUTES,
     )
     ws_private.setup(app)
     ws_public.setup(app)

@@ -179,3 +179,77 @@ async def test_executions_of_one_order_paginate(client: RawClient) -> None:
     assert sum(Decimal(e["execQty"]) for e in collected) == Decimal("3")
     times = [int(e["execTime"]) for e in collected]
     assert times == sorted(times, reverse=True)
+
+
+async def test_batch_create_amend_cancel(client: RawClient) -> None:
+    orders = [
+        {
+            "symbol": "BTCUSDT",
+            "side": "Buy",
+            "orderType": "Limit",
+            "qty": "0.001",
+            "price": "60000",
+            "orderLinkId": "b-1",
+        },
+        {
+            "symbol": "BTCUSDT",
+            "side": "Buy",
+            "orderType": "Limit",
+            "qty": "0.0001",
+            "price": "60000",
+            "orderLinkId": "b-2",
+        },
+    ]
+    created = await client.post("/v5/order/create-batch", {"category": "linear", "request": orders})
+    assert created.code == 0
+    assert [c["code"] for c in created.body["retExtInfo"]["list"]] == [0, 10001]
+    first, second = created.result["list"]
+    assert first["orderLinkId"] == "b-1" and first["orderId"] and int(first["createAt"]) > 0
+    assert second["orderId"] == ""
+    amended = await client.post(
+        "/v5/order/amend-batch",
+        {
+            "category": "linear",
+            "request": [{"symbol": "BTCUSDT", "orderLinkId": "b-1", "qty": "0.002"}],
+        },
+    )
+    assert amended.body["retExtInfo"]["list"] == [{"code": 0, "msg": "OK"}]
+    cancelled = await client.post(
+        "/v5/order/cancel-batch",
+        {
+            "category": "linear",
+            "request": [
+                {"symbol": "BTCUSDT", "orderLinkId": "b-1"},
+                {"symbol": "BTCUSDT", "orderId": "nope"},
+            ],
+        },
+    )
+    assert [c["code"] for c in cancelled.body["retExtInfo"]["list"]] == [0, 110001]
+    assert cancelled.result["list"][0]["orderId"] == first["orderId"]
+
+
+async def test_batch_overflowing_the_quota_fails_the_tail_with_10006(client: RawClient) -> None:
+    orders = [
+        {
+            "symbol": "ETHUSDT",
+            "side": "Buy",
+            "orderType": "Limit",
+            "qty": "0.01",
+            "price": str(3000 + n),
+        }
+        for n in range(8)
+    ]
+    first = await client.post("/v5/order/create-batch", {"category": "linear", "request": orders})
+    assert [c["code"] for c in first.body["retExtInfo"]["list"]] == [0] * 8
+    assert first.headers["X-Bapi-Limit-Status"] == "2"
+    second = await client.post("/v5/order/create-batch", {"category": "linear", "request": orders})
+    assert [c["code"] for c in second.body["retExtInfo"]["list"]] == [0, 0] + [10006] * 6
+    third = await client.post("/v5/order/create-batch", {"category": "linear", "request": orders})
+    assert third.code == 10006
+
+
+async def test_account_info(client: RawClient) -> None:
+    reply = await client.get("/v5/account/info")
+    assert reply.code == 0
+    assert reply.result["unifiedMarginStatus"] == 5
+    assert reply.result["marginMode"] == "REGULAR_MARGIN"
