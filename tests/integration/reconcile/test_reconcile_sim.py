@@ -1,0 +1,238 @@
+"""Reconciliation against the simulator: lost stream events, downtime, unknown and vanished
+orders, concurrent syncs, a reconnect, and operator cancels — all on real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from tests.helpers import eventually
+from tests.integration.reconcile.conftest import Env, assert_db_matches_sim
+
+pytestmark = pytest.mark.integration
+
+
+async def test_fills_lost_on_a_paused_stream_are_restored_by_a_manual_sync(env: Env) -> None:
+    pump = env.stream_pump()
+    await pump.start()
+    try:
+        btc = await env.place_limit("BTCUSDT")
+        eth = await env.place_limit("ETHUSDT")
+        await env.pause_private_stream()
+        await env.admin_post("/sim/fill", {"orderId": btc})
+        await env.admin_post("/sim/fill", {"orderId": eth, "qty": "0.1"})
+        sim = await env.sim_orders()
+        assert sim[btc]["orderStatus"] == "Filled"
+        assert sim[eth]["orderStatus"] == "PartiallyFilled"
+        before = await env.db_orders()
+        assert before[btc]["status"] == before[eth]["status"] == "pending"  # events were lost
+
+        response = await env.api.client.post("/api/v1/sync", json={"scope": "active"})
+    finally:
+        await pump.stop()
+
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["trigger"] == "manual"
+    assert report["orders_checked"] == 2
+    assert report["orders_changed"] == 2
+    assert report["fills_added"] == 2
+    assert report["missing_on_exchange"] == 0
+    assert report["unknown_to_us"] == 0
+    assert report["errors"] == []
+    assert report["duration_ms"] > 0
+    changes = {c["order_id"]: (c["before"], c["after"]) for c in report["changed"]}
+    assert changes == {btc: ("pending", "filled"), eth: ("pending", "partially_filled")}
+    db = await env.db_orders()
+    for order_id in (btc, eth):
+        assert_db_matches_sim(db[order_id], sim[order_id])
+        assert db[order_id]["fills"] == 1
+    # the fills reached the position books through the tracker's path
+    async with env.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT symbol, size FROM positions WHERE size > 0")
+    sizes = {r["symbol"]: r["size"] for r in rows}
+    assert sizes == {
+        "BTCUSDT": Decimal(sim[btc]["cumExecQty"]),
+        "ETHUSDT": Decimal(sim[eth]["cumExecQty"]),
+    }
+    # events were written for the restored changes (outbox, same transaction as the rows)
+    async with env.pool.acquire() as conn:
+        kinds = [r["event_type"] for r in await conn.fetch("SELECT event_type FROM outbox")]
+    assert "filled" in kinds
+    assert "partially_filled" in kinds
+
+
+async def test_a_second_sync_finds_nothing_to_change(env: Env) -> None:
+    order = await env.place_limit("BTCUSDT")
+    await env.admin_post("/sim/fill", {"orderId": order, "qty": "0.005"})
+    first = (await env.api.client.post("/api/v1/sync", json={})).json()
+    second = (await env.api.client.post("/api/v1/sync", json={})).json()
+    assert first["orders_changed"] == 1
+    assert (second["orders_checked"], second["orders_changed"], second["fills_added"]) == (1, 0, 0)
+    last = (await env.api.client.get("/api/v1/sync")).json()
+    assert last["started_at"] == second["started_at"]
+
+
+async def test_an_order_filled_while_the_service_was_down_is_fixed_at_startup(env: Env) -> None:
+    order = await env.place_limit("BTCUSDT")
+    # no stream consumer at all: the service is "down" while the exchange fills the order
+    await env.admin_post("/sim/fill", {"orderId": order})
+    assert (await env.db_orders())[order]["status"] == "pending"
+
+    await env.reconciler.startup()
+
+    report = env.reconciler.last_report
+    assert report is not None
+    assert (report.trigger, report.orders_changed, report.fills_added) == ("startup", 1, 1)
+    assert_db_matches_sim((await env.db_orders())[order], (await env.sim_orders())[order])
+    async with env.pool.acquire() as conn:
+        sources = [r["source"] for r in await conn.fetch("SELECT source FROM position_snapshots")]
+    assert sources == ["reconcile"]
+
+
+async def test_an_order_unknown_to_us_is_adopted_and_reported(env: Env) -> None:
+    await env.place_limit("BTCUSDT")
+    external = await env.admin_post(
+        "/sim/external-order",
+        {
+            "category": "linear",
+            "symbol": "ETHUSDT",
+            "side": "Buy",
+            "orderType": "Limit",
+            "qty": "0.5",
+            "price": "1000",
+        },
+    )
+    external_id = str(external.get("orderId") or external["result"]["orderId"])
+
+    report = (await env.api.client.post("/api/v1/sync", json={"scope": "active"})).json()
+
+    assert report["unknown_to_us"] == 1
+    assert [a["order_id"] for a in report["adopted"]] == [external_id]
+    row = (await env.db_orders())[external_id]
+    assert row["is_external"] is True
+    assert row["signal_id"] is None
+    assert row["status"] == "pending"
+    looked_up = (await env.api.client.get(f"/api/v1/orders/{external_id}")).json()
+    assert looked_up["is_external"] is True
+
+
+async def test_an_acknowledged_order_the_exchange_does_not_know_is_reported_unchanged(
+    env: Env,
+) -> None:
+    async with env.pool.acquire() as conn:
+        ghost = await conn.fetchval(
+            "INSERT INTO orders (order_link_id, order_id, symbol, side, order_type, qty, price,"
+            " status) VALUES ('om-ghost-1', $1, 'BTCUSDT', 'Buy', 'Limit', 0.01, 50000,"
+            " 'pending') RETURNING id::text",
+            uuid.uuid4().hex,
+        )
+    report = (await env.api.client.post("/api/v1/sync", json={})).json()
+    assert report["missing_on_exchange"] == 1
+    assert report["missing"][0]["id"] == ghost
+    assert report["orders_changed"] == 0
+    async with env.pool.acquire() as conn:
+        status = await conn.fetchval("SELECT status FROM orders WHERE id = $1::uuid", ghost)
+    assert status == "pending"
+
+
+async def test_a_sync_for_one_asset_leaves_the_others_alone(env: Env) -> None:
+    btc = await env.place_limit("BTCUSDT")
+    eth = await env.place_limit("ETHUSDT")
+    await env.admin_post("/sim/fill", {"orderId": btc})
+    await env.admin_post("/sim/fill", {"orderId": eth})
+    report = (await env.api.client.post("/api/v1/sync", json={"asset": "ETHUSDT"})).json()
+    assert report["orders_checked"] == 1
+    assert [c["order_id"] for c in report["changed"]] == [eth]
+    db = await env.db_orders()
+    assert (db[btc]["status"], db[eth]["status"]) == ("pending", "filled")
+
+
+async def test_a_manual_sync_while_another_runs_answers_409(env: Env) -> None:
+    await env.place_limit("BTCUSDT")
+    await env.admin_post(
+        "/sim/faults",
+        {
+            "target": "rest",
+            "endpoint": "/v5/order/realtime",
+            "kind": "delay",
+            "params": {"ms": 800},
+        },
+    )
+    first = asyncio.create_task(env.api.client.post("/api/v1/sync", json={}))
+    await eventually(lambda: env.reconciler.running is not None, what="first sync running")
+
+    second = await env.api.client.post("/api/v1/sync", json={"scope": "all"})
+
+    assert second.status_code == 409
+    body = second.json()
+    assert body["code"] == "SYNC_IN_PROGRESS"
+    assert body["details"]["trigger"] == "manual"
+    assert second.headers["retry-after"] == "1"
+    assert (await first).status_code == 200
+
+
+async def test_bad_sync_requests_are_refused(env: Env) -> None:
+    for body, field in (
+        ({"scope": "everything"}, "body scope"),
+        ({"asset": "eth"}, "body asset"),
+        ({"scopes": "all"}, "body scopes"),
+    ):
+        response = await env.api.client.post("/api/v1/sync", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"].startswith(field)
+
+
+async def test_a_stream_reconnect_triggers_a_reconciliation(env: Env) -> None:
+    pump = env.stream_pump()
+    await pump.start()
+    try:
+        order = await env.place_limit("BTCUSDT")
+        rule = await env.pause_private_stream()
+        await env.admin_post("/sim/fill", {"orderId": order})
+        await env.admin.delete(f"/sim/faults/{rule}")
+        await env.admin_post("/sim/ws/drop", {"stream": "private"})
+        await eventually(lambda: pump.reconnects >= 1, timeout=15, what="stream reconnected")
+        report = await env.reconciler.wait_pending()
+    finally:
+        await pump.stop()
+    assert report is not None
+    assert (report.trigger, report.orders_changed) == ("reconnect", 1)
+    assert_db_matches_sim((await env.db_orders())[order], (await env.sim_orders())[order])
+
+
+async def test_operator_cancel_of_one_order_and_of_everything(env: Env) -> None:
+    one = await env.place_limit("BTCUSDT")
+    two = await env.place_limit("ETHUSDT")
+    three = await env.place_limit("SOLUSDT")
+
+    cancelled = await env.api.client.post(f"/api/v1/orders/{one}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["order"]["status"] == "cancelled"  # reconciled before answering
+    again = await env.api.client.post(f"/api/v1/orders/{one}/cancel")
+    assert again.status_code == 409
+    assert again.json()["code"] == "ORDER_NOT_OPEN"
+    missing = await env.api.client.post("/api/v1/orders/nope/cancel")
+    assert missing.status_code == 404
+
+    everything = await env.api.client.post("/api/v1/cancel-all", json={})
+    assert everything.status_code == 200, everything.text
+    body = everything.json()
+    assert body["requested"] == 2
+    assert body["failed"] == []
+    assert body["sync"]["orders_changed"] == 2
+    sim = await env.sim_orders()
+    db = await env.db_orders()
+    for order_id in (one, two, three):
+        assert sim[order_id]["orderStatus"] == "Cancelled"
+        assert_db_matches_sim(db[order_id], sim[order_id])
+    async with env.pool.acquire() as conn:
+        actions = [
+            r["action"]
+            for r in await conn.fetch("SELECT action FROM audit_log WHERE kind = 'operator'")
+        ]
+    assert actions.count("cancel_order") == 1  # the refused second cancel never reached Bybit
+    assert actions.count("cancel_all") == 1
