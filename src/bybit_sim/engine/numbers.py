@@ -59,7 +59,9 @@ def parse_decimal(raw: object, name: str) -> Decimal:
         value = Decimal(str(raw))
     except InvalidOperation:
         raise params_error(f"params error: {name} invalid") from None
-    if not value.is_finite():
+    # beyond 10^18 no price or quantity is meaningful, and grid checks would overflow the
+    # 28-digit decimal context
+    if not value.is_finite() or (value and value.adjusted() > 18):
         raise params_error(f"params error: {name} invalid")
     return value
 

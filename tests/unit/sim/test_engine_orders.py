@@ -233,3 +233,12 @@ def test_random_walk_is_deterministic_under_seed() -> None:
     assert path(7) == path(7)
     assert path(7) != path(8)
     assert len(set(path(7))) > 1
+
+
+@pytest.mark.parametrize("bad", ["abc", "NaN", "Infinity", "1e999", "-1", [], {}, True])
+def test_malformed_numbers_are_params_errors(bad: object) -> None:
+    ex, _ = make_exchange()
+    with pytest.raises(ApiError) as err:
+        ex.create_order(linear(side="Buy", orderType="Limit", qty="0.001", price=bad))
+    assert err.value.ret_code == 10001
+    assert ex.orders == {}
