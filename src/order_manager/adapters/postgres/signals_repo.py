@@ -19,6 +19,39 @@ _FINAL = ("executed", "rejected")
 _NUL_ESCAPE = re.compile(r"\\u0000", re.IGNORECASE)
 
 
+# A new signal is inserted directly as `processing` (attempts 1): `received` only exists inside
+# the claiming transaction, which also moves it on. An existing row is locked; unless its outcome
+# is final it goes back to `processing` with attempts + 1 (a retry after `failed`, or a resume
+# after a crash left it `processing`).
+_CLAIM = """
+WITH existing AS (
+    SELECT status, attempts FROM signals WHERE signal_id = $1 FOR UPDATE
+),
+inserted AS (
+    INSERT INTO signals (signal_id, status, symbol, signal_type, strategy_id, amount,
+        amount_unit, confidence, signal_timestamp, is_warmup, is_dry_run, raw, trace_id,
+        attempts)
+    SELECT $1, 'processing', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12, 1
+     WHERE NOT EXISTS (SELECT 1 FROM existing)
+    ON CONFLICT (signal_id) DO NOTHING
+    RETURNING status, attempts
+),
+resumed AS (
+    UPDATE signals
+       SET status = 'processing', attempts = signals.attempts + 1, trace_id = $12,
+           is_dry_run = $10, completed_at = NULL
+     WHERE signal_id = $1
+       AND EXISTS (SELECT 1 FROM existing WHERE status NOT IN ('executed', 'rejected'))
+    RETURNING status, attempts
+)
+SELECT (SELECT status FROM existing) AS previous_status,
+       COALESCE((SELECT status FROM resumed), (SELECT status FROM inserted),
+                (SELECT status FROM existing)) AS status,
+       COALESCE((SELECT attempts FROM resumed), (SELECT attempts FROM inserted),
+                (SELECT attempts FROM existing)) AS attempts
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class PgSignalClaim:
     previous_status: str | None
@@ -45,48 +78,29 @@ class PgSignalRepository:
     async def claim(
         self, signal: TradingSignal, *, raw_body: str, trace_id: str, is_dry_run: bool
     ) -> PgSignalClaim:
-        inserted = await self._conn.fetchval(
-            """
-            INSERT INTO signals (signal_id, status, symbol, signal_type, strategy_id, amount,
-                amount_unit, confidence, signal_timestamp, is_warmup, is_dry_run, raw, trace_id)
-            VALUES ($1, 'received', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12)
-            ON CONFLICT (signal_id) DO NOTHING
-            RETURNING true
-            """,
-            signal.signal_id,
-            signal.asset,
-            signal.signal_type.value,
-            signal.strategy_id,
-            signal.amount,
-            None if signal.amount_unit is None else signal.amount_unit.value,
-            signal.confidence,
-            signal.timestamp,
-            signal.is_warmup,
-            is_dry_run,
-            _jsonb_text(raw_body),
-            trace_id,
-        )
-        row = await self._conn.fetchrow(
-            "SELECT status, attempts FROM signals WHERE signal_id = $1 FOR UPDATE",
-            signal.signal_id,
-        )
-        assert row is not None  # inserted above or already present; rows are never deleted
-        previous: str | None = None if inserted else row["status"]
-        if previous in _FINAL:
-            return PgSignalClaim(previous, row["status"], row["attempts"])
-        attempts = await self._conn.fetchval(
-            """
-            UPDATE signals
-               SET status = 'processing', attempts = attempts + 1, trace_id = $2,
-                   is_dry_run = $3, completed_at = NULL
-             WHERE signal_id = $1
-            RETURNING attempts
-            """,
-            signal.signal_id,
-            trace_id,
-            is_dry_run,
-        )
-        return PgSignalClaim(previous, "processing", int(attempts))
+        """One round trip: lock the existing row, or insert a new one, or move it on."""
+        for _ in range(2):
+            row = await self._conn.fetchrow(
+                _CLAIM,
+                signal.signal_id,
+                signal.asset,
+                signal.signal_type.value,
+                signal.strategy_id,
+                signal.amount,
+                None if signal.amount_unit is None else signal.amount_unit.value,
+                signal.confidence,
+                signal.timestamp,
+                signal.is_warmup,
+                is_dry_run,
+                _jsonb_text(raw_body),
+                trace_id,
+            )
+            assert row is not None  # the SELECT always yields one row
+            if row["status"] is not None:
+                return PgSignalClaim(row["previous_status"], row["status"], row["attempts"])
+            # Another transaction inserted the same signal_id between our lock attempt and our
+            # insert (ON CONFLICT DO NOTHING): it has committed by now, so a second pass sees it.
+        raise RuntimeError(f"signal {signal.signal_id} could not be claimed")
 
     async def finish(
         self,

@@ -4,7 +4,9 @@ States: ``received`` → ``processing`` → ``executed`` | ``rejected`` | ``fail
 
 * ``claim`` runs at the start of handling a valid signal, inside a unit of work, and decides what
   the delivery is:
-  - a new signal_id → row inserted (``received``), moved to ``processing``, ``attempts`` = 1;
+  - a new signal_id → row inserted, ``processing``, ``attempts`` = 1 (``received`` is the
+    state of a row before it is claimed; since the claim happens in the transaction that
+    records the receipt, it is never observable from outside);
   - ``failed`` (an earlier attempt failed transiently) → ``processing`` again, ``attempts`` + 1;
   - ``processing`` or ``received`` (a crash left it unfinished; the delivery is a redelivery) →
     resumed: ``processing``, ``attempts`` + 1;
