@@ -47,6 +47,7 @@ from order_manager.adapters.rabbitmq.dead_letters import RabbitDeadLetterPublish
 from order_manager.adapters.rabbitmq.signal_consumer import RabbitSignalSource
 from order_manager.api.app import create_app
 from order_manager.api.probes import Probes
+from order_manager.api.routers import ApiServices, LateServices, build_routers
 from order_manager.config import Settings, redact_url
 from order_manager.domain.enums import Category
 from order_manager.domain.enums import PositionMode as DomainPositionMode
@@ -62,9 +63,18 @@ from order_manager.services.intake import (
     SignalIntake,
     WarmupPolicy,
 )
+from order_manager.services.operator import OperatorActions
+from order_manager.services.ports.exchange import ExchangeGateway
 from order_manager.services.ports.processing import SignalProcessor
-from order_manager.services.processor import Processor, ProcessorConfig, WarmupMode
+from order_manager.services.processor import Processor, ProcessorConfig, TradingSwitch, WarmupMode
+from order_manager.services.reconciler import (
+    ExchangeStateSink,
+    PeriodicReconciler,
+    PositionValidator,
+    Reconciler,
+)
 from order_manager.services.recovery import Recovery
+from order_manager.services.trading_control import TradingControl
 
 log = get_logger("order_manager.bootstrap")
 
@@ -126,6 +136,8 @@ class Container:
     amqp: Any = None  # aio_pika.abc.AbstractRobustConnection (aio-pika ships no type stubs)
     http: aiohttp.ClientSession | None = None
     app: FastAPI | None = None
+    #: the `/api/v1` routes' view of the services, bound at start-up (`bind_api`)
+    api_services: LateServices = field(default_factory=LateServices)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     _startup: asyncio.Task[None] | None = None
 
@@ -228,6 +240,7 @@ class Container:
 def build_container(settings: Settings) -> Container:
     """Wire the service for `settings` (no I/O here; see `Container.start`)."""
     container = Container(settings=settings, probes=Probes())
+    container.api_routers.extend(build_routers(container.api_services))
     # Services, routers and start-up tasks are added here, before the app is created (the app
     # mounts `api_routers` when it is built).
     container.app = create_app(container)
@@ -415,3 +428,74 @@ def add_signal_pipeline(container: Container) -> SignalPipeline:
     container.add_component(pipeline)
     container.add_startup_task("signal-pipeline", pipeline.open)
     return pipeline
+
+
+# ---------------------------------------------------------------- API & reconciliation wiring
+
+
+@dataclass
+class ApiParts:
+    """The API's services plus the parts the container must run (see `build_api_parts`)."""
+
+    services: ApiServices
+    trading: TradingControl
+    reconciler: Reconciler | None
+    periodic: PeriodicReconciler | None
+
+
+def build_api_parts(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    *,
+    switch: TradingSwitch,
+    gateway: ExchangeGateway,
+    rest: BybitRestClient | None,
+    tracker: ExchangeStateSink | None,
+    position_validator: PositionValidator | None = None,
+) -> ApiParts:
+    """Wire the read side, the trading switch, the reconciler and the operator actions.
+
+    Call it in `Container.start()` once the pool, the Bybit REST client, the gateway and the
+    tracker exist; then `container.api_services.bind(parts.services)`, add
+    `parts.trading.load` as the FIRST start-up task (a persisted pause must hold before any
+    signal is consumed), `parts.reconciler.startup` as a start-up task, `parts.periodic` as a
+    component and `parts.reconciler.on_gap` as the private stream's gap handler. Without a live
+    exchange (`rest`/`tracker` None: dry-run) there is no reconciler and `/sync` answers 503.
+    """
+    from order_manager.adapters.bybit.queries import BybitReconcileQueries
+    from order_manager.adapters.postgres.operator_log_repo import PgOperatorLog
+    from order_manager.adapters.postgres.queries_repo import PgReadQueries
+    from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
+
+    queries = PgReadQueries(pool)
+    log_store = PgOperatorLog(pool)
+    uow = PostgresUnitOfWorkFactory(pool)
+    trading = TradingControl(switch, log_store)
+    categories = (settings.category,)
+    reconciler: Reconciler | None = None
+    periodic: PeriodicReconciler | None = None
+    operator: OperatorActions | None = None
+    if rest is not None and tracker is not None:
+        exchange = BybitReconcileQueries(rest)
+        reconciler = Reconciler(
+            queries=queries,
+            exchange=exchange,
+            tracker=tracker,
+            uow_factory=uow,
+            categories=categories,
+            position_validator=position_validator,
+        )
+        periodic = PeriodicReconciler(reconciler, settings.reconcile_interval_seconds)
+        operator = OperatorActions(
+            queries=queries,
+            gateway=gateway,
+            exchange=exchange,
+            uow_factory=uow,
+            log_store=log_store,
+            reconciler=reconciler,
+            categories=categories,
+        )
+    services = ApiServices(
+        queries=queries, reconciler=reconciler, trading=trading, operator=operator
+    )
+    return ApiParts(services, trading, reconciler, periodic)

@@ -1,7 +1,7 @@
 """The `/api/v1` routers (mounted by `api.app.create_app` through `ApiContainer.api_routers`).
 
 `build_routers(services)` returns every router; each route reaches the service only through
-the `ApiServices` bundle (`deps.py`). The `X-API-Key` check happens in
+a `ServicesView` (`deps.py`). The `X-API-Key` check happens in
 `api.auth.ApiKeyMiddleware` before any of these routes runs.
 """
 
@@ -14,12 +14,12 @@ from order_manager.api.routers import orders as order_routes
 from order_manager.api.routers import positions as position_routes
 from order_manager.api.routers import signals as signal_routes
 from order_manager.api.routers import sync as sync_routes
-from order_manager.api.routers.deps import ApiServices
+from order_manager.api.routers.deps import ApiServices, LateServices, ServicesView
 
-__all__ = ["ApiServices", "build_routers"]
+__all__ = ["ApiServices", "LateServices", "ServicesView", "build_routers"]
 
 
-def build_routers(services: ApiServices) -> list[APIRouter]:
+def build_routers(services: ServicesView) -> list[APIRouter]:
     return [
         order_routes.router(services),
         signal_routes.router(services),

@@ -25,22 +25,22 @@ from order_manager.services.reconciler import SyncInProgressError
 from order_manager.services.trading_control import TradingControl
 
 if TYPE_CHECKING:
-    from order_manager.api.routers.deps import ApiServices
+    from order_manager.api.routers.deps import ServicesView
 
 
-def _operator(services: ApiServices) -> OperatorActions:
+def _operator(services: ServicesView) -> OperatorActions:
     if services.operator is None:
         raise ApiError(503, "OPERATOR_UNAVAILABLE", "operator actions are not available")
     return services.operator
 
 
-def _trading(services: ApiServices) -> TradingControl:
+def _trading(services: ServicesView) -> TradingControl:
     if services.trading is None:
         raise ApiError(503, "TRADING_CONTROL_UNAVAILABLE", "the trading switch is not available")
     return services.trading
 
 
-def router(services: ApiServices) -> APIRouter:
+def router(services: ServicesView) -> APIRouter:
     api = APIRouter(tags=["operator"])
 
     @api.post("/orders/{order_ref}/cancel", response_model=schemas.CancelResult)

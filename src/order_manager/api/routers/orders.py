@@ -15,7 +15,7 @@ from order_manager.domain.orders import OrderStatus
 from order_manager.services.ports.queries import ORDER_SORTS
 
 if TYPE_CHECKING:
-    from order_manager.api.routers.deps import ApiServices
+    from order_manager.api.routers.deps import ServicesView
 
 #: `status=active` is shorthand for every non-terminal status
 ACTIVE = "active"
@@ -51,7 +51,7 @@ def parse_side(raw: str | None) -> str | None:
     return side
 
 
-def router(services: ApiServices) -> APIRouter:
+def router(services: ServicesView) -> APIRouter:
     api = APIRouter(tags=["orders"])
 
     @api.get("/orders", response_model=schemas.OrderPage)

@@ -18,12 +18,12 @@ from order_manager.api.errors import ApiError
 from order_manager.api.routers import params
 
 if TYPE_CHECKING:
-    from order_manager.api.routers.deps import ApiServices
+    from order_manager.api.routers.deps import ServicesView
 
 MAX_PAGE_SIZE = 500
 
 
-def router(services: ApiServices) -> APIRouter:
+def router(services: ServicesView) -> APIRouter:
     api = APIRouter(tags=["positions"])
 
     @api.get("/positions", response_model=schemas.PositionList)

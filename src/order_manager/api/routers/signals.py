@@ -11,10 +11,10 @@ from order_manager.api import schemas
 from order_manager.api.errors import ApiError
 
 if TYPE_CHECKING:
-    from order_manager.api.routers.deps import ApiServices
+    from order_manager.api.routers.deps import ServicesView
 
 
-def router(services: ApiServices) -> APIRouter:
+def router(services: ServicesView) -> APIRouter:
     api = APIRouter(tags=["signals"])
 
     @api.get("/signals/{signal_id}", response_model=schemas.Signal)

@@ -16,16 +16,16 @@ from order_manager.api.errors import ApiError
 from order_manager.services.reconciler import Reconciler, SyncInProgressError
 
 if TYPE_CHECKING:
-    from order_manager.api.routers.deps import ApiServices
+    from order_manager.api.routers.deps import ServicesView
 
 
-def _reconciler(services: ApiServices) -> Reconciler:
+def _reconciler(services: ServicesView) -> Reconciler:
     if services.reconciler is None:
         raise ApiError(503, "SYNC_UNAVAILABLE", "reconciliation is not available in this mode")
     return services.reconciler
 
 
-def router(services: ApiServices) -> APIRouter:
+def router(services: ServicesView) -> APIRouter:
     api = APIRouter(tags=["sync"])
 
     @api.post("/sync", response_model=schemas.SyncReport)
