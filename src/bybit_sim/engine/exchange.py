@@ -144,7 +144,9 @@ class Exchange:
         self._market_listeners.append(fn)
 
     def _flush(self) -> None:
-        """Deliver everything collected during the operation that just ended."""
+        """Deliver everything collected during the operation that just ended (after the
+        liquidation check, whose events go out with the rest)."""
+        self._check_liquidation()
         batches: list[tuple[str, list[dict[str, Any]]]] = []
         if self._out_orders:
             batches.append(("order", self._out_orders))
@@ -644,21 +646,32 @@ class Exchange:
                 if pos is not None and pos.size:
                     # Bybit pushes position updates as the mark price moves
                     self._dirty_positions[(m.inst.symbol, idx)] = None
-            self._check_liquidation()
 
     def _check_liquidation(self) -> None:
-        """Cross-margin liquidation: when the margin balance (USDT wallet + unrealised PnL)
-        falls below the total maintenance margin, every open linear order is cancelled
-        (`CancelAllBeforeLiq`) and every position is closed at the mark price by a
-        `CreateByLiq` order (execType `BustTrade`). A loss beyond the wallet is absorbed, as by
-        an insurance fund: the wallet never goes below zero."""
-        figures = self.margin_figures()
+        """Cross-margin liquidation, checked at the end of every operation.
+
+        When the USDT wallet plus any unrealised loss no longer covers the maintenance margin
+        plus the USDT locked by spot orders, every open order is cancelled
+        (`CancelAllBeforeLiq`, conditional ones `Deactivated`), which frees order margin and
+        locks. If the margin balance is then still below the maintenance margin, every position
+        is closed at the mark price by a `CreateByLiq` order (execType `BustTrade`). A loss
+        beyond the wallet is absorbed, as by an insurance fund: no balance ever goes negative."""
         usdt = self.coins[MARGIN_COIN]
-        if figures.position_mm == 0 or usdt.wallet + figures.upl >= figures.position_mm:
+        figures = self.margin_figures()
+        # spot locks are paid from the wallet itself: unrealised profit does not back them
+        if usdt.wallet + min(figures.upl, ZERO) >= figures.position_mm + usdt.locked:
             return
-        for order in [o for o in self.open_orders.values() if not o.inst.is_spot]:
-            status = "Deactivated" if order.status == "Untriggered" else "Cancelled"
+        for order in list(self.open_orders.values()):
+            if order.status == "Untriggered":
+                status = "Deactivated"
+            elif order.inst.is_spot and order.cum_exec_qty > 0:
+                status = "PartiallyFilledCanceled"
+            else:
+                status = "Cancelled"
             self._finish(order, status, cancel_type="CancelAllBeforeLiq")
+        figures = self.margin_figures()
+        if usdt.wallet + figures.upl >= figures.position_mm:
+            return
         for pos in list(self.positions.values()):
             if not pos.size:
                 continue

@@ -175,8 +175,7 @@ def _check(ex: Exchange, rec: Recorder) -> None:
     for coin, bal in ex.coins.items():
         assert bal.locked >= 0, coin
         assert bal.wallet >= 0, coin
-        if coin != "USDT":
-            assert bal.locked <= bal.wallet, coin
+        assert bal.locked <= bal.wallet, coin
     for (symbol, _idx), pos in ex.positions.items():
         fills = [e for e in execs if e["category"] == "linear" and e["symbol"] == symbol]
         signed = sum(
