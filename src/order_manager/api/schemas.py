@@ -221,7 +221,9 @@ class SyncReport(_Model):
     fills_added: int
     missing_on_exchange: int
     unknown_to_us: int
+    submitting_unresolved: int
     positions_checked: int
+    positions_drift: int
     positions_corrected: int
     errors: list[str]
     changed: list[SyncOrderChange]

@@ -236,3 +236,37 @@ async def test_operator_cancel_of_one_order_and_of_everything(env: Env) -> None:
         ]
     assert actions.count("cancel_order") == 1  # the refused second cancel never reached Bybit
     assert actions.count("cancel_all") == 1
+
+
+async def test_scope_all_restores_fills_of_an_order_already_final(env: Env) -> None:
+    pump = env.stream_pump()
+    await pump.start()
+    try:
+        order = await env.place_limit("BTCUSDT")
+        await env.admin_post(
+            "/sim/faults", {"target": "ws_private", "topic": "execution*", "kind": "pause"}
+        )
+        await env.admin_post("/sim/fill", {"orderId": order, "qty": "0.005"})
+        await env.rest.cancel_order("linear", "BTCUSDT", order_id=order)
+
+        async def cancelled() -> bool:
+            return (await env.db_orders())[order]["status"] == "cancelled"
+
+        await eventually(cancelled, timeout=10, what="the cancel event applied")
+    finally:
+        await pump.stop()
+    assert (await env.db_orders())[order]["fills"] == 0  # the fill event was lost
+
+    active = (await env.api.client.post("/api/v1/sync", json={"scope": "active"})).json()
+    assert (active["orders_checked"], active["fills_added"]) == (0, 0)  # final: not active
+    assert active["positions_drift"] == 1  # the exchange holds 0.005 BTC, our book nothing
+
+    everything = (await env.api.client.post("/api/v1/sync", json={"scope": "all"})).json()
+    assert everything["orders_checked"] == 1
+    assert everything["fills_added"] == 1
+    assert everything["positions_drift"] == 0
+    db = (await env.db_orders())[order]
+    assert_db_matches_sim(db, (await env.sim_orders())[order])
+    async with env.pool.acquire() as conn:
+        size = await conn.fetchval("SELECT size FROM positions WHERE symbol = 'BTCUSDT'")
+    assert size == Decimal("0.005")
