@@ -250,9 +250,10 @@ async def test_scope_all_restores_fills_of_an_order_already_final(env: Env) -> N
         await env.rest.cancel_order("linear", "BTCUSDT", order_id=order)
 
         async def cancelled() -> bool:
-            return (await env.db_orders())[order]["status"] == "cancelled"
+            status = (await env.db_orders())[order]["status"]
+            return bool(status == "cancelled")
 
-        await eventually(cancelled, timeout=10, what="the cancel event applied")
+        await eventually(cancelled, timeout=10, what="the cancel event applied")  # type: ignore[arg-type]
     finally:
         await pump.stop()
     assert (await env.db_orders())[order]["fills"] == 0  # the fill event was lost
