@@ -173,6 +173,13 @@ async def _is(value: Awaitable[object], expected: object) -> bool:
     return await value == expected
 
 
+async def _executed(world: World, signal_id: str) -> None:
+    async def probe() -> bool:
+        return await world.signal_status(signal_id) == "executed"
+
+    await until(probe, what=f"signal {signal_id} executed")
+
+
 async def test_sigkill_between_intent_and_answer_leaves_exactly_one_order(world: World) -> None:
     await world.service.start()
     fault = await world.admin.post(
@@ -294,3 +301,53 @@ async def test_200_interleaved_signals_keep_per_symbol_order(world: World) -> No
         assert len(sent[key]) >= 30
     exchange = [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")]
     assert len(exchange) == 200
+
+
+async def _queue_depth(world: World) -> int:
+    channel = await world.publisher_connection.channel()
+    try:
+        queue = await channel.declare_queue(SIGNALS_QUEUE, passive=True)
+        return int(queue.declaration_result.message_count or 0)
+    finally:
+        await channel.close()
+
+
+async def test_sigterm_finishes_the_signal_in_flight_and_leaves_the_rest(world: World) -> None:
+    await world.service.start()
+    fault = await world.admin.post(
+        "/sim/faults",
+        json={
+            "target": "rest",
+            "endpoint": "/v5/order/create",
+            "kind": "delay",
+            "count": 1,
+            "params": {"ms": 1500},
+        },
+    )
+    assert fault.status_code == 200, fault.text
+    signals = [
+        build_signal(asset="BTCUSDT", side="buy", amount=Decimal("100"), confidence=Decimal("0.9"))
+        for _ in range(3)
+    ]
+    for s in signals:
+        await world.publisher.publish_signal(s)
+    first, rest = signals[0]["signal_id"], [s["signal_id"] for s in signals[1:]]
+
+    async def first_in_flight() -> bool:
+        rows = await world.fetch("SELECT status FROM orders WHERE signal_id = $1", first)
+        return len(rows) == 1 and rows[0]["status"] == "submitting"
+
+    await until(first_in_flight, what="first signal's create in flight")
+    code = await world.service.terminate()
+    assert code in (0, -signal.SIGTERM), world.service.log_path.read_text()[-3000:]
+    assert await world.signal_status(first) == "executed"
+    assert [await world.signal_status(s) for s in rest] == [None, None]
+    assert await _queue_depth(world) == 2  # left unacked → back in the queue
+    log = world.service.log_path.read_text()
+    assert '"event": "signal intake stopped"' in log
+    # The next start takes them, in order.
+    await world.service.start()
+    for signal_id in rest:
+        await _executed(world, signal_id)
+    ours = [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")]
+    assert len(ours) == 3
