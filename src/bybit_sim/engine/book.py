@@ -31,12 +31,20 @@ class SyntheticBook:
         self.price = price
         self.update_id = 1
         self.seq = 1
+        # full size of level k at index k (index 0 unused); the same at every price
+        self._full = [ZERO] + [
+            round_down(self._base * (1 + self._growth * (k - 1)), self._step)
+            for k in range(1, levels + 1)
+        ]
         # (side of the book, level index) -> quantity already taken at this price
         self._taken: dict[tuple[str, int], Decimal] = {}
+        # per side, the first level that may still hold quantity (levels above are used up)
+        self._first = {BUY: 1, SELL: 1}
 
     def reprice(self, price: Decimal) -> None:
         self.price = price
         self._taken.clear()
+        self._first = {BUY: 1, SELL: 1}
         self.update_id += 1
         self.seq += 1
 
@@ -47,12 +55,13 @@ class SyntheticBook:
         return self.price - self._gap * k
 
     def level_qty(self, book_side: str, k: int) -> Decimal:
-        full = round_down(self._base * (1 + self._growth * (k - 1)), self._step)
-        return full - self._taken.get((book_side, k), ZERO)
+        if not self._taken:
+            return self._full[k]
+        return self._full[k] - self._taken.get((book_side, k), ZERO)
 
     def best(self, book_side: str) -> tuple[Decimal, Decimal] | None:
         """Best level of a side that still has quantity (price, qty)."""
-        for k in range(1, self.levels + 1):
+        for k in range(self._first[book_side], self.levels + 1):
             price = self.level_price(book_side, k)
             if price <= 0:
                 return None
@@ -62,8 +71,11 @@ class SyntheticBook:
         return None
 
     def depth(self, book_side: str, n: int) -> list[tuple[Decimal, Decimal]]:
+        """The best `n` levels of a side that still hold quantity."""
         out: list[tuple[Decimal, Decimal]] = []
-        for k in range(1, min(n, self.levels) + 1):
+        for k in range(self._first[book_side], self.levels + 1):
+            if len(out) >= n:
+                break
             price = self.level_price(book_side, k)
             if price <= 0:
                 break
@@ -76,7 +88,7 @@ class SyntheticBook:
         """Total quantity a taker on `taker_side` could get at prices no worse than `limit`."""
         book_side = SELL if taker_side == BUY else BUY
         total = ZERO
-        for k in range(1, self.levels + 1):
+        for k in range(self._first[book_side], self.levels + 1):
             price = self.level_price(book_side, k)
             if price <= 0 or not _within(taker_side, price, limit):
                 break
@@ -92,7 +104,8 @@ class SyntheticBook:
         fills: list[tuple[Decimal, Decimal]] = []
         remaining = qty
         budget = quote
-        for k in range(1, self.levels + 1):
+        first = self._first[book_side]
+        for k in range(first, self.levels + 1):
             if remaining <= 0 or (budget is not None and budget <= 0):
                 break
             price = self.level_price(book_side, k)
@@ -110,6 +123,9 @@ class SyntheticBook:
             self._taken[(book_side, k)] = self._taken.get((book_side, k), ZERO) + take
             remaining -= take
             fills.append((price, take))
+        while first <= self.levels and self.level_qty(book_side, first) <= 0:
+            first += 1
+        self._first[book_side] = first
         if fills:
             self.update_id += 1
             self.seq += 1

@@ -13,18 +13,22 @@ FINE = Decimal("1e-10")
 
 
 def fmt(value: Decimal) -> str:
-    """Plain decimal string without exponent or trailing zeros ("0.00055", "100", "-1.5")."""
+    """Plain decimal string without exponent or trailing zeros ("0.00055", "100", "-1.5");
+    derived values are shown with at most 10 decimals."""
     if not value:
         return "0"
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -10:
+    text = str(value)
+    if "E" in text:
+        text = format(value, "f")
+    dot = text.find(".")
+    if dot < 0:
+        return text
+    if len(text) - dot - 1 > 10:
         value = value.quantize(FINE)
         if not value:
             return "0"
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+        text = format(value, "f")
+    return text.rstrip("0").rstrip(".")
 
 
 def fmt_step(value: Decimal, step: Decimal) -> str:
