@@ -77,6 +77,8 @@ Trigger = Literal["startup", "periodic", "reconnect", "manual", "operator"]
 #: above this many unresolved orders in one symbol, list the symbol's history instead of
 #: looking orders up one by one
 HISTORY_THRESHOLD = 3
+#: items per tracker batch (one transaction each)
+APPLY_BATCH = 50
 #: clock slack when asking for history/executions "since an order was created"
 SLACK = timedelta(minutes=1)
 
@@ -274,6 +276,14 @@ class Reconciler:
             log.error("reconciliation after reconnect failed", exc_info=exc)
             return None
 
+    async def cancel_pending(self) -> None:
+        """Cancel a sync scheduled by `on_gap` that has not finished (shutdown)."""
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+
     async def wait_pending(self) -> SyncReport | None:
         """The result of the sync scheduled by `on_gap` (None when none was scheduled)."""
         return await self._pending if self._pending is not None else None
@@ -379,12 +389,11 @@ class Reconciler:
         before = {str(c["id"]): c for c in candidates}
         adopted: list[str] = []
         order_items = list(exchange.orders.values())
-        if order_items:
-            outcome = await self._tracker.handle("order", order_items)
-            adopted.extend(outcome.adopted)
-        if executions:
-            outcome = await self._tracker.handle("execution", executions)
-            adopted.extend(outcome.adopted)
+        for topic, items in (("order", order_items), ("execution", executions)):
+            # bounded batches: each is one transaction, so row locks are held briefly
+            for start in range(0, len(items), APPLY_BATCH):
+                outcome = await self._tracker.handle(topic, items[start : start + APPLY_BATCH])
+                adopted.extend(outcome.adopted)
         await self._compare(report, before, adopted)
         # 5. what the exchange does not know
         for c in candidates:
@@ -648,11 +657,7 @@ class PeriodicReconciler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        pending = self._reconciler._pending
-        if pending is not None and not pending.done():
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pending
+        await self._reconciler.cancel_pending()
 
     async def _loop(self) -> None:
         while True:

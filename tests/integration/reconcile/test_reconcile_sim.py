@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from order_manager.services.reconciler import PeriodicReconciler
 from tests.helpers import eventually
 from tests.integration.reconcile.conftest import Env, assert_db_matches_sim
 
@@ -271,3 +272,20 @@ async def test_scope_all_restores_fills_of_an_order_already_final(env: Env) -> N
     async with env.pool.acquire() as conn:
         size = await conn.fetchval("SELECT size FROM positions WHERE symbol = 'BTCUSDT'")
     assert size == Decimal("0.005")
+
+
+async def test_the_periodic_timer_reconciles_and_stops_cleanly(env: Env) -> None:
+    order = await env.place_limit("BTCUSDT")
+    await env.admin_post("/sim/fill", {"orderId": order})
+    timer = PeriodicReconciler(env.reconciler, interval_seconds=0.05)
+    await timer.start()
+    try:
+
+        def ran() -> bool:
+            report = env.reconciler.last_report
+            return report is not None and report.trigger == "periodic"
+
+        await eventually(ran, timeout=10, what="a periodic sync")
+    finally:
+        await timer.stop()
+    assert_db_matches_sim((await env.db_orders())[order], (await env.sim_orders())[order])
