@@ -207,13 +207,21 @@ class SignalIntake:
     async def run(self) -> None:
         """Take deliveries until ``stop()`` (or a fatal failure) and dispatch them to lanes."""
         log.info("signal intake running", lane_capacity=self.config.lane_capacity)
-        async for message in self._source.messages():
-            if self._stopping.is_set():
-                break  # left unacked: the broker redelivers it
-            try:
-                await self._dispatch(message)
-            except LanesClosedError:
-                break
+        try:
+            async for message in self._source.messages():
+                if self._stopping.is_set():
+                    break  # left unacked: the broker redelivers it
+                try:
+                    await self._dispatch(message)
+                except LanesClosedError:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in dispatch: stop loudly rather than stall silently
+            log.error("signal dispatch failed", error=str(exc), exc_info=exc)
+            self._fail_fatally(f"dispatch failed: {type(exc).__name__}: {exc}")
+        if not self._stopping.is_set():
+            self._fail_fatally("the signal source ended without a stop request")
         log.info("signal intake stopped taking messages")
 
     async def stop(self) -> None:

@@ -406,3 +406,16 @@ async def test_amount_as_string_or_number_is_exact(harness: Harness, text: str) 
     row = await harness.signal_row(signal_id)
     assert row is not None and row["amount"] == Decimal(text)
     _ = DLQ
+
+
+async def test_losing_the_source_for_good_is_loud(harness: Harness) -> None:
+    from order_manager.adapters.rabbitmq.connection import connect
+
+    connection = await connect(harness.amqp_url, name="closing-for-good")
+    intake = harness.intake(connection=connection)
+    run = intake.start()
+    first = await harness.send("BTCUSDT")
+    await harness.wait_status(first, "executed")
+    await connection.close()  # closed by us, not dropped: no reconnect will follow
+    await asyncio.wait_for(run, timeout=10)
+    assert intake.fatal is not None and "ended" in intake.fatal
