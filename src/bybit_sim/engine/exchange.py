@@ -27,7 +27,7 @@ from bybit_sim.engine.errors import ApiError, params_error
 from bybit_sim.engine.instruments import Instrument
 from bybit_sim.engine.market import Market
 from bybit_sim.engine.numbers import ZERO, fine, fmt, is_multiple, round_down
-from bybit_sim.engine.orders import ACTIVE_STATUSES, Order, filter_ok, in_scope
+from bybit_sim.engine.orders import ACTIVE_STATUSES, POSITION_TPSL, Order, filter_ok, in_scope
 from bybit_sim.engine.params import (
     Params,
     get_decimal,
@@ -37,9 +37,10 @@ from bybit_sim.engine.params import (
 )
 from bybit_sim.engine.positions import Position
 from bybit_sim.engine.validation import (
+    TpslSpec,
     check_band,
     check_price,
-    check_tpsl_sides,
+    parse_tpsl,
     protective_price,
     validate_create,
 )
@@ -320,13 +321,17 @@ class Exchange:
             smp_type=req.smp_type,
             quote_budget=req.quote_budget,
         )
-        if req.take_profit is not None or req.stop_loss is not None:
-            order.take_profit = req.take_profit or ZERO
-            order.stop_loss = req.stop_loss or ZERO
-            order.tp_trigger_by = req.tp_trigger_by
-            order.sl_trigger_by = req.sl_trigger_by
-            order.tpsl_mode = "Full"
-            order.tp_order_type = order.sl_order_type = "Market"
+        spec = req.tpsl
+        if spec is not None:
+            order.take_profit = spec.take_profit or ZERO
+            order.stop_loss = spec.stop_loss or ZERO
+            order.tp_trigger_by = spec.tp_trigger_by
+            order.sl_trigger_by = spec.sl_trigger_by
+            order.tpsl_mode = spec.mode
+            order.tp_order_type = spec.tp_order_type
+            order.sl_order_type = spec.sl_order_type
+            order.tp_limit_price = spec.tp_limit
+            order.sl_limit_price = spec.sl_limit
         if req.link_id:
             self.link_ids[req.link_id] = order.order_id
         self.orders[order.order_id] = order
@@ -558,19 +563,46 @@ class Exchange:
             self._out_execs.append(item)
 
     def _after_fill(self, order: Order) -> None:
-        """Attach an order's TP/SL to its position once it has (partly) filled."""
+        """Attach an order's TP/SL once it has (partly) filled: Full mode sets the position's
+        TP/SL; Partial mode keeps one PartialTakeProfit / PartialStopLoss order per kind whose
+        size follows the order's filled quantity."""
         if order.inst.is_spot or not (order.take_profit or order.stop_loss):
             return
         pos = self._position_for_order(order)
         if pos.size == 0:
             return
-        self._set_position_tpsl(
-            pos,
-            order.take_profit or None,
-            order.stop_loss or None,
-            order.tp_trigger_by,
-            order.sl_trigger_by,
-        )
+        if order.tpsl_mode != "Partial":
+            self._set_position_tpsl(
+                pos,
+                order.take_profit or None,
+                order.stop_loss or None,
+                order.tp_trigger_by,
+                order.sl_trigger_by,
+            )
+            return
+        for kind, trigger in (("TakeProfit", order.take_profit), ("StopLoss", order.stop_loss)):
+            if not trigger:
+                continue
+            attr = "tp_child_id" if kind == "TakeProfit" else "sl_child_id"
+            child_id: str = getattr(order, attr)
+            child = self.orders.get(child_id) if child_id else None
+            if child is None:
+                tp = kind == "TakeProfit"
+                child = self._new_tpsl_order(
+                    pos,
+                    "Partial" + kind,
+                    trigger,
+                    order.tp_trigger_by if tp else order.sl_trigger_by,
+                    order.cum_exec_qty,
+                    order.tp_order_type if tp else order.sl_order_type,
+                    order.tp_limit_price if tp else order.sl_limit_price,
+                    order.order_link_id,
+                )
+                setattr(order, attr, child.order_id)
+            elif child.status == "Untriggered" and child.qty != order.cum_exec_qty:
+                child.qty = order.cum_exec_qty
+                self._stamp(child)
+                self._emit_order(child)
 
     def _close_bookkeeping(self, order: Order) -> None:
         """Remove a now-final order from the open set and release what it reserved."""
@@ -746,20 +778,18 @@ class Exchange:
         self._stamp(order)
         self._emit_order(order)
         inst = m.inst
-        if order.stop_order_type in ("TakeProfit", "StopLoss"):
-            pos = self._position_for_order(order)
-            size = pos.size
-            if order.stop_order_type == "TakeProfit":
-                pos.tp_order_id = ""
-                pos.take_profit = ZERO
-            else:
-                pos.sl_order_id = ""
-                pos.stop_loss = ZERO
-            self._dirty_positions[(pos.inst.symbol, pos.idx)] = None
+        if order.stop_order_type in POSITION_TPSL:
+            self._detach_tpsl(order)
+            size = self._position_for_order(order).size
             if size == 0:
                 self._finish(order, "Deactivated", cancel_type="CancelByTpSlTsClear")
                 return
-            order.qty = min(size, inst.cfg.max_mkt_order_qty)
+            cap = (
+                inst.cfg.max_mkt_order_qty
+                if order.order_type == "Market"
+                else inst.cfg.max_order_qty
+            )
+            order.qty = min(order.qty or size, size, cap)
         if not inst.is_spot and not order.reduce_only and order.order_type == "Limit":
             pos = self._position_for_order(order)
             closable = self.closable(order.side, pos, self.is_hedge(order.symbol))
@@ -784,6 +814,61 @@ class Exchange:
         self._execute_incoming(order, m)
 
     # ------------------------------------------------------------- TP / SL
+    def _new_tpsl_order(
+        self,
+        pos: Position,
+        stop_type: str,
+        trigger: Decimal,
+        trigger_by: str,
+        qty: Decimal,
+        order_type: str,
+        limit_price: Decimal,
+        parent_link_id: str = "",
+    ) -> Order:
+        """An Untriggered reduce-only order closing (part of) `pos` at `trigger`.
+
+        `stop_type` TakeProfit/StopLoss (Full: qty "0" = whole position, Market) or
+        PartialTakeProfit/PartialStopLoss (its own qty; Market or Limit at `limit_price`)."""
+        long = pos.side == BUY
+        rising = stop_type.endswith("TakeProfit") == long
+        partial = stop_type.startswith("Partial")
+        self._order_seq += 1
+        now = self.now()
+        m = self.markets[("linear", pos.inst.symbol)]
+        order = Order(
+            order_id=self._new_order_id(False),
+            order_link_id="",
+            inst=pos.inst,
+            side=SELL if long else BUY,
+            order_type=order_type,
+            price=limit_price if order_type == "Limit" else ZERO,
+            qty=qty,
+            time_in_force="GTC" if order_type == "Limit" else "IOC",
+            position_idx=pos.idx,
+            created_time=now,
+            updated_time=now,
+            seq=self._order_seq,
+            status="Untriggered",
+            reduce_only=True,
+            close_on_trigger=True,
+            create_type="CreateBy" + stop_type,
+            trigger_price=trigger,
+            trigger_direction=1 if rising else 2,
+            trigger_by=trigger_by,
+            stop_order_type=stop_type,
+            tpsl_mode="Partial" if partial else "Full",
+            last_price_on_created=m.last,
+            order_filter="StopOrder",
+            parent_order_link_id=parent_link_id,
+        )
+        self.orders[order.order_id] = order
+        self.open_orders[order.order_id] = order
+        m.conditionals.append(order)
+        if partial:
+            pos.partial_ids.append(order.order_id)
+        self._emit_order(order)
+        return order
+
     def _set_position_tpsl(
         self,
         pos: Position,
@@ -792,7 +877,7 @@ class Exchange:
         tp_trigger_by: str,
         sl_trigger_by: str,
     ) -> None:
-        """Set (price), clear (0) or keep (None) a position's TP and SL conditional orders."""
+        """Full mode: set (price), clear (0) or keep (None) a position's TP and SL orders."""
         for kind, value, trig in (
             ("TakeProfit", take_profit, tp_trigger_by),
             ("StopLoss", stop_loss, sl_trigger_by),
@@ -813,60 +898,40 @@ class Exchange:
                     self._finish(existing, "Deactivated", cancel_type="CancelByUser")
                 setattr(pos, attr_id, "")
                 continue
-            long = pos.side == BUY
-            rising = (kind == "TakeProfit") == long
             if existing is not None and existing.is_open:
                 existing.trigger_price = value
                 existing.trigger_by = trig
-                existing.trigger_direction = 1 if rising else 2
                 self._stamp(existing)
                 self._emit_order(existing)
                 continue
-            self._order_seq += 1
-            now = self.now()
-            m = self.markets[("linear", pos.inst.symbol)]
-            order = Order(
-                order_id=self._new_order_id(False),
-                order_link_id="",
-                inst=pos.inst,
-                side=SELL if long else BUY,
-                order_type="Market",
-                price=ZERO,
-                qty=ZERO,
-                time_in_force="IOC",
-                position_idx=pos.idx,
-                created_time=now,
-                updated_time=now,
-                seq=self._order_seq,
-                status="Untriggered",
-                reduce_only=True,
-                close_on_trigger=True,
-                create_type="CreateByTakeProfit" if kind == "TakeProfit" else "CreateByStopLoss",
-                trigger_price=value,
-                trigger_direction=1 if rising else 2,
-                trigger_by=trig,
-                stop_order_type=kind,
-                tpsl_mode="Full",
-                last_price_on_created=m.last,
-                order_filter="StopOrder",
-            )
-            self.orders[order.order_id] = order
-            self.open_orders[order.order_id] = order
-            m.conditionals.append(order)
+            order = self._new_tpsl_order(pos, kind, value, trig, ZERO, "Market", ZERO)
             setattr(pos, attr_id, order.order_id)
-            self._emit_order(order)
+        self._dirty_positions[(pos.inst.symbol, pos.idx)] = None
+
+    def _detach_tpsl(self, order: Order) -> None:
+        """Forget a TP/SL order on its position (it triggered or was cancelled)."""
+        pos = self._position_for_order(order)
+        if pos.tp_order_id == order.order_id:
+            pos.tp_order_id = ""
+            pos.take_profit = ZERO
+        if pos.sl_order_id == order.order_id:
+            pos.sl_order_id = ""
+            pos.stop_loss = ZERO
+        if order.order_id in pos.partial_ids:
+            pos.partial_ids.remove(order.order_id)
         self._dirty_positions[(pos.inst.symbol, pos.idx)] = None
 
     def _clear_position_tpsl(self, pos: Position) -> None:
         """A closed (or flipped) position loses its TP/SL: their orders are deactivated."""
-        for attr in ("tp_order_id", "sl_order_id"):
-            oid: str = getattr(pos, attr)
+        ids = [pos.tp_order_id, pos.sl_order_id, *pos.partial_ids]
+        pos.tp_order_id = pos.sl_order_id = ""
+        pos.partial_ids = []
+        pos.take_profit = ZERO
+        pos.stop_loss = ZERO
+        for oid in ids:
             order = self.orders.get(oid) if oid else None
             if order is not None and order.status == "Untriggered":
                 self._finish(order, "Deactivated", cancel_type="CancelByTpSlTsClear")
-            setattr(pos, attr, "")
-        pos.take_profit = ZERO
-        pos.stop_loss = ZERO
 
     # ------------------------------------------------------- amend / cancel
     def _lookup(self, p: Params, category: str, symbol: str, verb: str) -> Order:
@@ -906,15 +971,8 @@ class Exchange:
             status = "PartiallyFilledCanceled"
         else:
             status = "Cancelled"
-        if order.stop_order_type in ("TakeProfit", "StopLoss"):
-            pos = self._position_for_order(order)
-            if order.stop_order_type == "TakeProfit" and pos.tp_order_id == order.order_id:
-                pos.tp_order_id = ""
-                pos.take_profit = ZERO
-            if order.stop_order_type == "StopLoss" and pos.sl_order_id == order.order_id:
-                pos.sl_order_id = ""
-                pos.stop_loss = ZERO
-            self._dirty_positions[(pos.inst.symbol, pos.idx)] = None
+        if order.stop_order_type in POSITION_TPSL:
+            self._detach_tpsl(order)
         self._finish(order, status, cancel_type=cancel_type)
 
     def cancel_all(self, p: Params) -> dict[str, Any]:
@@ -968,7 +1026,7 @@ class Exchange:
         take_profit = get_opt_decimal(p, "takeProfit")
         stop_loss = get_opt_decimal(p, "stopLoss")
         if order.stop_order_type in ("TakeProfit", "StopLoss"):
-            qty = None
+            qty = None  # Full mode: always the whole position
         if qty is not None and qty != order.qty:
             if not is_multiple(qty, inst.step):
                 if inst.is_spot:
@@ -1211,31 +1269,61 @@ class Exchange:
             pos = self.positions.get((inst.symbol, idx))
             if pos is None:
                 raise params_error("position idx not match position mode")
-            tpsl_mode = get_str(p, "tpslMode", default="Full")
-            if tpsl_mode != "Full":
-                raise params_error("params error: only tpslMode Full is supported")
-            tp = get_opt_decimal(p, "takeProfit")
-            sl = get_opt_decimal(p, "stopLoss")
             if get_opt_decimal(p, "trailingStop"):
                 raise params_error("params error: trailingStop is not supported by the simulator")
-            if tp is None and sl is None:
+            if get_opt_decimal(p, "takeProfit") is None and get_opt_decimal(p, "stopLoss") is None:
                 raise ApiError(34040, "not modified")
             if pos.size == 0:
                 raise params_error("can not set tp/sl/ts for zero position")
             m = self.markets[("linear", inst.symbol)]
-            check_tpsl_sides(inst, pos.side, m.last, tp, sl)
+            spec = parse_tpsl(inst, p, pos.side, m.last, pos.tp_trigger_by, pos.sl_trigger_by)
+            assert spec is not None
+            if spec.mode == "Partial":
+                self._add_partial_tpsl(pos, spec, p)
+                return {}
+            tp, sl = spec.take_profit, spec.stop_loss
             if (tp is None or tp == pos.take_profit) and (sl is None or sl == pos.stop_loss):
                 raise ApiError(34040, "not modified")
-            self._set_position_tpsl(
-                pos,
-                tp,
-                sl,
-                get_str(p, "tpTriggerBy", default=pos.tp_trigger_by),
-                get_str(p, "slTriggerBy", default=pos.sl_trigger_by),
-            )
+            self._set_position_tpsl(pos, tp, sl, spec.tp_trigger_by, spec.sl_trigger_by)
             return {}
         finally:
             self._flush()
+
+    def _add_partial_tpsl(self, pos: Position, spec: TpslSpec, p: Params) -> None:
+        """trading-stop in Partial mode: new PartialTakeProfit / PartialStopLoss orders of
+        tpSize / slSize (equal when both are given), each at most the position size."""
+        inst = pos.inst
+        tp_size = get_opt_decimal(p, "tpSize")
+        sl_size = get_opt_decimal(p, "slSize")
+        if spec.take_profit and spec.stop_loss and tp_size != sl_size:
+            raise params_error("params error: tpSize and slSize must be equal")
+        wanted = []
+        for kind, price, size in (
+            ("TakeProfit", spec.take_profit, tp_size),
+            ("StopLoss", spec.stop_loss, sl_size),
+        ):
+            if not price:
+                continue
+            name = "tpSize" if kind == "TakeProfit" else "slSize"
+            if size is None or size <= 0 or not is_multiple(size, inst.step):
+                raise params_error(f"params error: {name} must be a positive multiple of qtyStep")
+            if size > pos.size:
+                raise ApiError(110058, f"{name} exceeds the position size {inst.qty_str(pos.size)}")
+            wanted.append((kind, price, size))
+        if not wanted:
+            raise ApiError(34040, "not modified")
+        for kind, price, size in wanted:
+            tp = kind == "TakeProfit"
+            self._new_tpsl_order(
+                pos,
+                "Partial" + kind,
+                price,
+                spec.tp_trigger_by if tp else spec.sl_trigger_by,
+                size,
+                spec.tp_order_type if tp else spec.sl_order_type,
+                spec.tp_limit if tp else spec.sl_limit,
+            )
+        self._dirty_positions[(inst.symbol, pos.idx)] = None
 
     # --------------------------------------------------------------- market
     def ticker(self, category: str, symbol: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from bybit_sim.engine.instruments import Instrument
 from bybit_sim.engine.numbers import ZERO, fmt
 
 OPEN_STATUSES = frozenset({"New", "PartiallyFilled", "Untriggered"})
+POSITION_TPSL = frozenset({"TakeProfit", "StopLoss", "PartialTakeProfit", "PartialStopLoss"})
 ACTIVE_STATUSES = frozenset({"New", "PartiallyFilled"})
 
 
@@ -61,6 +62,9 @@ class Order:
     reserved: Decimal = ZERO
     smp_type: str = "None"
     parent_order_link_id: str = ""
+    # Partial-mode TP/SL orders this order attached to its position (grow with its fills)
+    tp_child_id: str = ""
+    sl_child_id: str = ""
     # quote budget of a spot market buy expressed in quote coin (marketUnit=quoteCoin)
     quote_budget: Decimal | None = None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +36,8 @@ class Position:
     # ids of the Untriggered TakeProfit / StopLoss orders that carry this position's TP/SL
     tp_order_id: str = ""
     sl_order_id: str = ""
+    # ids of Untriggered PartialTakeProfit / PartialStopLoss orders on this position
+    partial_ids: list[str] = field(default_factory=list)
 
     def signed_size(self) -> Decimal:
         return self.size if self.side == BUY else -self.size

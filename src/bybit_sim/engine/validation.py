@@ -36,6 +36,24 @@ TRIGGER_BY = frozenset({"LastPrice", "MarkPrice", "IndexPrice"})
 ZERO_POSITION_MSG = "current position is zero, cannot fix reduce-only order qty"
 
 
+@dataclass(frozen=True, slots=True)
+class TpslSpec:
+    """Take-profit / stop-loss parameters of an order or a trading-stop request.
+
+    `mode` Full: whole position, Market only. Partial: a given size (an order's filled qty, or
+    tpSize/slSize), Market or Limit at `tp_limit`/`sl_limit`."""
+
+    mode: str
+    take_profit: Decimal | None
+    stop_loss: Decimal | None
+    tp_trigger_by: str
+    sl_trigger_by: str
+    tp_order_type: str
+    sl_order_type: str
+    tp_limit: Decimal
+    sl_limit: Decimal
+
+
 @dataclass(slots=True)
 class NewOrder:
     """A create request that passed every check."""
@@ -56,10 +74,7 @@ class NewOrder:
     trigger_price: Decimal | None
     trigger_direction: int
     trigger_by: str
-    take_profit: Decimal | None
-    stop_loss: Decimal | None
-    tp_trigger_by: str
-    sl_trigger_by: str
+    tpsl: TpslSpec | None
     smp_type: str
     # margin (linear) or coin amount (spot) to reserve for a resting limit order
     reserve: Decimal
@@ -139,6 +154,60 @@ def check_tpsl_sides(
             )
 
 
+def parse_tpsl(
+    inst: Instrument,
+    p: Params,
+    position_side: str,
+    base: Decimal,
+    tp_trigger_default: str = "LastPrice",
+    sl_trigger_default: str = "LastPrice",
+) -> TpslSpec | None:
+    """TP/SL fields of a request (None when neither takeProfit nor stopLoss is given; "0"
+    means "remove" and is kept as 0)."""
+    take_profit = get_opt_decimal(p, "takeProfit")
+    stop_loss = get_opt_decimal(p, "stopLoss")
+    if take_profit is None and stop_loss is None:
+        return None
+    mode = get_str(p, "tpslMode", default="Full")
+    if mode not in ("Full", "Partial"):
+        raise params_error("params error: tpslMode must be Full or Partial")
+    triggers = []
+    for name, default in (("tpTriggerBy", tp_trigger_default), ("slTriggerBy", sl_trigger_default)):
+        value = get_str(p, name, default=default)
+        if value not in TRIGGER_BY:
+            raise params_error(f"params error: {name} invalid")
+        triggers.append(value)
+    types = []
+    limits = []
+    for prefix in ("tp", "sl"):
+        order_type = get_str(p, f"{prefix}OrderType", default="Market")
+        if order_type not in ("Market", "Limit"):
+            raise params_error(f"params error: {prefix}OrderType invalid")
+        if order_type == "Limit" and mode == "Full":
+            raise params_error(
+                f"params error: tpslMode Full supports {prefix}OrderType Market only"
+            )
+        limit = get_opt_decimal(p, f"{prefix}LimitPrice") or ZERO
+        if order_type == "Limit":
+            if not limit:
+                raise params_error(f"params error: {prefix}LimitPrice is required for Limit")
+            check_price(inst, limit, what=f"{prefix}LimitPrice")
+        types.append(order_type)
+        limits.append(limit if order_type == "Limit" else ZERO)
+    check_tpsl_sides(inst, position_side, base, take_profit, stop_loss)
+    return TpslSpec(
+        mode=mode,
+        take_profit=take_profit,
+        stop_loss=stop_loss,
+        tp_trigger_by=triggers[0],
+        sl_trigger_by=triggers[1],
+        tp_order_type=types[0],
+        sl_order_type=types[1],
+        tp_limit=limits[0],
+        sl_limit=limits[1],
+    )
+
+
 def validate_create(ex: Exchange, p: Params, external: bool) -> NewOrder:
     """All checks of `order/create`, in this order: category → symbol → side/type/tif →
     orderLinkId format → position idx → qty → price → trigger → duplicate orderLinkId → order
@@ -183,8 +252,6 @@ def validate_create(ex: Exchange, p: Params, external: bool) -> NewOrder:
             raise params_error("params error: price is required for Limit orders")
         check_price(inst, price)
     trigger_price = get_opt_decimal(p, "triggerPrice")
-    take_profit = get_opt_decimal(p, "takeProfit") or None
-    stop_loss = get_opt_decimal(p, "stopLoss") or None
     market_unit = get_str(p, "marketUnit")
     quote_budget: Decimal | None = None
     if spot:
@@ -256,6 +323,7 @@ def validate_create(ex: Exchange, p: Params, external: bool) -> NewOrder:
     # the price the order's value and margin are judged at
     ref_price = price if order_type == "Limit" and price is not None else trigger_price or m.last
     reserve = ZERO
+    tpsl: TpslSpec | None = None
     if not spot:
         pos = ex.position(inst.symbol, position_idx)
         closable = ex.closable(side, pos, hedge)
@@ -282,13 +350,14 @@ def validate_create(ex: Exchange, p: Params, external: bool) -> NewOrder:
                     raise ApiError(110007, "ab not enough for new order")
                 if order_type == "Limit":
                     reserve = needed
-        if take_profit is not None or stop_loss is not None:
-            if get_str(p, "tpslMode", default="Full") != "Full":
-                raise params_error("params error: only tpslMode Full is supported")
-            if reduce_only:
-                raise ApiError(110057, "reduce-only orders cannot carry TP/SL")
-            check_tpsl_sides(inst, side, ref_price, take_profit, stop_loss)
+        tpsl = parse_tpsl(inst, p, side, ref_price)
+        if tpsl is not None and reduce_only:
+            raise ApiError(110057, "reduce-only orders cannot carry TP/SL")
     else:
+        if get_opt_decimal(p, "takeProfit") or get_opt_decimal(p, "stopLoss"):
+            raise params_error(
+                "params error: TP/SL on spot orders is not supported by the simulator"
+            )
         notional = quote_budget if quote_budget is not None else qty * ref_price
         if notional < inst.cfg.min_notional:
             raise ApiError(170140, "Order value exceeded lower limit.")
@@ -325,10 +394,7 @@ def validate_create(ex: Exchange, p: Params, external: bool) -> NewOrder:
         trigger_price=trigger_price,
         trigger_direction=trigger_direction,
         trigger_by=trigger_by,
-        take_profit=take_profit,
-        stop_loss=stop_loss,
-        tp_trigger_by=get_str(p, "tpTriggerBy", default="LastPrice"),
-        sl_trigger_by=get_str(p, "slTriggerBy", default="LastPrice"),
+        tpsl=tpsl,
         smp_type=get_str(p, "smpType", default="None"),
         reserve=reserve,
     )

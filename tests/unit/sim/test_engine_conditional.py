@@ -195,3 +195,103 @@ def test_external_order_and_force_fill() -> None:
     assert rec.statuses(oid) == ["New", "PartiallyFilled", "Filled"]
     with pytest.raises(ApiError):
         ex.force_fill(oid)
+
+
+def test_partial_tpsl_on_an_order_follows_its_fills_and_closes_that_much() -> None:
+    ex, rec = make_exchange()
+    parent = ex.create_order(
+        linear(
+            side="Buy",
+            orderType="Limit",
+            qty="1",
+            price="64900",
+            orderLinkId="with-tp",
+            takeProfit="66000",
+            tpslMode="Partial",
+            tpOrderType="Limit",
+            tpLimitPrice="65990",
+        )
+    )["orderId"]
+    ex.force_fill(parent, D("0.4"))
+    children = [o for o in ex.orders.values() if o.stop_order_type == "PartialTakeProfit"]
+    assert len(children) == 1
+    child = children[0]
+    assert (child.qty, child.parent_order_link_id) == (D("0.4"), "with-tp")
+    assert child.create_type == "CreateByPartialTakeProfit"
+    ex.force_fill(parent)
+    assert child.qty == D("1")
+    ex.set_price("linear", "BTCUSDT", D("66000"))
+    # triggered into a Limit sell at 65990 below the new bid: it takes liquidity at once
+    assert rec.statuses(child.order_id)[:3] == ["Untriggered", "Untriggered", "Triggered"]
+    assert child.order_type == "Limit" and child.price == D("65990")
+    assert child.status == "Filled"
+    assert ex.positions[("BTCUSDT", 0)].size == 0
+
+
+def test_partial_trading_stop_sizes_and_cleanup() -> None:
+    ex, rec = make_exchange()
+    ex.create_order(linear(side="Buy", orderType="Market", qty="1"))
+    with pytest.raises(ApiError) as err:
+        ex.trading_stop(
+            linear(
+                positionIdx=0,
+                tpslMode="Partial",
+                takeProfit="66000",
+                stopLoss="64000",
+                tpSize="0.3",
+                slSize="0.2",
+            )
+        )
+    assert err.value.ret_code == 10001
+    with pytest.raises(ApiError) as err:
+        ex.trading_stop(linear(positionIdx=0, tpslMode="Partial", stopLoss="64000", slSize="2"))
+    assert err.value.ret_code == 110058
+    ex.trading_stop(
+        linear(
+            positionIdx=0,
+            tpslMode="Partial",
+            takeProfit="66000",
+            stopLoss="64000",
+            tpSize="0.3",
+            slSize="0.3",
+        )
+    )
+    partial = {o.stop_order_type: o for o in ex.orders.values() if o.tpsl_mode == "Partial"}
+    assert set(partial) == {"PartialTakeProfit", "PartialStopLoss"}
+    ex.set_price("linear", "BTCUSDT", D("64000"))
+    pos = ex.positions[("BTCUSDT", 0)]
+    assert pos.size == D("0.7")
+    assert partial["PartialStopLoss"].status == "Filled"
+    assert partial["PartialTakeProfit"].status == "Untriggered"
+    ex.create_order(linear(side="Sell", orderType="Market", qty="0.7", reduceOnly=True))
+    assert rec.statuses(partial["PartialTakeProfit"].order_id)[-1] == "Deactivated"
+    assert partial["PartialTakeProfit"].cancel_type == "CancelByTpSlTsClear"
+
+
+def test_full_mode_rejects_limit_tpsl_and_spot_rejects_tpsl() -> None:
+    ex, _ = make_exchange()
+    with pytest.raises(ApiError) as err:
+        ex.create_order(
+            linear(
+                side="Buy",
+                orderType="Market",
+                qty="0.1",
+                takeProfit="66000",
+                tpOrderType="Limit",
+                tpLimitPrice="66000",
+            )
+        )
+    assert "Full" in err.value.ret_msg
+    with pytest.raises(ApiError) as err:
+        ex.create_order(
+            {
+                "category": "spot",
+                "symbol": "BTCUSDT",
+                "side": "Buy",
+                "orderType": "Limit",
+                "qty": "0.01",
+                "price": "60000",
+                "takeProfit": "70000",
+            }
+        )
+    assert err.value.ret_code == 10001
