@@ -211,3 +211,61 @@ def test_capacity_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="capacity"):
         Lanes(handler, capacity=0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    plan=st.lists(st.sampled_from(["A", "B", "C"]), min_size=1, max_size=40),
+    stop_after=st.integers(0, 40),
+    capacity=st.integers(1, 50),
+)
+def test_close_accounts_for_every_item_exactly_once(
+    plan: list[str], stop_after: int, capacity: int
+) -> None:
+    """Handled + abandoned = submitted, once each; per key the handled items are a prefix."""
+
+    async def scenario() -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[int]]:
+        handled: list[tuple[str, int]] = []
+        abandoned: list[tuple[str, int]] = []
+        accepted: list[int] = []
+        handled_enough = asyncio.Event()
+
+        async def handler(item: tuple[str, int]) -> None:
+            await asyncio.sleep(0)
+            handled.append(item)
+            if len(handled) >= stop_after:
+                handled_enough.set()
+
+        async def on_abandon(item: tuple[str, int]) -> None:
+            abandoned.append(item)
+
+        lanes: Lanes[str, tuple[str, int]] = Lanes(
+            handler, capacity=capacity, on_abandon=on_abandon
+        )
+
+        async def produce() -> None:
+            for index, key in enumerate(plan):
+                try:
+                    await lanes.submit(key, (key, index))
+                except LanesClosedError:
+                    return
+                accepted.append(index)
+
+        producer = asyncio.create_task(produce())
+        if stop_after >= len(plan):
+            await producer
+            await lanes.drain()
+        else:
+            await handled_enough.wait()
+        lanes.close()
+        await lanes.wait_closed()
+        await producer
+        return handled, abandoned, accepted
+
+    handled, abandoned, accepted = asyncio.run(scenario())
+    indices = sorted(i for _, i in handled + abandoned)
+    assert indices == accepted  # each accepted item exactly once, nothing else
+    for key in set(plan):
+        mine = [i for i in accepted if plan[i] == key]
+        done = [i for k, i in handled if k == key]
+        assert done == mine[: len(done)]  # FIFO prefix per key
