@@ -368,10 +368,13 @@ class SignalPipeline:
 
     name = "signal-pipeline"
 
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, *, switch: TradingSwitch | None = None) -> None:
         self.container = container
+        #: the operator's pause switch the processor obeys (share it with the API's control)
+        self.switch = switch or TradingSwitch()
         self.rest: BybitRestClient | None = None
         self.instruments: InstrumentCache | None = None
+        self.gateway: BybitGateway | None = None
         self.intake: SignalIntake | None = None
 
     async def start(self) -> None:
@@ -399,8 +402,8 @@ class SignalPipeline:
             raise RuntimeError("ORDERMANAGER_DRY_RUN: the paper exchange is not wired here yet")
         self.rest, self.instruments = await self._connect_exchange()
         uow = PostgresUnitOfWorkFactory(self.container.require_db())
-        gateway = BybitGateway(self.rest, self.instruments)
-        processor = Processor(uow, gateway, processor_config(settings))
+        gateway = self.gateway = BybitGateway(self.rest, self.instruments)
+        processor = Processor(uow, gateway, processor_config(settings), switch=self.switch)
         report = await Recovery(uow, gateway).run_until_settled()
         log.info("recovery done", adopted=len(report.adopted), failed=len(report.failed))
         cache = self.instruments
@@ -423,8 +426,10 @@ class SignalPipeline:
             await self.rest.close()
 
 
-def add_signal_pipeline(container: Container) -> SignalPipeline:
-    pipeline = SignalPipeline(container)
+def add_signal_pipeline(
+    container: Container, *, switch: TradingSwitch | None = None
+) -> SignalPipeline:
+    pipeline = SignalPipeline(container, switch=switch)
     container.add_component(pipeline)
     container.add_startup_task("signal-pipeline", pipeline.open)
     return pipeline
