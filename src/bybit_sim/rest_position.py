@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bybit_sim.engine import queries
+from bybit_sim.engine import position_ops, queries
 from bybit_sim.engine.exchange import Exchange
 from bybit_sim.engine.params import Params
 from bybit_sim.envelope import Route
@@ -15,15 +15,15 @@ def position_list(exchange: Exchange, params: Params) -> dict[str, Any]:
 
 
 def switch_mode(exchange: Exchange, params: Params) -> dict[str, Any]:
-    return exchange.switch_mode(params)
+    return position_ops.switch_mode(exchange, params)
 
 
 def set_leverage(exchange: Exchange, params: Params) -> dict[str, Any]:
-    return exchange.set_leverage(params)
+    return position_ops.set_leverage(exchange, params)
 
 
 def trading_stop(exchange: Exchange, params: Params) -> dict[str, Any]:
-    return exchange.trading_stop(params)
+    return position_ops.trading_stop(exchange, params)
 
 
 ROUTES: list[Route] = [

@@ -1,9 +1,15 @@
 """The simulated exchange: one UNIFIED account trading against synthetic books.
 
-`Exchange` is the single entry point for the REST handlers, the WebSocket streams and the admin
-API. It is synchronous and single-threaded (called from the event loop), so each public method is
-atomic. Public methods take Bybit request parameters (a mapping of JSON/query values) and return
-Bybit `result` objects, raising `ApiError` with Bybit's retCode for a refused request.
+`Exchange` holds the whole state and is the single entry point for the REST handlers, the
+WebSocket streams and the admin API. It is synchronous and single-threaded (called from the
+event loop), so each public method is atomic. Order entry methods take Bybit request parameters
+(a mapping of JSON/query values) and return Bybit `result` objects, raising `ApiError` with
+Bybit's retCode for a refused request.
+
+The engine package splits the work: `validation` (create checks), `tpsl` (take-profit /
+stop-loss orders), `position_ops` (leverage, position mode, trading-stop) and `queries`
+(read-only REST views) operate on this class; matching, fills, triggers and liquidation live
+here.
 
 Every state change is reported to private listeners as `(topic, items)` with items in Bybit's
 WS shape (topics `order`, `execution`, `position`, `wallet`), collected during one operation and
@@ -22,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from bybit_sim.config import SimConfig
+from bybit_sim.engine import tpsl
 from bybit_sim.engine.book import BUY, SELL
 from bybit_sim.engine.errors import ApiError, params_error
 from bybit_sim.engine.instruments import Instrument
@@ -30,17 +37,13 @@ from bybit_sim.engine.numbers import ZERO, fine, fmt, is_multiple, round_down
 from bybit_sim.engine.orders import ACTIVE_STATUSES, POSITION_TPSL, Order, filter_ok, in_scope
 from bybit_sim.engine.params import (
     Params,
-    get_decimal,
-    get_int,
     get_opt_decimal,
     get_str,
 )
 from bybit_sim.engine.positions import Position
 from bybit_sim.engine.validation import (
-    TpslSpec,
     check_band,
     check_price,
-    parse_tpsl,
     protective_price,
     validate_create,
 )
@@ -411,7 +414,7 @@ class Exchange:
             self._dirty_markets[(inst.category, inst.symbol)] = None
         if order.status == "Filled":
             self._emit_order(order)
-            self._after_fill(order)
+            tpsl.attach_after_fill(self, order)
             return
         if order.quote_budget is not None:
             left = order.quote_budget - order.cum_exec_value
@@ -419,7 +422,7 @@ class Exchange:
             if order.cum_exec_qty > 0 and (best is None or left < best[0] * inst.step):
                 order.status = "Filled"
                 self._finish(order, "Filled")
-                self._after_fill(order)
+                tpsl.attach_after_fill(self, order)
                 return
         if order.time_in_force in ("IOC", "FOK"):
             reason = (
@@ -430,11 +433,11 @@ class Exchange:
                 status = "PartiallyFilledCanceled"
             self._finish(order, status, reject_reason=reason)
             if fills:
-                self._after_fill(order)
+                tpsl.attach_after_fill(self, order)
             return
         if fills:
             self._emit_order(order)
-            self._after_fill(order)
+            tpsl.attach_after_fill(self, order)
         m.rest(order)
 
     def _fillable_qty(self, order: Order) -> Decimal | None:
@@ -505,7 +508,7 @@ class Exchange:
                 self._release(order, fine(order.reserved * qty / leaves_before))
             self._dirty_positions[(pos.inst.symbol, pos.idx)] = None
             if pos.size == 0 or (was_side and pos.side != was_side):
-                self._clear_position_tpsl(pos)
+                tpsl.clear_position_tpsl(self, pos)
         self._wallet_dirty = True
         order.cum_exec_qty += qty
         order.cum_exec_value += value
@@ -561,48 +564,6 @@ class Exchange:
         self.executions.append(item)
         if self._private_listeners:
             self._out_execs.append(item)
-
-    def _after_fill(self, order: Order) -> None:
-        """Attach an order's TP/SL once it has (partly) filled: Full mode sets the position's
-        TP/SL; Partial mode keeps one PartialTakeProfit / PartialStopLoss order per kind whose
-        size follows the order's filled quantity."""
-        if order.inst.is_spot or not (order.take_profit or order.stop_loss):
-            return
-        pos = self._position_for_order(order)
-        if pos.size == 0:
-            return
-        if order.tpsl_mode != "Partial":
-            self._set_position_tpsl(
-                pos,
-                order.take_profit or None,
-                order.stop_loss or None,
-                order.tp_trigger_by,
-                order.sl_trigger_by,
-            )
-            return
-        for kind, trigger in (("TakeProfit", order.take_profit), ("StopLoss", order.stop_loss)):
-            if not trigger:
-                continue
-            attr = "tp_child_id" if kind == "TakeProfit" else "sl_child_id"
-            child_id: str = getattr(order, attr)
-            child = self.orders.get(child_id) if child_id else None
-            if child is None:
-                tp = kind == "TakeProfit"
-                child = self._new_tpsl_order(
-                    pos,
-                    "Partial" + kind,
-                    trigger,
-                    order.tp_trigger_by if tp else order.sl_trigger_by,
-                    order.cum_exec_qty,
-                    order.tp_order_type if tp else order.sl_order_type,
-                    order.tp_limit_price if tp else order.sl_limit_price,
-                    order.order_link_id,
-                )
-                setattr(order, attr, child.order_id)
-            elif child.status == "Untriggered" and child.qty != order.cum_exec_qty:
-                child.qty = order.cum_exec_qty
-                self._stamp(child)
-                self._emit_order(child)
 
     def _close_bookkeeping(self, order: Order) -> None:
         """Remove a now-final order from the open set and release what it reserved."""
@@ -759,7 +720,7 @@ class Exchange:
                 qty = sum((q for _, q in fills), ZERO)
                 self._fill(order, m, order.price, qty, is_maker=True, seq=m.next_exec_seq())
                 self._emit_order(order)
-                self._after_fill(order)
+                tpsl.attach_after_fill(self, order)
 
     def _trigger_conditionals(self, m: Market) -> None:
         for order in list(m.conditionals):
@@ -779,7 +740,7 @@ class Exchange:
         self._emit_order(order)
         inst = m.inst
         if order.stop_order_type in POSITION_TPSL:
-            self._detach_tpsl(order)
+            tpsl.detach_tpsl(self, order)
             size = self._position_for_order(order).size
             if size == 0:
                 self._finish(order, "Deactivated", cancel_type="CancelByTpSlTsClear")
@@ -812,126 +773,6 @@ class Exchange:
         self._stamp(order)
         self._emit_order(order)
         self._execute_incoming(order, m)
-
-    # ------------------------------------------------------------- TP / SL
-    def _new_tpsl_order(
-        self,
-        pos: Position,
-        stop_type: str,
-        trigger: Decimal,
-        trigger_by: str,
-        qty: Decimal,
-        order_type: str,
-        limit_price: Decimal,
-        parent_link_id: str = "",
-    ) -> Order:
-        """An Untriggered reduce-only order closing (part of) `pos` at `trigger`.
-
-        `stop_type` TakeProfit/StopLoss (Full: qty "0" = whole position, Market) or
-        PartialTakeProfit/PartialStopLoss (its own qty; Market or Limit at `limit_price`)."""
-        long = pos.side == BUY
-        rising = stop_type.endswith("TakeProfit") == long
-        partial = stop_type.startswith("Partial")
-        self._order_seq += 1
-        now = self.now()
-        m = self.markets[("linear", pos.inst.symbol)]
-        order = Order(
-            order_id=self._new_order_id(False),
-            order_link_id="",
-            inst=pos.inst,
-            side=SELL if long else BUY,
-            order_type=order_type,
-            price=limit_price if order_type == "Limit" else ZERO,
-            qty=qty,
-            time_in_force="GTC" if order_type == "Limit" else "IOC",
-            position_idx=pos.idx,
-            created_time=now,
-            updated_time=now,
-            seq=self._order_seq,
-            status="Untriggered",
-            reduce_only=True,
-            close_on_trigger=True,
-            create_type="CreateBy" + stop_type,
-            trigger_price=trigger,
-            trigger_direction=1 if rising else 2,
-            trigger_by=trigger_by,
-            stop_order_type=stop_type,
-            tpsl_mode="Partial" if partial else "Full",
-            last_price_on_created=m.last,
-            order_filter="StopOrder",
-            parent_order_link_id=parent_link_id,
-        )
-        self.orders[order.order_id] = order
-        self.open_orders[order.order_id] = order
-        m.conditionals.append(order)
-        if partial:
-            pos.partial_ids.append(order.order_id)
-        self._emit_order(order)
-        return order
-
-    def _set_position_tpsl(
-        self,
-        pos: Position,
-        take_profit: Decimal | None,
-        stop_loss: Decimal | None,
-        tp_trigger_by: str,
-        sl_trigger_by: str,
-    ) -> None:
-        """Full mode: set (price), clear (0) or keep (None) a position's TP and SL orders."""
-        for kind, value, trig in (
-            ("TakeProfit", take_profit, tp_trigger_by),
-            ("StopLoss", stop_loss, sl_trigger_by),
-        ):
-            if value is None:
-                continue
-            attr_id = "tp_order_id" if kind == "TakeProfit" else "sl_order_id"
-            existing_id: str = getattr(pos, attr_id)
-            existing = self.orders.get(existing_id) if existing_id else None
-            if kind == "TakeProfit":
-                pos.take_profit = value
-                pos.tp_trigger_by = trig
-            else:
-                pos.stop_loss = value
-                pos.sl_trigger_by = trig
-            if value == 0:
-                if existing is not None and existing.is_open:
-                    self._finish(existing, "Deactivated", cancel_type="CancelByUser")
-                setattr(pos, attr_id, "")
-                continue
-            if existing is not None and existing.is_open:
-                existing.trigger_price = value
-                existing.trigger_by = trig
-                self._stamp(existing)
-                self._emit_order(existing)
-                continue
-            order = self._new_tpsl_order(pos, kind, value, trig, ZERO, "Market", ZERO)
-            setattr(pos, attr_id, order.order_id)
-        self._dirty_positions[(pos.inst.symbol, pos.idx)] = None
-
-    def _detach_tpsl(self, order: Order) -> None:
-        """Forget a TP/SL order on its position (it triggered or was cancelled)."""
-        pos = self._position_for_order(order)
-        if pos.tp_order_id == order.order_id:
-            pos.tp_order_id = ""
-            pos.take_profit = ZERO
-        if pos.sl_order_id == order.order_id:
-            pos.sl_order_id = ""
-            pos.stop_loss = ZERO
-        if order.order_id in pos.partial_ids:
-            pos.partial_ids.remove(order.order_id)
-        self._dirty_positions[(pos.inst.symbol, pos.idx)] = None
-
-    def _clear_position_tpsl(self, pos: Position) -> None:
-        """A closed (or flipped) position loses its TP/SL: their orders are deactivated."""
-        ids = [pos.tp_order_id, pos.sl_order_id, *pos.partial_ids]
-        pos.tp_order_id = pos.sl_order_id = ""
-        pos.partial_ids = []
-        pos.take_profit = ZERO
-        pos.stop_loss = ZERO
-        for oid in ids:
-            order = self.orders.get(oid) if oid else None
-            if order is not None and order.status == "Untriggered":
-                self._finish(order, "Deactivated", cancel_type="CancelByTpSlTsClear")
 
     # ------------------------------------------------------- amend / cancel
     def _lookup(self, p: Params, category: str, symbol: str, verb: str) -> Order:
@@ -972,7 +813,7 @@ class Exchange:
         else:
             status = "Cancelled"
         if order.stop_order_type in POSITION_TPSL:
-            self._detach_tpsl(order)
+            tpsl.detach_tpsl(self, order)
         self._finish(order, status, cancel_type=cancel_type)
 
     def cancel_all(self, p: Params) -> dict[str, Any]:
@@ -1133,7 +974,7 @@ class Exchange:
             price = order.price if order.order_type == "Limit" else m.last
             self._fill(order, m, price, want, is_maker=True, seq=m.next_exec_seq())
             self._emit_order(order)
-            self._after_fill(order)
+            tpsl.attach_after_fill(self, order)
             return order.render(ws=True)
         finally:
             self._flush()
@@ -1180,150 +1021,6 @@ class Exchange:
             self.config.maintenance_margin_rate,
             ws,
         )
-
-    def set_leverage(self, p: Params) -> dict[str, Any]:
-        """POST /v5/position/set-leverage."""
-        try:
-            category = self.category_of(p, ("linear",))
-            inst = self.instrument(category, get_str(p, "symbol", required=True))
-            buy = get_decimal(p, "buyLeverage")
-            sell = get_decimal(p, "sellLeverage")
-            if buy != sell:
-                raise params_error("params error: buyLeverage must equal sellLeverage")
-            if buy < 1 or buy > inst.cfg.max_leverage or not is_multiple(buy, Decimal("0.01")):
-                raise params_error(
-                    f"params error: leverage must be in [1, {fmt(inst.cfg.max_leverage)}]"
-                )
-            if buy == self.leverage[inst.symbol]:
-                raise ApiError(110043, "leverage not modified")
-            self.leverage[inst.symbol] = buy
-            now = self.now()
-            for idx in (0, 1, 2):
-                pos = self.positions.get((inst.symbol, idx))
-                if pos is not None:
-                    pos.leverage = buy
-                    pos.updated_time = now
-                    self._dirty_positions[(inst.symbol, idx)] = None
-            return {}
-        finally:
-            self._flush()
-
-    def switch_mode(self, p: Params) -> dict[str, Any]:
-        """POST /v5/position/switch-mode (mode 0 one-way, 3 hedge), by symbol or coin."""
-        try:
-            category = self.category_of(p, ("linear",))
-            symbol = get_str(p, "symbol")
-            coin = get_str(p, "coin")
-            mode_raw = get_int(p, "mode")
-            if mode_raw not in (0, 3):
-                raise params_error("params error: position_mode invalid")
-            mode = HEDGE if mode_raw == 3 else ONE_WAY
-            if symbol:
-                inst = self.instrument(category, symbol)
-                if self.position_mode[inst.symbol] == mode:
-                    raise ApiError(110025, "Position mode is not modified")
-                self._check_switchable(inst.symbol, raise_error=True)
-                targets = [inst]
-            elif coin:
-                targets = [
-                    i
-                    for i in self._instruments.values()
-                    if not i.is_spot
-                    and i.cfg.quote_coin == coin
-                    and self.position_mode[i.symbol] != mode
-                    and self._check_switchable(i.symbol, raise_error=False)
-                ]
-            else:
-                raise params_error("params error: symbol or coin is required")
-            now = self.now()
-            for inst in targets:
-                self.position_mode[inst.symbol] = mode
-                self._make_positions(inst, now)
-                for idx in (1, 2) if mode == HEDGE else (0,):
-                    self._dirty_positions[(inst.symbol, idx)] = None
-            return {}
-        finally:
-            self._flush()
-
-    def _check_switchable(self, symbol: str, raise_error: bool) -> bool:
-        if any(pos.size for (s, _), pos in self.positions.items() if s == symbol):
-            if raise_error:
-                raise ApiError(
-                    110024, "You have an existing position, so position mode cannot be switched"
-                )
-            return False
-        if any(o.symbol == symbol and o.category == "linear" for o in self.open_orders.values()):
-            if raise_error:
-                raise ApiError(110028, "You have open orders, so position mode cannot be switched")
-            return False
-        return True
-
-    def trading_stop(self, p: Params) -> dict[str, Any]:
-        """POST /v5/position/trading-stop (Full mode TP/SL of a position)."""
-        try:
-            category = self.category_of(p, ("linear",))
-            inst = self.instrument(category, get_str(p, "symbol", required=True))
-            idx = get_int(p, "positionIdx")
-            if idx is None:
-                raise params_error("params error: positionIdx is required")
-            pos = self.positions.get((inst.symbol, idx))
-            if pos is None:
-                raise params_error("position idx not match position mode")
-            if get_opt_decimal(p, "trailingStop"):
-                raise params_error("params error: trailingStop is not supported by the simulator")
-            if get_opt_decimal(p, "takeProfit") is None and get_opt_decimal(p, "stopLoss") is None:
-                raise ApiError(34040, "not modified")
-            if pos.size == 0:
-                raise params_error("can not set tp/sl/ts for zero position")
-            m = self.markets[("linear", inst.symbol)]
-            spec = parse_tpsl(inst, p, pos.side, m.last, pos.tp_trigger_by, pos.sl_trigger_by)
-            assert spec is not None
-            if spec.mode == "Partial":
-                self._add_partial_tpsl(pos, spec, p)
-                return {}
-            tp, sl = spec.take_profit, spec.stop_loss
-            if (tp is None or tp == pos.take_profit) and (sl is None or sl == pos.stop_loss):
-                raise ApiError(34040, "not modified")
-            self._set_position_tpsl(pos, tp, sl, spec.tp_trigger_by, spec.sl_trigger_by)
-            return {}
-        finally:
-            self._flush()
-
-    def _add_partial_tpsl(self, pos: Position, spec: TpslSpec, p: Params) -> None:
-        """trading-stop in Partial mode: new PartialTakeProfit / PartialStopLoss orders of
-        tpSize / slSize (equal when both are given), each at most the position size."""
-        inst = pos.inst
-        tp_size = get_opt_decimal(p, "tpSize")
-        sl_size = get_opt_decimal(p, "slSize")
-        if spec.take_profit and spec.stop_loss and tp_size != sl_size:
-            raise params_error("params error: tpSize and slSize must be equal")
-        wanted = []
-        for kind, price, size in (
-            ("TakeProfit", spec.take_profit, tp_size),
-            ("StopLoss", spec.stop_loss, sl_size),
-        ):
-            if not price:
-                continue
-            name = "tpSize" if kind == "TakeProfit" else "slSize"
-            if size is None or size <= 0 or not is_multiple(size, inst.step):
-                raise params_error(f"params error: {name} must be a positive multiple of qtyStep")
-            if size > pos.size:
-                raise ApiError(110058, f"{name} exceeds the position size {inst.qty_str(pos.size)}")
-            wanted.append((kind, price, size))
-        if not wanted:
-            raise ApiError(34040, "not modified")
-        for kind, price, size in wanted:
-            tp = kind == "TakeProfit"
-            self._new_tpsl_order(
-                pos,
-                "Partial" + kind,
-                price,
-                spec.tp_trigger_by if tp else spec.sl_trigger_by,
-                size,
-                spec.tp_order_type if tp else spec.sl_order_type,
-                spec.tp_limit if tp else spec.sl_limit,
-            )
-        self._dirty_positions[(inst.symbol, pos.idx)] = None
 
     # --------------------------------------------------------------- market
     def ticker(self, category: str, symbol: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from bybit_sim.engine import queries
+from bybit_sim.engine import position_ops, queries
 from bybit_sim.engine.errors import ApiError
 from tests.unit.sim.helpers import linear, make_exchange
 
@@ -67,7 +67,7 @@ def test_cancelled_conditional_is_deactivated() -> None:
 def test_position_take_profit_closes_the_position() -> None:
     ex, rec = make_exchange()
     ex.create_order(linear(side="Buy", orderType="Market", qty="0.2"))
-    ex.trading_stop(linear(positionIdx=0, takeProfit="66000", stopLoss="64000"))
+    position_ops.trading_stop(ex, linear(positionIdx=0, takeProfit="66000", stopLoss="64000"))
     pos = queries.position_list(ex, linear())["list"][0]
     assert pos["takeProfit"] == "66000.00" and pos["stopLoss"] == "64000.00"
     tpsl = queries.open_orders(ex, linear(orderFilter="StopOrder"))["list"]
@@ -86,15 +86,15 @@ def test_position_take_profit_closes_the_position() -> None:
 def test_trading_stop_validation() -> None:
     ex, _ = make_exchange()
     with pytest.raises(ApiError) as err:
-        ex.trading_stop(linear(positionIdx=0, takeProfit="66000"))
+        position_ops.trading_stop(ex, linear(positionIdx=0, takeProfit="66000"))
     assert err.value.ret_code == 10001
     ex.create_order(linear(side="Buy", orderType="Market", qty="0.2"))
     with pytest.raises(ApiError) as err:
-        ex.trading_stop(linear(positionIdx=0, stopLoss="66000"))
+        position_ops.trading_stop(ex, linear(positionIdx=0, stopLoss="66000"))
     assert "should lower than base_price" in err.value.ret_msg
-    ex.trading_stop(linear(positionIdx=0, takeProfit="66000"))
+    position_ops.trading_stop(ex, linear(positionIdx=0, takeProfit="66000"))
     with pytest.raises(ApiError) as err:
-        ex.trading_stop(linear(positionIdx=0, takeProfit="66000"))
+        position_ops.trading_stop(ex, linear(positionIdx=0, takeProfit="66000"))
     assert err.value.ret_code == 34040
 
 
@@ -123,7 +123,7 @@ def test_order_tpsl_must_sit_on_the_right_side_of_the_price() -> None:
 
 def test_hedge_mode_positions_and_idx_rules() -> None:
     ex, _ = make_exchange()
-    ex.switch_mode(linear(mode=3))
+    position_ops.switch_mode(ex, linear(mode=3))
     with pytest.raises(ApiError) as err:
         ex.create_order(linear(side="Buy", orderType="Market", qty="0.1"))
     assert err.value.ret_msg == "position idx not match position mode"
@@ -139,23 +139,23 @@ def test_hedge_mode_positions_and_idx_rules() -> None:
     rows = queries.position_list(ex, linear())["list"]
     assert [(r["positionIdx"], r["size"]) for r in rows] == [(1, "0.000"), (2, "0.300")]
     with pytest.raises(ApiError) as err:
-        ex.switch_mode(linear(mode=0))
+        position_ops.switch_mode(ex, linear(mode=0))
     assert err.value.ret_code == 110024
 
 
 def test_switch_mode_refusals() -> None:
     ex, _ = make_exchange()
     with pytest.raises(ApiError) as err:
-        ex.switch_mode(linear(mode=0))
+        position_ops.switch_mode(ex, linear(mode=0))
     assert err.value.ret_code == 110025
     ex.create_order(linear(side="Buy", orderType="Limit", qty="0.01", price="60000"))
     with pytest.raises(ApiError) as err:
-        ex.switch_mode(linear(mode=3))
+        position_ops.switch_mode(ex, linear(mode=3))
     assert err.value.ret_code == 110028
     with pytest.raises(ApiError) as err:
-        ex.switch_mode(linear(mode=1))
+        position_ops.switch_mode(ex, linear(mode=1))
     assert err.value.ret_code == 10001
-    ex.switch_mode({"category": "linear", "coin": "USDT", "mode": 3})
+    position_ops.switch_mode(ex, {"category": "linear", "coin": "USDT", "mode": 3})
     assert ex.position_mode["ETHUSDT"] == "hedge"
     assert ex.position_mode["BTCUSDT"] == "one_way"
 
@@ -163,12 +163,12 @@ def test_switch_mode_refusals() -> None:
 def test_leverage_changes_margin() -> None:
     ex, _ = make_exchange()
     with pytest.raises(ApiError) as err:
-        ex.set_leverage(linear(buyLeverage="10", sellLeverage="10"))
+        position_ops.set_leverage(ex, linear(buyLeverage="10", sellLeverage="10"))
     assert err.value.ret_code == 110043
     with pytest.raises(ApiError) as err:
-        ex.set_leverage(linear(buyLeverage="101", sellLeverage="101"))
+        position_ops.set_leverage(ex, linear(buyLeverage="101", sellLeverage="101"))
     assert err.value.ret_code == 10001
-    ex.set_leverage(linear(buyLeverage="2", sellLeverage="2"))
+    position_ops.set_leverage(ex, linear(buyLeverage="2", sellLeverage="2"))
     ex.create_order(linear(side="Buy", orderType="Limit", qty="1", price="60000"))
     assert ex.order_im == D("30000")
     with pytest.raises(ApiError) as err:
@@ -232,7 +232,8 @@ def test_partial_trading_stop_sizes_and_cleanup() -> None:
     ex, rec = make_exchange()
     ex.create_order(linear(side="Buy", orderType="Market", qty="1"))
     with pytest.raises(ApiError) as err:
-        ex.trading_stop(
+        position_ops.trading_stop(
+            ex,
             linear(
                 positionIdx=0,
                 tpslMode="Partial",
@@ -240,13 +241,16 @@ def test_partial_trading_stop_sizes_and_cleanup() -> None:
                 stopLoss="64000",
                 tpSize="0.3",
                 slSize="0.2",
-            )
+            ),
         )
     assert err.value.ret_code == 10001
     with pytest.raises(ApiError) as err:
-        ex.trading_stop(linear(positionIdx=0, tpslMode="Partial", stopLoss="64000", slSize="2"))
+        position_ops.trading_stop(
+            ex, linear(positionIdx=0, tpslMode="Partial", stopLoss="64000", slSize="2")
+        )
     assert err.value.ret_code == 110058
-    ex.trading_stop(
+    position_ops.trading_stop(
+        ex,
         linear(
             positionIdx=0,
             tpslMode="Partial",
@@ -254,7 +258,7 @@ def test_partial_trading_stop_sizes_and_cleanup() -> None:
             stopLoss="64000",
             tpSize="0.3",
             slSize="0.3",
-        )
+        ),
     )
     partial = {o.stop_order_type: o for o in ex.orders.values() if o.tpsl_mode == "Partial"}
     assert set(partial) == {"PartialTakeProfit", "PartialStopLoss"}
