@@ -48,7 +48,8 @@ class InstrumentConfig(BaseModel):
     initial_price: Decimal
     path: PathMode = "random_walk"
     scripted_prices: list[Decimal] = Field(default_factory=list)
-    # random walk: standard deviation of one step, in ticks
+    # random walk: standard deviation of one step, in ticks (defaults give 2-4 % a day at the
+    # default 250 ms tick)
     volatility_ticks: Decimal = Decimal("3")
     # synthetic book: quantity of the best level, each deeper level grows by `level_growth`
     level_qty: Decimal
@@ -135,7 +136,7 @@ def _default_instruments() -> list[InstrumentConfig]:
             max_price=d("19999.980"),
             max_leverage=d("100.00"),
             initial_price=d("150.000"),
-            volatility_ticks=d("5"),
+            volatility_ticks=d("1"),
             level_qty=d("100"),
         ),
         InstrumentConfig(
@@ -151,7 +152,7 @@ def _default_instruments() -> list[InstrumentConfig]:
             max_price=d("199.9998"),
             max_leverage=d("75.00"),
             initial_price=d("2.5000"),
-            volatility_ticks=d("3"),
+            volatility_ticks=d("1"),
             level_qty=d("20000"),
         ),
         InstrumentConfig(
