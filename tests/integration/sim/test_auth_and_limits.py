@@ -95,3 +95,16 @@ async def test_public_market_endpoints_need_no_auth(client: RawClient) -> None:
     assert reply.code == 0
     assert int(reply.result["timeSecond"]) > 1_600_000_000
     assert "X-Bapi-Limit" not in reply.headers
+
+
+async def test_malformed_bodies_are_10001_after_auth(client: RawClient) -> None:
+    for raw in ("{not json", "[1, 2]"):
+        headers = client.headers(raw)
+        async with client.http.post(
+            client.base + "/v5/order/create", data=raw, headers=headers
+        ) as r:
+            body = await r.json()
+        assert r.status == 200
+        assert body["retCode"] == 10001
+        assert body["result"] == {} and body["retExtInfo"] == {}
+        assert isinstance(body["time"], int)
