@@ -375,6 +375,7 @@ class SignalPipeline:
         self.rest: BybitRestClient | None = None
         self.instruments: InstrumentCache | None = None
         self.gateway: BybitGateway | None = None
+        self.paper: Any = None  # the PaperExchange in dry-run / warm-up dry_run
         self.intake: SignalIntake | None = None
 
     async def start(self) -> None:
@@ -397,13 +398,30 @@ class SignalPipeline:
                 delay = min(delay * 2, 5.0)
 
     async def open(self) -> None:
+        from order_manager.adapters.paper.exchange import PaperExchange
+
         settings = self.container.settings
-        if settings.dry_run:
-            raise RuntimeError("ORDERMANAGER_DRY_RUN: the paper exchange is not wired here yet")
         self.rest, self.instruments = await self._connect_exchange()
         uow = PostgresUnitOfWorkFactory(self.container.require_db())
-        gateway = self.gateway = BybitGateway(self.rest, self.instruments)
-        processor = Processor(uow, gateway, processor_config(settings), switch=self.switch)
+        live = self.gateway = BybitGateway(self.rest, self.instruments)
+        config = processor_config(settings)
+        # Dry-run: the whole pipeline on the paper exchange (market data and instruments from
+        # the live one). Warm-up dry_run: live processor, warm-ups handed to a paper one.
+        # (No tracker consumes the paper update feed in this wiring, so it is not published;
+        # whoever wires the tracker builds it with publish_updates=True and drains `.updates`.)
+        paper = (
+            PaperExchange(live, publish_updates=False)
+            if settings.dry_run or _warmup_to_paper(settings)
+            else None
+        )
+        self.paper = paper
+        warmup_processor = None
+        if paper is not None and not settings.dry_run:
+            warmup_processor = Processor(uow, paper, config, switch=self.switch)
+        gateway = paper if settings.dry_run and paper is not None else live
+        processor = Processor(
+            uow, gateway, config, warmup_processor=warmup_processor, switch=self.switch
+        )
         report = await Recovery(uow, gateway).run_until_settled()
         log.info("recovery done", adopted=len(report.adopted), failed=len(report.failed))
         cache = self.instruments
@@ -424,6 +442,10 @@ class SignalPipeline:
             await self.instruments.stop()
         if self.rest is not None:
             await self.rest.close()
+
+
+def _warmup_to_paper(settings: Settings) -> bool:
+    return settings.warmup_signals.value == WarmupMode.DRY_RUN.value
 
 
 def add_signal_pipeline(

@@ -351,3 +351,49 @@ async def test_sigterm_finishes_the_signal_in_flight_and_leaves_the_rest(world: 
         await _executed(world, signal_id)
     ours = [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")]
     assert len(ours) == 3
+
+
+async def test_dry_run_service_trades_on_paper_only(world: World) -> None:
+    world.service.env["ORDERMANAGER_DRY_RUN"] = "true"
+    await world.service.start()
+    signal_ = build_signal(
+        asset="BTCUSDT", side="buy", amount=Decimal("500"), confidence=Decimal("0.9")
+    )
+    await world.publisher.publish_signal(signal_)
+    await _executed(world, signal_["signal_id"])
+    signal_row = await world.fetch(
+        "SELECT is_dry_run FROM signals WHERE signal_id = $1", signal_["signal_id"]
+    )
+    assert signal_row[0]["is_dry_run"] is True
+    orders = await world.fetch(
+        "SELECT is_dry_run, status FROM orders WHERE signal_id = $1", signal_["signal_id"]
+    )
+    assert len(orders) == 1 and orders[0]["is_dry_run"] is True
+    assert orders[0]["status"] == "filled"
+    assert [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")] == []
+
+
+async def test_warmup_dry_run_sends_only_live_signals_to_the_exchange(world: World) -> None:
+    world.service.env["ORDERMANAGER_WARMUP_SIGNALS"] = "dry_run"
+    await world.service.start()
+    warm = build_signal(
+        asset="ETHUSDT",
+        side="buy",
+        amount=Decimal("300"),
+        confidence=Decimal("0.9"),
+        is_warmup=True,
+    )
+    live = build_signal(
+        asset="ETHUSDT", side="buy", amount=Decimal("300"), confidence=Decimal("0.9")
+    )
+    await world.publisher.publish_signal(warm)
+    await world.publisher.publish_signal(live)
+    await _executed(world, live["signal_id"])
+    await _executed(world, warm["signal_id"])
+    flags = {
+        str(r["signal_id"]): r["is_dry_run"]
+        for r in await world.fetch("SELECT signal_id, is_dry_run FROM orders")
+    }
+    assert flags == {warm["signal_id"]: True, live["signal_id"]: False}
+    ours = [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")]
+    assert len(ours) == 1
