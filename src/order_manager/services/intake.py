@@ -146,10 +146,6 @@ class IntakeFatalError(RuntimeError):
 
 
 class SignalIntake:
-    def _settled(self, outcome: str, work: _Work) -> None:
-        SIGNAL_OUTCOMES.labels(outcome).inc()
-        SIGNAL_HANDLING.observe(time.monotonic() - work.received_at)
-
     def __init__(
         self,
         *,
@@ -191,6 +187,7 @@ class SignalIntake:
         self._in_flight: set[str] = set()
         self._stopping = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
+        self._fatal_stop: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -250,6 +247,10 @@ class SignalIntake:
         trace_id = parsed.trace_id or new_trace_id()
         key = (parsed.category.value, parsed.asset)
         await self._lanes.submit(key, _Work(message, parsed, None, trace_id))
+
+    def _settled(self, outcome: str, work: _Work) -> None:
+        SIGNAL_OUTCOMES.labels(outcome).inc()
+        SIGNAL_HANDLING.observe(time.monotonic() - work.received_at)
 
     async def _abandon(self, work: _Work) -> None:
         self.stats.abandoned += 1
@@ -567,7 +568,7 @@ class SignalIntake:
             self._lanes.close()
         if self._on_fatal is not None:
             self._on_fatal(reason)
-        asyncio.get_running_loop().create_task(self._source.stop(), name="intake-fatal-stop")
+        self._fatal_stop = asyncio.create_task(self._source.stop(), name="intake-fatal-stop")
 
 
 def _uuid_or_none(value: str | None) -> str | None:

@@ -71,6 +71,7 @@ class Lanes(Generic[K, T]):
         self._closed = False
         self._changed = asyncio.Condition()
         self._blocked = 0
+        self._close_notify: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ introspection
 
@@ -146,7 +147,7 @@ class Lanes(Generic[K, T]):
         """Refuse new items; workers stop after the item they are handling."""
         self._closed = True
         # Wake blocked submitters and idle waiters; the notify needs the lock, so schedule it.
-        asyncio.get_running_loop().create_task(self._notify(), name=f"{self.name}:close")
+        self._close_notify = asyncio.create_task(self._notify(), name=f"{self.name}:close")
 
     async def _notify(self) -> None:
         async with self._changed:
