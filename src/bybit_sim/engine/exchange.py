@@ -613,11 +613,12 @@ class Exchange:
             self._flush()
 
     def step_price(self, category: str, symbol: str, steps: int = 1) -> None:
-        """Admin: advance a symbol's configured path `steps` times (even while frozen)."""
+        """Admin: advance a symbol's path `steps` times (even while frozen: a frozen path
+        then takes seeded random-walk steps; a scripted one its next prices)."""
         m = self.market(category, symbol)
         try:
             for _ in range(steps):
-                self._move(m, m.path.next_price(m.last))
+                self._move(m, m.path.next_price(m.last, manual=True))
         finally:
             self._flush()
 

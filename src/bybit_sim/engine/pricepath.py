@@ -25,15 +25,20 @@ class PricePath:
         key = f"{seed}:{cfg.category}:{cfg.symbol}".encode()
         self._rng = random.Random(zlib.crc32(key))
 
-    def next_price(self, current: Decimal) -> Decimal:
-        """The price after one step; never below one tick."""
-        if self.mode == "frozen":
-            return current
+    def next_price(self, current: Decimal, manual: bool = False) -> Decimal:
+        """The price after one step; never below one tick.
+
+        A `manual` step (admin `step_price`) always moves: a frozen path then takes one step of
+        the seeded random walk, and a walk step that rounds to zero ticks becomes ±1 tick."""
         if self.mode == "scripted":
             if self._script_pos >= len(self._script):
                 return current
             price = self._script[self._script_pos]
             self._script_pos += 1
             return max(price, self._tick)
+        if self.mode == "frozen" and not manual:
+            return current
         steps = round(self._rng.gauss(0.0, self._sigma))
+        if steps == 0 and manual:
+            steps = 1 if self._rng.random() < 0.5 else -1
         return max(current + self._tick * steps, self._tick)

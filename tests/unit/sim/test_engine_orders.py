@@ -242,3 +242,20 @@ def test_malformed_numbers_are_params_errors(bad: object) -> None:
         ex.create_order(linear(side="Buy", orderType="Limit", qty="0.001", price=bad))
     assert err.value.ret_code == 10001
     assert ex.orders == {}
+
+
+def test_step_price_moves_even_a_frozen_path_deterministically() -> None:
+    def walk(seed: int) -> list[str]:
+        ex, _ = make_exchange(seed=seed)
+        out = []
+        for _ in range(5):
+            before = ex.ticker("linear", "BTCUSDT")["lastPrice"]
+            ex.step_price("linear", "BTCUSDT")
+            after = ex.ticker("linear", "BTCUSDT")["lastPrice"]
+            assert after != before
+            out.append(after)
+        ex.tick()  # the background tick leaves a frozen path alone
+        assert ex.ticker("linear", "BTCUSDT")["lastPrice"] == out[-1]
+        return out
+
+    assert walk(3) == walk(3)
