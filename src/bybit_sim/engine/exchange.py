@@ -44,6 +44,7 @@ from bybit_sim.engine.positions import Position
 from bybit_sim.engine.validation import (
     check_band,
     check_price,
+    check_tpsl_sides,
     protective_price,
     validate_create,
 )
@@ -908,6 +909,11 @@ class Exchange:
             raise params_error("order not modified")
         new_qty = qty if qty is not None else order.qty
         new_price = price if price is not None else order.price
+        if tpsl_changed:
+            if inst.is_spot or order.stop_order_type:
+                raise params_error("params error: this order cannot carry TP/SL")
+            base = new_price if order.order_type == "Limit" else m.last
+            check_tpsl_sides(inst, order.side, base, take_profit, stop_loss)
         # re-reserve for the new size/price; refuse if the account cannot afford the increase
         if order.status != "Untriggered" and order.order_type == "Limit":
             leaves = new_qty - order.cum_exec_qty

@@ -259,3 +259,15 @@ def test_step_price_moves_even_a_frozen_path_deterministically() -> None:
         return out
 
     assert walk(3) == walk(3)
+
+
+def test_amended_tpsl_is_checked_against_the_order_price() -> None:
+    ex, _ = make_exchange()
+    oid = ex.create_order(
+        linear(side="Buy", orderType="Limit", qty="0.1", price="64000", takeProfit="66000")
+    )["orderId"]
+    with pytest.raises(ApiError) as err:
+        ex.amend_order(linear(orderId=oid, stopLoss="64500"))
+    assert err.value.ret_msg.startswith("StopLoss:64500.00 set for Buy position should lower")
+    ex.amend_order(linear(orderId=oid, stopLoss="63000"))
+    assert ex.orders[oid].stop_loss == D("63000")
