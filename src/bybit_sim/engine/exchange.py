@@ -705,8 +705,12 @@ class Exchange:
     def _match_resting(self, m: Market) -> None:
         """Fill our resting orders the moved synthetic book now crosses, as maker, at their
         own limit price, limited by the synthetic liquidity beyond that price."""
+        # walks the priority-ordered list in place (no copy: it may hold many orders); a
+        # filled or cancelled order leaves the list, so the same index then holds the next one
         for side_orders, side in ((m.buys, BUY), (m.sells, SELL)):
-            for order in list(side_orders):
+            i = 0
+            while i < len(side_orders):
+                order = side_orders[i]
                 best = m.book.best(_opposite(side))
                 if best is None:
                     break
@@ -715,7 +719,7 @@ class Exchange:
                     break
                 want = self._fillable_qty(order)
                 if want is None:
-                    continue
+                    continue  # cancelled (reduce-only with nothing to reduce)
                 fills = m.book.take(side, order.price, want)
                 if not fills:
                     break
@@ -723,6 +727,10 @@ class Exchange:
                 self._fill(order, m, order.price, qty, is_maker=True, seq=m.next_exec_seq())
                 self._emit_order(order)
                 tpsl.attach_after_fill(self, order)
+                if order.is_open:
+                    if qty < want:
+                        break  # the liquidity up to its price is used up: none for worse prices
+                    i += 1  # clipped reduce-only order: the next one may still fill
 
     def _trigger_conditionals(self, m: Market) -> None:
         for order in list(m.conditionals):

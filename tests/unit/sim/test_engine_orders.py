@@ -271,3 +271,19 @@ def test_amended_tpsl_is_checked_against_the_order_price() -> None:
     assert err.value.ret_msg.startswith("StopLoss:64500.00 set for Buy position should lower")
     ex.amend_order(linear(orderId=oid, stopLoss="63000"))
     assert ex.orders[oid].stop_loss == D("63000")
+
+
+def test_resting_orders_share_the_crossed_liquidity_in_priority_order() -> None:
+    ex, _ = make_exchange()
+    first = ex.create_order(linear(side="Buy", orderType="Limit", qty="1", price="64990"))
+    second = ex.create_order(linear(side="Buy", orderType="Limit", qty="1", price="64990"))
+    better = ex.create_order(linear(side="Buy", orderType="Limit", qty="0.2", price="64990.1"))
+    # only the best ask (64990.0, 0.5) lies at or below 64990.1 after this move
+    ex.set_price("linear", "BTCUSDT", D("64989.9"))
+    assert ex.orders[better["orderId"]].status == "Filled"
+    assert ex.orders[first["orderId"]].cum_exec_qty == D("0.3")
+    assert ex.orders[second["orderId"]].cum_exec_qty == 0
+    ex.set_price("linear", "BTCUSDT", D("64900"))
+    assert ex.orders[first["orderId"]].status == "Filled"
+    assert ex.orders[second["orderId"]].status == "Filled"
+    assert all(e["isMaker"] for e in ex.executions)
