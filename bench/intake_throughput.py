@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
 from order_manager.adapters.postgres.pool import create_pool
+from order_manager.adapters.postgres.signals_repo import PgSignalStore
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
 from order_manager.adapters.rabbitmq.connection import connect
 from order_manager.adapters.rabbitmq.dead_letters import RabbitDeadLetterPublisher
@@ -115,7 +116,7 @@ class NoopProcessor:
         return SignalExecuted(order_link_ids=(f"om-{signal.signal_id[:8]}",))
 
 
-async def run(count: int, symbols: int, prefetch: int) -> dict[str, float]:
+async def run(count: int, symbols: int, prefetch: int, unit_of_work_only: bool) -> dict[str, float]:
     names = [f"S{i}USDT" for i in range(symbols)]
     known = {(Category.LINEAR, s): instrument(s) for s in names}
     db_base = os.environ["ORDERMANAGER_DATABASE_URL"]
@@ -138,6 +139,7 @@ async def run(count: int, symbols: int, prefetch: int) -> dict[str, float]:
             source=CountingSource(RabbitSignalSource(connection, QUEUE, prefetch=prefetch), acked),
             dead_letters=RabbitDeadLetterPublisher(connection, DLQ),
             uow_factory=PostgresUnitOfWorkFactory(pool),
+            signal_store=None if unit_of_work_only else PgSignalStore(pool),
             processor=processor,
             instruments=lambda category, symbol: known.get((category, symbol)),
             config=IntakeConfig(),
@@ -163,14 +165,24 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--prefetch", type=int, default=256)
+    parser.add_argument(
+        "--unit-of-work-only",
+        action="store_true",
+        help="every signals-table write in a unit of work (no autocommit SignalStore)",
+    )
     args = parser.parse_args()
     configure_logging("WARNING", "json")
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
-    figures = asyncio.run(run(args.count, args.symbols, args.prefetch))
+    figures = asyncio.run(run(args.count, args.symbols, args.prefetch, args.unit_of_work_only))
     path = write_result(
         "intake_throughput",
         figures,
-        {"count": args.count, "symbols": args.symbols, "prefetch": args.prefetch},
+        {
+            "count": args.count,
+            "symbols": args.symbols,
+            "prefetch": args.prefetch,
+            "unit_of_work_only": args.unit_of_work_only,
+        },
         [
             "no-op processor: the intake's own ceiling (claim + outcome transactions, ack)",
             "PostgreSQL, RabbitMQ and this process share the machine's 2 cores",

@@ -42,6 +42,7 @@ from order_manager.adapters.bybit.gateway import BybitGateway, to_instrument
 from order_manager.adapters.bybit.instruments import InstrumentCache
 from order_manager.adapters.bybit.rest import BybitRestClient
 from order_manager.adapters.postgres.pool import create_pool, ping
+from order_manager.adapters.postgres.signals_repo import PgSignalStore
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
 from order_manager.adapters.rabbitmq.dead_letters import RabbitDeadLetterPublisher
 from order_manager.adapters.rabbitmq.signal_consumer import RabbitSignalSource
@@ -285,6 +286,7 @@ def build_signal_intake(
         source=RabbitSignalSource(container.amqp, s.signals_queue, prefetch=s.consumer_prefetch),
         dead_letters=RabbitDeadLetterPublisher(container.amqp, s.signals_dlq),
         uow_factory=PostgresUnitOfWorkFactory(container.require_db()),
+        signal_store=PgSignalStore(container.require_db()),
         processor=processor,
         instruments=instruments,
         dry_run_processor=dry_run_processor,

@@ -51,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -73,6 +74,7 @@ from order_manager.services.ports.processing import (
     SignalProcessor,
     SignalRejected,
 )
+from order_manager.services.ports.signals import SignalClaim, SignalStore
 from order_manager.services.ports.uow import UnitOfWorkFactory
 
 log = get_logger("order_manager.services.intake")
@@ -155,6 +157,7 @@ class SignalIntake:
         processor: SignalProcessor,
         instruments: InstrumentLookup,
         dry_run_processor: SignalProcessor | None = None,
+        signal_store: SignalStore | None = None,
         config: IntakeConfig | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_fatal: Callable[[str], None] | None = None,
@@ -164,6 +167,7 @@ class SignalIntake:
         self._uow_factory = uow_factory
         self._processor = processor
         self._dry_run_processor = dry_run_processor
+        self._store = signal_store
         self._instruments = instruments
         self.config = config or IntakeConfig()
         self._clock = clock
@@ -365,87 +369,48 @@ class SignalIntake:
         finally:
             self._in_flight.discard(signal.signal_id)
 
-    async def _claim_and_check(self, work: _Work, signal: TradingSignal) -> bool:
-        """Claim the signal; settle duplicates and refusals here. True: go on and process."""
-        trace_id = work.trace_id
+    async def _claim(self, work: _Work, signal: TradingSignal) -> SignalClaim:
+        """Claim the signal's row (one statement; committed before anything else happens)."""
+        raw_body = work.message.body.decode("utf-8")
         is_dry_run = self._is_dry_run(signal)
+        if self._store is not None:
+            return await self._store.claim(
+                signal, raw_body=raw_body, trace_id=work.trace_id, is_dry_run=is_dry_run
+            )
         async with self._uow_factory() as uow:
             claim = await uow.signals.claim(
-                signal,
-                raw_body=work.message.body.decode("utf-8"),
-                trace_id=trace_id,
-                is_dry_run=is_dry_run,
+                signal, raw_body=raw_body, trace_id=work.trace_id, is_dry_run=is_dry_run
             )
-            if claim.is_duplicate:
-                self.stats.duplicates += 1
-                self._settled("duplicate", work)
-                log.info(
-                    "duplicate signal dropped",
-                    signal_id=signal.signal_id,
-                    previous_status=claim.previous_status,
-                    redelivered=work.message.redelivered,
-                )
-                await work.message.ack()
-                return False
-            if claim.previous_status is not None:
-                log.info(
-                    "signal retried" if claim.previous_status == "failed" else "signal resumed",
-                    signal_id=signal.signal_id,
-                    previous_status=claim.previous_status,
-                    attempts=claim.attempts,
-                )
-            checked = self._validate(signal)
-            if isinstance(checked, SignalRejection):
-                if checked.dead_letter:
-                    await self._dead_letters.dead_letter(
-                        work.message.body,
-                        reason=checked.code.value,
-                        error=checked.message,
-                        failed_at=self._clock(),
-                        trace_id=trace_id,
-                    )
-                    await uow.signals.finish(
-                        signal.signal_id,
-                        status="rejected",
-                        reason_code=checked.code.value,
-                        reason_message=checked.message,
-                    )
-                    await uow.commit()
-                    self.stats.dead_lettered += 1
-                    self._settled("dead_lettered", work)
-                    log.warning(
-                        "signal dead-lettered",
-                        signal_id=signal.signal_id,
-                        reason=checked.code.value,
-                        error=checked.message,
-                    )
-                else:
-                    await uow.signals.finish(
-                        signal.signal_id,
-                        status="rejected",
-                        reason_code=checked.code.value,
-                        reason_message=checked.message,
-                    )
-                    await publish_signal_rejected(
-                        uow.outbox,
-                        signal.signal_id,
-                        checked,
-                        trace_id=trace_id,
-                        is_dry_run=is_dry_run,
-                        signal=SignalSummary.from_signal(signal),
-                    )
-                    await uow.commit()
-                    self.stats.rejected += 1
-                    self._settled("rejected", work)
-                    log.info(
-                        "signal rejected",
-                        signal_id=signal.signal_id,
-                        reason=checked.code.value,
-                        error=checked.message,
-                    )
-                await work.message.ack()
-                return False
-            if signal.is_warmup and self.config.warmup is WarmupPolicy.IGNORE:
+            await uow.commit()
+        return claim
+
+    async def _claim_and_check(self, work: _Work, signal: TradingSignal) -> bool:
+        """Claim the signal; settle duplicates and refusals here. True: go on and process."""
+        claim = await self._claim(work, signal)
+        if claim.is_duplicate:
+            self.stats.duplicates += 1
+            self._settled("duplicate", work)
+            log.info(
+                "duplicate signal dropped",
+                signal_id=signal.signal_id,
+                previous_status=claim.previous_status,
+                redelivered=work.message.redelivered,
+            )
+            await work.message.ack()
+            return False
+        if claim.previous_status is not None:
+            log.info(
+                "signal retried" if claim.previous_status == "failed" else "signal resumed",
+                signal_id=signal.signal_id,
+                previous_status=claim.previous_status,
+                attempts=claim.attempts,
+            )
+        checked = self._validate(signal)
+        if isinstance(checked, SignalRejection):
+            await self._refuse(work, signal, checked)
+            return False
+        if signal.is_warmup and self.config.warmup is WarmupPolicy.IGNORE:
+            async with self._uow_factory() as uow:
                 await uow.signals.finish(
                     signal.signal_id,
                     status="rejected",
@@ -453,13 +418,61 @@ class SignalIntake:
                     reason_message="warm-up signals are ignored (ORDERMANAGER_WARMUP_SIGNALS)",
                 )
                 await uow.commit()
-                self.stats.rejected += 1
-                self._settled("rejected", work)
-                log.info("warm-up signal ignored", signal_id=signal.signal_id)
-                await work.message.ack()
-                return False
-            await uow.commit()
+            self.stats.rejected += 1
+            self._settled("rejected", work)
+            log.info("warm-up signal ignored", signal_id=signal.signal_id)
+            await work.message.ack()
+            return False
         return True
+
+    async def _refuse(self, work: _Work, signal: TradingSignal, checked: SignalRejection) -> None:
+        """A claimed signal failed a stateful check: dead letter (malformed) or rejection."""
+        if checked.dead_letter:
+            # DLQ first: a crash before the commit means a second dead letter at worst,
+            # never a recorded outcome whose dead letter is missing.
+            await self._dead_letters.dead_letter(
+                work.message.body,
+                reason=checked.code.value,
+                error=checked.message,
+                failed_at=self._clock(),
+                trace_id=work.trace_id,
+            )
+        async with self._uow_factory() as uow:
+            await uow.signals.finish(
+                signal.signal_id,
+                status="rejected",
+                reason_code=checked.code.value,
+                reason_message=checked.message,
+            )
+            if not checked.dead_letter:
+                await publish_signal_rejected(
+                    uow.outbox,
+                    signal.signal_id,
+                    checked,
+                    trace_id=work.trace_id,
+                    is_dry_run=self._is_dry_run(signal),
+                    signal=SignalSummary.from_signal(signal),
+                )
+            await uow.commit()
+        if checked.dead_letter:
+            self.stats.dead_lettered += 1
+            self._settled("dead_lettered", work)
+            log.warning(
+                "signal dead-lettered",
+                signal_id=signal.signal_id,
+                reason=checked.code.value,
+                error=checked.message,
+            )
+        else:
+            self.stats.rejected += 1
+            self._settled("rejected", work)
+            log.info(
+                "signal rejected",
+                signal_id=signal.signal_id,
+                reason=checked.code.value,
+                error=checked.message,
+            )
+        await work.message.ack()
 
     async def _run_processor(
         self, signal: TradingSignal, trace_id: str, *, give_up: bool
@@ -494,12 +507,21 @@ class SignalIntake:
     async def _commit_outcome(
         self, work: _Work, signal: TradingSignal, outcome: SignalOutcome
     ) -> None:
+        if self._store is not None and not isinstance(outcome, SignalRejected):
+            # A single-row outcome needs no event: one autocommitted statement.
+            await self._store.finish(signal.signal_id, **_finish_fields(outcome))
+        else:
+            await self._commit_outcome_in_uow(work, signal, outcome)
+        self._after_outcome(work, signal, outcome)
+        if isinstance(outcome, SignalFailed) and not outcome.retryable:
+            return  # left unacked: redelivered (and retried) after the cause is fixed
+        await work.message.ack()
+
+    async def _commit_outcome_in_uow(
+        self, work: _Work, signal: TradingSignal, outcome: SignalOutcome
+    ) -> None:
         async with self._uow_factory() as uow:
-            if isinstance(outcome, SignalExecuted):
-                await uow.signals.finish(
-                    signal.signal_id, status="executed", is_dry_run=outcome.is_dry_run
-                )
-            elif isinstance(outcome, SignalRejected):
+            if isinstance(outcome, SignalRejected):
                 await uow.signals.finish(
                     signal.signal_id,
                     status="rejected",
@@ -516,14 +538,10 @@ class SignalIntake:
                     signal=SignalSummary.from_signal(signal),
                 )
             else:
-                await uow.signals.finish(
-                    signal.signal_id,
-                    status="failed",
-                    reason_code=outcome.code,
-                    reason_message=outcome.message,
-                    is_dry_run=outcome.is_dry_run,
-                )
+                await uow.signals.finish(signal.signal_id, **_finish_fields(outcome))
             await uow.commit()
+
+    def _after_outcome(self, work: _Work, signal: TradingSignal, outcome: SignalOutcome) -> None:
         self._settled(outcome.status, work)
         elapsed_ms = round((time.monotonic() - work.received_at) * 1000, 3)
         if isinstance(outcome, SignalExecuted):
@@ -555,8 +573,6 @@ class SignalIntake:
             )
             if not outcome.retryable:
                 self._fail_fatally(f"{outcome.code}: {outcome.message}")
-                return  # left unacked: redelivered (and retried) after the cause is fixed
-        await work.message.ack()
 
     def _fail_fatally(self, reason: str) -> None:
         if self.fatal is not None:
@@ -569,6 +585,17 @@ class SignalIntake:
         if self._on_fatal is not None:
             self._on_fatal(reason)
         self._fatal_stop = asyncio.create_task(self._source.stop(), name="intake-fatal-stop")
+
+
+def _finish_fields(outcome: SignalExecuted | SignalFailed) -> dict[str, Any]:
+    if isinstance(outcome, SignalExecuted):
+        return {"status": "executed", "is_dry_run": outcome.is_dry_run}
+    return {
+        "status": "failed",
+        "reason_code": outcome.code,
+        "reason_message": outcome.message,
+        "is_dry_run": outcome.is_dry_run,
+    }
 
 
 def _uuid_or_none(value: str | None) -> str | None:

@@ -22,6 +22,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from order_manager.adapters.postgres.pool import create_pool
+from order_manager.adapters.postgres.signals_repo import PgSignalStore
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
 from order_manager.adapters.rabbitmq.connection import connect
 from order_manager.adapters.rabbitmq.dead_letters import RabbitDeadLetterPublisher
@@ -134,8 +135,11 @@ class Harness:
         dry_run_processor: Any = None,
         connection: AbstractRobustConnection | None = None,
         clock: Callable[[], datetime] | None = None,
+        use_store: bool = True,
         **config: Any,
     ) -> SignalIntake:
+        """An intake on the real broker/database; `use_store=False` runs every signals-table
+        write through a unit of work instead of the autocommit `PgSignalStore`."""
         conn = connection or self.connection
         intake = SignalIntake(
             source=RabbitSignalSource(conn, SIGNALS_QUEUE, prefetch=prefetch),
@@ -143,6 +147,7 @@ class Harness:
             uow_factory=PostgresUnitOfWorkFactory(self.pool),
             processor=processor or self.processor,
             dry_run_processor=dry_run_processor,
+            signal_store=PgSignalStore(self.pool) if use_store else None,
             instruments=lookup,
             config=IntakeConfig(**config),
             clock=clock or (lambda: datetime.now(UTC)),

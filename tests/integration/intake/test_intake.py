@@ -419,3 +419,27 @@ async def test_losing_the_source_for_good_is_loud(harness: Harness) -> None:
     await connection.close()  # closed by us, not dropped: no reconnect will follow
     await asyncio.wait_for(run, timeout=10)
     assert intake.fatal is not None and "ended" in intake.fatal
+
+
+@pytest.mark.parametrize("use_store", [False])
+async def test_unit_of_work_path_keeps_the_same_state_machine(
+    harness: Harness, use_store: bool
+) -> None:
+    """Without the autocommit store every signals-table write goes through a unit of work."""
+    harness.intake(use_store=use_store, max_age=timedelta(seconds=60)).start()
+    failed_once, body = signal_body("BTCUSDT")
+    harness.processor.script(failed_once, SignalFailed("exchange_unavailable", "503"))
+    await harness.publish(body)
+    await harness.wait_status(failed_once, "failed")
+    await harness.publish(body)
+    await harness.wait_status(failed_once, "executed")
+    stale = await harness.send("BTCUSDT", timestamp=aged(120))
+    await harness.wait_status(stale, "rejected")
+    await harness.publish(body)  # duplicate after success
+    marker = await harness.send("BTCUSDT")
+    await harness.wait_status(marker, "executed")
+    assert harness.processor.ids() == [failed_once, failed_once, marker]
+    row = await harness.signal_row(failed_once)
+    assert row is not None and row["attempts"] == 2
+    (event,) = await harness.outbox("signal_rejected")
+    assert event["aggregate_id"] == stale

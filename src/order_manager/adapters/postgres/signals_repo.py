@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from order_manager.domain.signals import TradingSignal
 
@@ -72,7 +73,7 @@ def _jsonb_text(raw_body: str) -> str:
 class PgSignalRepository:
     """Bound to one connection inside the unit of work's transaction."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection | PoolConnectionProxy) -> None:
         self._conn = conn
 
     async def claim(
@@ -157,3 +158,37 @@ class PgSignalRepository:
             "SELECT status FROM signals WHERE signal_id = $1", signal_id
         )
         return None if status is None else str(status)
+
+
+class PgSignalStore:
+    """``SignalStore``: each call takes a pooled connection and runs one autocommitted statement
+    (the claim is a single statement, so it is atomic without an explicit transaction)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def claim(
+        self, signal: TradingSignal, *, raw_body: str, trace_id: str, is_dry_run: bool
+    ) -> PgSignalClaim:
+        async with self._pool.acquire() as conn:
+            return await PgSignalRepository(conn).claim(
+                signal, raw_body=raw_body, trace_id=trace_id, is_dry_run=is_dry_run
+            )
+
+    async def finish(
+        self,
+        signal_id: str,
+        *,
+        status: str,
+        reason_code: str | None = None,
+        reason_message: str | None = None,
+        is_dry_run: bool | None = None,
+    ) -> None:
+        async with self._pool.acquire() as conn:
+            await PgSignalRepository(conn).finish(
+                signal_id,
+                status=status,
+                reason_code=reason_code,
+                reason_message=reason_message,
+                is_dry_run=is_dry_run,
+            )

@@ -12,6 +12,11 @@ States: ``received`` → ``processing`` → ``executed`` | ``rejected`` | ``fail
     resumed: ``processing``, ``attempts`` + 1;
   - ``executed`` / ``rejected`` → nothing changes; the delivery is a duplicate to drop.
   The row is locked (``FOR UPDATE``) for the rest of the transaction.
+* ``SignalStore`` (optional): ``claim`` and ``finish`` outside any unit of work, each one
+  autocommitted statement. The intake uses it where no other row or event has to commit with
+  the change (claiming; ``executed``/``failed`` outcomes), which saves the BEGIN/COMMIT round
+  trips on the hot path; rejections (row + ``signal_rejected`` event) still go through a unit of
+  work.
 * ``finish`` records the outcome (status, reason, dry-run flag, ``completed_at``).
 * ``record_malformed`` records a dead-lettered message whose signal_id could be read, as
   ``rejected`` with its reason — unless that signal_id already has a row (an earlier valid
@@ -78,3 +83,21 @@ class SignalRepository(Protocol):
         ...
 
     async def status_of(self, signal_id: str) -> str | None: ...
+
+
+class SignalStore(Protocol):
+    """``claim``/``finish`` as single autocommitted statements (no unit of work)."""
+
+    async def claim(
+        self, signal: TradingSignal, *, raw_body: str, trace_id: str, is_dry_run: bool
+    ) -> SignalClaim: ...
+
+    async def finish(
+        self,
+        signal_id: str,
+        *,
+        status: str,
+        reason_code: str | None = None,
+        reason_message: str | None = None,
+        is_dry_run: bool | None = None,
+    ) -> None: ...
