@@ -3,7 +3,7 @@ orders of our account, and the ticker / orderbook renderings."""
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from decimal import Decimal
 from typing import Any
 
@@ -58,9 +58,15 @@ class Market:
             insort(self.sells, order, key=_sell_key)
 
     def unrest(self, order: Order) -> None:
-        side = self.buys if order.side == BUY else self.sells
-        if order in side:
-            side.remove(order)
+        """Take an order out of its side's list (a binary search on its priority key; the key
+        must be the one it was inserted with, so re-pricing unrests before changing price)."""
+        if order.side == BUY:
+            side, key = self.buys, _buy_key
+        else:
+            side, key = self.sells, _sell_key
+        i = bisect_left(side, key(order), key=key)
+        if i < len(side) and side[i] is order:
+            del side[i]
 
     def next_exec_seq(self) -> int:
         self.exec_seq += 1

@@ -14,9 +14,11 @@ POSITION_TPSL = frozenset({"TakeProfit", "StopLoss", "PartialTakeProfit", "Parti
 ACTIVE_STATUSES = frozenset({"New", "PartiallyFilled"})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Order:
-    """Mutable state of one order. Money and quantities are Decimal; times are ms."""
+    """Mutable state of one order. Money and quantities are Decimal; times are ms.
+
+    Compared by identity (`eq=False`): list lookups must not compare fifty fields."""
 
     order_id: str
     order_link_id: str

@@ -184,6 +184,20 @@ def _check(ex: Exchange, rec: Recorder) -> None:
         assert pos.signed_size() == signed
         realised = sum((D(e["execPnl"]) - D(e["execFee"]) for e in fills), D(0))
         assert pos.cum_realised == realised
+    # the books of resting / conditional orders hold exactly the open orders, in priority order
+    for m in ex.markets.values():
+        assert [(-o.price, o.seq) for o in m.buys] == sorted((-o.price, o.seq) for o in m.buys)
+        assert [(o.price, o.seq) for o in m.sells] == sorted((o.price, o.seq) for o in m.sells)
+        for o in m.buys + m.sells:
+            assert o.status in ("New", "PartiallyFilled"), o.status
+        for o in m.conditionals:
+            assert o.status == "Untriggered"
+    for o in ex.open_orders.values():
+        m = ex.markets[(o.category, o.symbol)]
+        if o.status == "Untriggered":
+            assert any(c is o for c in m.conditionals)
+        else:
+            assert any(r is o for r in m.buys + m.sells)
     reserved = sum((o.reserved for o in ex.open_orders.values() if o.category == "linear"), D(0))
     assert ex.order_im == reserved
     for coin in ("USDT", "ETH"):
