@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 from urllib.parse import parse_qs, quote, unquote
 
@@ -44,3 +44,28 @@ def paginate(
     page = items[:limit]
     next_cursor = encode_cursor(kind, key(page[-1])) if len(items) > limit else ""
     return page, next_cursor
+
+
+def paginate_desc(
+    items: Iterable[T],
+    key: Callable[[T], int],
+    keep: Callable[[T], bool],
+    limit: int,
+    cursor: str,
+    kind: str,
+) -> tuple[list[T], str]:
+    """Like `paginate` for an iterable already in descending key order: it is consumed only
+    up to one item past the page, so a page near the top of a long history costs little."""
+    after = decode_cursor(cursor, kind) if cursor else None
+    page: list[T] = []
+    more = False
+    for item in items:
+        if after is not None and key(item) >= after:
+            continue
+        if not keep(item):
+            continue
+        if len(page) == limit:
+            more = True
+            break
+        page.append(item)
+    return page, encode_cursor(kind, key(page[-1])) if more else ""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from bybit_sim.engine.errors import params_error
 from bybit_sim.engine.numbers import fmt
 from bybit_sim.engine.orders import Order, filter_ok, in_scope
-from bybit_sim.engine.pagination import decode_cursor, encode_cursor, paginate
+from bybit_sim.engine.pagination import decode_cursor, encode_cursor, paginate, paginate_desc
 from bybit_sim.engine.params import Params, get_int, get_limit, get_str
 
 if TYPE_CHECKING:
@@ -97,33 +97,35 @@ def open_orders(ex: Exchange, p: Params) -> dict[str, Any]:
     limit = get_limit(p, 20, 50)
     order_filter = get_str(p, "orderFilter")
     open_only = get_int(p, "openOnly", 0)
-    source: Iterable[Order]
-    if order_id:
-        one = ex.orders.get(order_id)
-        source = [one] if one is not None else []
-    elif link_id:
-        found = ex.orders.get(ex.link_ids.get(link_id, ""))
-        source = [found] if found is not None else []
+    cursor_in = get_str(p, "cursor")
+
+    def keep(o: Order) -> bool:
+        return (
+            o.category == category
+            and in_scope(o, symbol, base, settle)
+            and filter_ok(o, order_filter)
+        )
+
+    if order_id or link_id:
+        found = ex.orders.get(order_id or ex.link_ids.get(link_id, ""))
+        chosen = [found] if found is not None and keep(found) else []
+        page, cursor = paginate(chosen, lambda o: o.seq, limit, cursor_in, "open")
     elif open_only == 1:
-        # the latest `closed_orders_kept` closed orders of the category
+        # the latest `closed_orders_kept` closed orders of the category (closing order is not
+        # creation order, hence the sort)
         kept: list[Order] = []
         for o in reversed(ex.closed_orders):
             if o.category == category:
                 kept.append(o)
                 if len(kept) >= ex.config.closed_orders_kept:
                     break
-        source = kept
+        items = sorted((o for o in kept if keep(o)), key=lambda o: o.seq, reverse=True)
+        page, cursor = paginate(items, lambda o: o.seq, limit, cursor_in, "open")
     else:
-        source = ex.open_orders.values()
-    items = [
-        o
-        for o in source
-        if o.category == category
-        and in_scope(o, symbol, base, settle)
-        and filter_ok(o, order_filter)
-    ]
-    items.sort(key=lambda o: o.seq, reverse=True)
-    page, cursor = paginate(items, lambda o: o.seq, limit, get_str(p, "cursor"), "open")
+        # open orders are kept in creation (seq) order: newest first is the reverse, and the
+        # scan stops one past the page
+        newest_first = reversed(ex.open_orders.values())
+        page, cursor = paginate_desc(newest_first, lambda o: o.seq, keep, limit, cursor_in, "open")
     return {
         "category": category,
         "list": [o.render(ws=False) for o in page],

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bybit_sim.config import SimConfig
-from bybit_sim.engine.pagination import decode_cursor, encode_cursor, paginate
+from bybit_sim.engine.pagination import decode_cursor, encode_cursor, paginate, paginate_desc
 from bybit_sim.ratelimit import RateLimiter
 
 
@@ -30,6 +30,27 @@ def test_pages_cover_every_item_once_in_order(keys: list[int], limit: int) -> No
             break
     assert seen == items
     assert pages == max(1, -(-len(items) // limit))
+
+
+@given(
+    keys=st.lists(st.integers(0, 10_000), unique=True, max_size=60),
+    limit=st.integers(1, 12),
+    modulus=st.integers(1, 4),
+)
+def test_streaming_pagination_equals_list_pagination(
+    keys: list[int], limit: int, modulus: int
+) -> None:
+    items = sorted(keys, reverse=True)
+    wanted = [k for k in items if k % modulus == 0]
+    cursor_a = cursor_b = ""
+    while True:
+        page_a, cursor_a = paginate(wanted, lambda k: k, limit, cursor_a, "t")
+        page_b, cursor_b = paginate_desc(
+            iter(items), lambda k: k, lambda k: k % modulus == 0, limit, cursor_b, "t"
+        )
+        assert (page_a, cursor_a) == (page_b, cursor_b)
+        if not cursor_a:
+            break
 
 
 def test_cursor_survives_one_decoding_more_or_less() -> None:
