@@ -7,6 +7,7 @@ Each function takes the `Exchange` and the request parameters and returns Bybit'
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import takewhile
 from typing import TYPE_CHECKING, Any
 
 from bybit_sim.engine.errors import params_error
@@ -147,19 +148,26 @@ def order_history(ex: Exchange, p: Params) -> dict[str, Any]:
     order_filter = get_str(p, "orderFilter")
     limit = get_limit(p, 20, 50)
     start, end = time_window(ex, p)
-    items = [
-        o
-        for o in ex.closed_orders
-        if o.category == category
-        and in_scope(o, symbol, base, settle)
-        and (not order_id or o.order_id == order_id)
-        and (not link_id or o.order_link_id == link_id)
-        and (not status or o.status == status)
-        and filter_ok(o, order_filter)
-        and start <= o.created_time <= end
-    ]
-    items.sort(key=lambda o: o.seq, reverse=True)
-    page, cursor = paginate(items, lambda o: o.seq, limit, get_str(p, "cursor"), "hist")
+
+    def keep(o: Order) -> bool:
+        return (
+            not o.is_open
+            and o.category == category
+            and o.created_time <= end
+            and in_scope(o, symbol, base, settle)
+            and (not link_id or o.order_link_id == link_id)
+            and (not status or o.status == status)
+            and filter_ok(o, order_filter)
+        )
+
+    if order_id:
+        one = ex.orders.get(order_id)
+        candidates: Iterable[Order] = [one] if one is not None else []
+    else:
+        # all orders in creation order, newest first, until the window's start
+        candidates = takewhile(lambda o: o.created_time >= start, reversed(ex.orders.values()))
+    window = (o for o in candidates if o.created_time >= start)
+    page, cursor = paginate_desc(window, lambda o: o.seq, keep, limit, get_str(p, "cursor"), "hist")
     return {
         "category": category,
         "list": [o.render(ws=False) for o in page],

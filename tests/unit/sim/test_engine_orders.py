@@ -6,8 +6,10 @@ from decimal import Decimal
 
 import pytest
 
+from bybit_sim.config import SimConfig
 from bybit_sim.engine import queries
 from bybit_sim.engine.errors import ApiError
+from bybit_sim.engine.exchange import Exchange
 from tests.unit.sim.helpers import linear, make_exchange, usdt
 
 D = Decimal
@@ -287,3 +289,28 @@ def test_resting_orders_share_the_crossed_liquidity_in_priority_order() -> None:
     assert ex.orders[first["orderId"]].status == "Filled"
     assert ex.orders[second["orderId"]].status == "Filled"
     assert all(e["isMaker"] for e in ex.executions)
+
+
+def test_history_pages_newest_first_within_the_window() -> None:
+    clock = [1_700_000_000_000]
+    ex = Exchange(SimConfig().with_path("frozen"), clock=lambda: clock[0])
+    closed = []
+    for n in range(5):
+        clock[0] += 1000
+        oid = ex.create_order(
+            linear(side="Buy", orderType="Limit", qty="0.01", price=str(60000 + n))
+        )["orderId"]
+        ex.cancel_order(linear(orderId=oid))
+        closed.append(oid)
+        ex.create_order(linear(side="Buy", orderType="Limit", qty="0.01", price="59000"))
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        page = queries.order_history(ex, linear(limit="2", cursor=cursor))
+        seen += [o["orderId"] for o in page["list"]]
+        cursor = page["nextPageCursor"]
+        if not cursor:
+            break
+    assert seen == list(reversed(closed))
+    since_third = queries.order_history(ex, linear(startTime=str(1_700_000_003_000)))
+    assert [o["orderId"] for o in since_third["list"]] == list(reversed(closed[2:]))
