@@ -73,6 +73,7 @@ class StreamPump:
         self._tracker = tracker
         self._reconciler = reconciler
         self._tasks: list[asyncio.Task[None]] = []
+        self._applying = asyncio.Lock()  # held while a batch is applied
         self.batches = 0
         self.reconnects = 0
 
@@ -83,8 +84,11 @@ class StreamPump:
 
         async def pump_messages() -> None:
             async for message in messages:
-                await self._tracker.handle(message.base_topic, message.data, message.creation_time)
-                self.batches += 1
+                async with self._applying:
+                    await self._tracker.handle(
+                        message.base_topic, message.data, message.creation_time
+                    )
+                    self.batches += 1
 
         async def pump_events() -> None:
             async for event in events:
@@ -95,11 +99,13 @@ class StreamPump:
         self._tasks = [asyncio.create_task(pump_messages()), asyncio.create_task(pump_events())]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop between batches: cancelling a batch mid-commit is not what a shutdown does."""
         await self.stream.stop()
+        async with self._applying:
+            for task in self._tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 @dataclass
@@ -236,6 +242,7 @@ async def env(db_url: str, sim: Any) -> AsyncIterator[Env]:
                 yield Env(
                     pool, uow, rest, gateway, exchange, tracker, reconciler, api, admin, sim.url
                 )
+                await reconciler.wait_pending()  # a reconnect-triggered sync finishes first
                 await admin.delete("/sim/faults")
     finally:
         await pool.close()
