@@ -221,9 +221,6 @@ def test_ids_are_deterministic_under_seed() -> None:
 
 
 def test_random_walk_is_deterministic_under_seed() -> None:
-    from bybit_sim.config import SimConfig
-    from bybit_sim.engine.exchange import Exchange
-
     def path(seed: int) -> list[str]:
         ex = Exchange(SimConfig(seed=seed))
         out = []
