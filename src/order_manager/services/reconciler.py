@@ -639,29 +639,43 @@ class Reconciler:
 
 
 class PeriodicReconciler:
-    """Component: an `active` sync every `interval` seconds (skipped while one runs)."""
+    """Component: an `active` sync every `interval` seconds (skipped while one runs).
+
+    `stop()` lets a running sync (its own or one scheduled by `on_gap`) finish within
+    `stop_grace_seconds` before cancelling it: a cancel in the middle of a commit would leave
+    the database driver's transaction in an error state."""
 
     name = "reconciler"
 
-    def __init__(self, reconciler: Reconciler, interval_seconds: float) -> None:
+    def __init__(
+        self, reconciler: Reconciler, interval_seconds: float, *, stop_grace_seconds: float = 10.0
+    ) -> None:
         self._reconciler = reconciler
         self._interval = interval_seconds
+        self._grace = stop_grace_seconds
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._loop(), name="reconcile-timer")
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, self._grace)
             self._task = None
-        await self._reconciler.cancel_pending()
+        try:
+            await asyncio.wait_for(self._reconciler.wait_pending(), self._grace)
+        except TimeoutError:
+            await self._reconciler.cancel_pending()
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+                return
             if self._reconciler.running is not None:
                 log.info("periodic reconciliation skipped: a sync is running")
                 continue
