@@ -29,6 +29,7 @@ is kept in the audit log with its raw body.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -61,7 +62,11 @@ from order_manager.domain.positions import (
 from order_manager.domain.signals import SignalMarketData
 from order_manager.logs import trace_context
 from order_manager.services import events
-from order_manager.services.ports.exchange_events import ExchangeQueries
+from order_manager.services.ports.exchange_events import (
+    ExchangeEventSource,
+    ExchangeQueries,
+    GapHandler,
+)
 from order_manager.services.ports.orders import StoredOrder
 from order_manager.services.ports.tracking import ExecKey, StoredPosition
 from order_manager.services.ports.uow import UnitOfWork, UnitOfWorkFactory
@@ -219,6 +224,9 @@ class Tracker:
                     await uow.commit()
                 return outcome
             except Exception as exc:  # database trouble (connection, deadlock): retry the batch
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # being cancelled: the rollback error must not swallow it
                 attempt += 1
                 if attempt > self._retries:
                     raise
@@ -633,3 +641,63 @@ def state_from_execution(execution: Execution, raw: Mapping[str, Any]) -> OrderS
         created_at=execution.exec_time,
     )
     return replace(state, order_id=execution.order_id or None)
+
+
+# ---------------------------------------------------------------------------- running it
+
+
+async def run_tracker(
+    tracker: Tracker,
+    source: ExchangeEventSource,
+    *,
+    on_gap: GapHandler | None = None,
+) -> None:
+    """Feed `tracker` from `source` until cancelled."""
+
+    async def handle(
+        topic: str, items: Sequence[Mapping[str, Any]], created_at: datetime | None
+    ) -> None:
+        await tracker.handle(topic, items, created_at)
+
+    await source.run(handle, on_gap)
+
+
+async def resync_orders(
+    tracker: Tracker,
+    uow_factory: UnitOfWorkFactory,
+    queries: ExchangeQueries,
+    *,
+    categories: Sequence[Category] = (Category.LINEAR,),
+    is_dry_run: bool = False,
+) -> int:
+    """After a gap: re-apply the exchange's view of every open order and of every order we
+    still think is open (with its fills). Returns the number of orders looked at. Everything
+    goes through `Tracker.handle`, so it is idempotent and order-insensitive."""
+    seen: set[str] = set()
+    for category in categories:
+        open_now = list(await queries.fetch_open_orders(category.value))
+        if open_now:
+            await tracker.handle(ORDER, [{"category": category.value, **o} for o in open_now])
+        seen.update(str(o.get("orderId")) for o in open_now)
+    async with uow_factory() as uow:
+        ours = await uow.orders.all_open_orders(is_dry_run=is_dry_run)
+    looked = len(seen)
+    for stored in ours:
+        state = stored.state
+        if state.category not in categories:
+            continue
+        cat = state.category.value
+        order = None
+        if state.order_id and state.order_id not in seen:
+            order = await queries.fetch_order(cat, order_id=state.order_id, order_link_id=None)
+        elif not state.order_id:
+            order = await queries.fetch_order(cat, order_id=None, order_link_id=state.order_link_id)
+        if order is not None:
+            looked += 1
+            await tracker.handle(ORDER, [{"category": cat, **order}])
+        order_id = state.order_id or (str(order.get("orderId")) if order else None)
+        if order_id:
+            fills = list(await queries.fetch_order_executions(cat, order_id))
+            if fills:
+                await tracker.handle(EXECUTION, [{"category": cat, **f} for f in fills])
+    return looked

@@ -70,11 +70,22 @@ class BybitReconcileQueries:
 
     # ------------------------------------------------------------------ ExchangeQueries
     async def fetch_order(
-        self, category: str, *, order_id: str | None, order_link_id: str | None
+        self,
+        category: str,
+        *,
+        order_id: str | None,
+        order_link_id: str | None,
+        symbol: str | None = None,
     ) -> Mapping[str, Any] | None:
+        """One order, open or closed; the symbol narrows the lookup when known."""
         if (order_id is None) == (order_link_id is None):
             raise ValueError("give exactly one of order_id, order_link_id")
-        params = {"category": category, "orderId": order_id, "orderLinkId": order_link_id}
+        params = {
+            "category": category,
+            "symbol": symbol,
+            "orderId": order_id,
+            "orderLinkId": order_link_id,
+        }
         for path in ("/v5/order/realtime", "/v5/order/history"):
             result = await self._client.call("GET", path, params)
             for item in _items(result, path):
