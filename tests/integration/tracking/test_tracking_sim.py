@@ -193,3 +193,50 @@ async def test_position_after_scale_in_and_partial_close_matches_the_exchange(
         "SELECT exec_fee, closed_size FROM executions WHERE symbol = 'BTCUSDT'"
     )
     assert row["fees_paid"] == sum((f["exec_fee"] for f in fills), Decimal(0))
+
+
+async def test_validation_corrects_lasting_drift_and_later_fills_continue(
+    tracking: SimTracking,
+) -> None:
+    first = await tracking.place("Buy", "0.010")
+    await wait_status(tracking.pool, first, "filled")
+    # lose the next fill on the stream: our book misses it, the exchange has it
+    fault = await tracking.fault(target="ws_private", topic="execution", kind="pause")
+    missed = await tracking.place("Buy", "0.004")
+    await wait_status(tracking.pool, missed, "filled")
+    await tracking.admin.delete(f"/sim/faults/{fault}")
+    book = await one_row(tracking.pool, "SELECT * FROM positions WHERE symbol = 'BTCUSDT'")
+    assert book["size"] == Decimal("0.010")
+
+    report = await tracking.keeper.validate()
+    assert report.corrected == ["linear:BTCUSDT:0"]
+    exchange = await tracking.exchange_position("BTCUSDT")
+    book = await one_row(tracking.pool, "SELECT * FROM positions WHERE symbol = 'BTCUSDT'")
+    assert book["size"] == Decimal(exchange["size"]) == Decimal("0.014")
+    assert book["drift_count"] == 1
+    assert book["drift_detected_at"] is not None
+    snapshot = await one_row(
+        tracking.pool, "SELECT * FROM position_snapshots WHERE source = 'validation'"
+    )
+    assert snapshot["size"] == Decimal("0.014")
+    event = await one_row(
+        tracking.pool,
+        "SELECT payload FROM outbox WHERE event_type = 'position_updated' ORDER BY id DESC LIMIT 1",
+    )
+    assert event["payload"]["source"] == "validation"
+    assert event["payload"]["position"]["size"] == "0.014"
+
+    # fills after the correction continue from the corrected book
+    await tracking.set_price("BTCUSDT", "65500.0")
+    more = await tracking.place("Buy", "0.006")
+    await wait_status(tracking.pool, more, "filled")
+    exchange = await tracking.exchange_position("BTCUSDT")
+
+    async def caught_up() -> bool:
+        size = await tracking.pool.fetchval("SELECT size FROM positions WHERE symbol = 'BTCUSDT'")
+        return bool(size == Decimal(exchange["size"]))
+
+    await eventually(caught_up, what="book follows the exchange after the correction")
+    again = await tracking.keeper.validate()
+    assert again.drift == []
+    assert await tracking.keeper.snapshot() == 1
