@@ -40,8 +40,17 @@ class OrderNotFoundError(LookupError):
 
 
 class OrderNotOpenError(RuntimeError):
-    def __init__(self, order: Record) -> None:
-        super().__init__(f"order {order['order_link_id']} is {order['status']}: nothing to cancel")
+    """Nothing to cancel: the order is final, or it belongs to the other (dry-run/live) world."""
+
+    def __init__(self, order: Record, kind: str | None = None) -> None:
+        if kind is None:
+            message = f"order {order['order_link_id']} is {order['status']}: nothing to cancel"
+        else:
+            message = (
+                f"order {order['order_link_id']} is {kind}; this service instance trades the"
+                " other mode and cannot cancel it"
+            )
+        super().__init__(message)
         self.order = order
 
 
@@ -95,6 +104,11 @@ class OperatorActions:
             raise OrderNotFoundError(order_ref)
         if not OrderStatus(order["status"]).is_open:
             raise OrderNotOpenError(order)
+        if bool(order["is_dry_run"]) != self._gateway.is_dry_run:
+            raise OrderNotOpenError(
+                order,
+                "a dry-run order" if order["is_dry_run"] else "a live order",
+            )
         trace_id = order["trace_id"] or uuid.uuid4().hex
         action = Cancel(
             order_link_id=str(order["order_link_id"]),

@@ -257,11 +257,25 @@ class Reconciler:
         return self._running
 
     # ------------------------------------------------------------------ triggers
-    async def startup(self) -> None:
-        """Start-up task: an `active` sync; a failure propagates (`/ready` reports it)."""
-        report = await self.sync(trigger="startup", scope="active", wait=True)
-        if report.errors:
-            raise RuntimeError(f"start-up reconciliation incomplete: {'; '.join(report.errors)}")
+    async def startup(self, *, attempts: int = 3, retry_delay_seconds: float = 2.0) -> None:
+        """Start-up task: an `active` sync, repeated (up to `attempts`, `retry_delay_seconds`
+        apart, doubling) while exchange queries fail; still incomplete after that, it raises
+        and `/ready` reports why — the service must not call itself ready on unknown state."""
+        delay = retry_delay_seconds
+        for attempt in range(1, attempts + 1):
+            report = await self.sync(trigger="startup", scope="active", wait=True)
+            if not report.errors:
+                return
+            if attempt < attempts:
+                log.warning(
+                    "start-up reconciliation incomplete; retrying",
+                    attempt=attempt,
+                    errors=report.errors,
+                    retry_in_s=delay,
+                )
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise RuntimeError(f"start-up reconciliation incomplete: {'; '.join(report.errors)}")
 
     async def on_gap(self) -> None:
         """Gap handler of the private stream: schedule a sync, return at once."""
@@ -473,11 +487,14 @@ class Reconciler:
                 try:
                     if o["order_id"]:
                         found = await self._exchange.fetch_order(
-                            category, order_id=str(o["order_id"]), order_link_id=None
+                            category, order_id=str(o["order_id"]), order_link_id=None, symbol=symbol
                         )
                     else:
                         found = await self._exchange.fetch_order(
-                            category, order_id=None, order_link_id=str(o["order_link_id"])
+                            category,
+                            order_id=None,
+                            order_link_id=str(o["order_link_id"]),
+                            symbol=symbol,
                         )
                 except Exception as exc:  # recorded; this order is not judged
                     exchange.failed_categories.add(category)
@@ -611,6 +628,13 @@ class Reconciler:
             exchange_books[(parsed.category, parsed.symbol, parsed.position_idx)] = parsed
         async with self._uow_factory() as uow:
             stored = await uow.tracking.positions(is_dry_run=False)
+        known = {(b.position.category, b.position.symbol, b.position.position_idx) for b in stored}
+        for key, exchange_book in exchange_books.items():
+            if key not in known and exchange_book.size != 0:
+                # the exchange holds a position we have no book for (e.g. a manual trade
+                # before any fill reached us)
+                report.positions_checked += 1
+                report.positions_drift += 1
         for book in stored:
             p = book.position
             if report.asset is not None and p.symbol != report.asset:

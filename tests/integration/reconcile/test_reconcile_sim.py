@@ -289,3 +289,40 @@ async def test_the_periodic_timer_reconciles_and_stops_cleanly(env: Env) -> None
     finally:
         await timer.stop()
     assert_db_matches_sim((await env.db_orders())[order], (await env.sim_orders())[order])
+
+
+async def test_startup_reconciliation_retries_then_reports_an_unreachable_exchange(
+    env: Env,
+) -> None:
+    order = await env.place_limit("BTCUSDT")
+    await env.admin_post("/sim/fill", {"orderId": order})
+    await env.admin_post(
+        "/sim/faults",
+        {
+            "target": "rest",
+            "endpoint": "/v5/order/realtime",
+            "kind": "http_status",
+            "params": {"status": 503},
+        },
+    )
+    with pytest.raises(RuntimeError, match="start-up reconciliation incomplete"):
+        await env.reconciler.startup(attempts=2, retry_delay_seconds=0.01)
+    report = env.reconciler.last_report
+    assert report is not None
+    assert report.errors
+    assert report.orders_changed == 0
+    # nothing was concluded from the failed queries
+    assert (await env.db_orders())[order]["status"] == "pending"
+    assert report.missing_on_exchange == 0
+
+
+async def test_an_operator_cannot_cancel_an_order_of_the_other_mode(env: Env) -> None:
+    async with env.pool.acquire() as conn:
+        paper = await conn.fetchval(
+            "INSERT INTO orders (order_link_id, order_id, symbol, side, order_type, qty, price,"
+            " status, is_dry_run) VALUES ('om-paper-1', 'paper-1', 'BTCUSDT', 'Buy', 'Limit',"
+            " 0.01, 50000, 'pending', true) RETURNING id::text"
+        )
+    response = await env.api.client.post(f"/api/v1/orders/{paper}/cancel")
+    assert response.status_code == 409
+    assert "dry-run" in response.json()["error"]

@@ -20,6 +20,17 @@ from order_manager.services.ports.exchange_events import ExchangeQueries
 
 
 class ReconcileExchange(ExchangeQueries, Protocol):
+    async def fetch_order(
+        self,
+        category: str,
+        *,
+        order_id: str | None,
+        order_link_id: str | None,
+        symbol: str | None = None,
+    ) -> Mapping[str, Any] | None:
+        """One order object (open or history), None when the exchange does not know it."""
+        ...
+
     async def fetch_open_orders(
         self, category: str, symbol: str | None = None
     ) -> Sequence[Mapping[str, Any]]:
