@@ -255,9 +255,10 @@ def instruments_info(ex: Exchange, p: Params) -> dict[str, Any]:
     if category == "spot":
         return {"category": category, "list": [i.info() for i in items]}
     limit = get_limit(p, 500, 1000)
-    items.sort(key=lambda i: i.symbol_id, reverse=True)
-    page, cursor = paginate(items, lambda i: i.symbol_id, limit, get_str(p, "cursor"), "inst")
-    page.sort(key=lambda i: i.symbol)
+    # One order for the whole list, paged or not: listing order (symbol id ascending). The
+    # cursor helper walks keys downwards, so it is given the negated id.
+    items.sort(key=lambda i: i.symbol_id)
+    page, cursor = paginate(items, lambda i: -i.symbol_id, limit, get_str(p, "cursor"), "inst")
     return {"category": category, "list": [i.info() for i in page], "nextPageCursor": cursor}
 
 

@@ -21,7 +21,9 @@ async def test_instruments_linear_paginate_with_cursor(client: RawClient) -> Non
         if not cursor:
             break
     assert pages == 2
-    assert sorted(symbols) == ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
+    unpaged = await client.public("/v5/market/instruments-info", "category=linear")
+    assert symbols == [i["symbol"] for i in unpaged.result["list"]]
+    assert symbols == ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
 
 
 async def test_instrument_filters_are_bybits(client: RawClient) -> None:
