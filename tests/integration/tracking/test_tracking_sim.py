@@ -236,7 +236,10 @@ async def test_validation_corrects_lasting_drift_and_later_fills_continue(
         size = await tracking.pool.fetchval("SELECT size FROM positions WHERE symbol = 'BTCUSDT'")
         return bool(size == Decimal(exchange["size"]))
 
-    await eventually(caught_up, what="book follows the exchange after the correction")
+    followed: bool = await eventually(
+        caught_up, what="book follows the exchange after the correction"
+    )
+    assert followed
     again = await tracking.keeper.validate()
     assert again.drift == []
     assert await tracking.keeper.snapshot() == 1
