@@ -46,11 +46,15 @@ class RateLimiter:
             return Verdict(True, 0, 0, now_ms, units)
         scoped = category if endpoint in PER_CATEGORY_ENDPOINTS else ""
         limit = rule.for_category(scoped) if scoped else rule.limit
+        if not self._enabled:
+            # Limits off (benchmarks): nothing is counted, and the headers say the whole quota
+            # is left, so a client that adapts to X-Bapi-Limit-Status never throttles itself.
+            return Verdict(True, limit, limit, now_ms, units)
         bucket = self._hits.setdefault((api_key, endpoint, scoped), deque())
         horizon = now_ms - WINDOW_MS
         while bucket and bucket[0] <= horizon:
             bucket.popleft()
-        granted = min(units, limit - len(bucket)) if self._enabled else units
+        granted = min(units, limit - len(bucket))
         if granted <= 0:
             return Verdict(False, limit, 0, bucket[0] + WINDOW_MS, 0)
         bucket.extend([now_ms] * granted)

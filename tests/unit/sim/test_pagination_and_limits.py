@@ -90,3 +90,5 @@ def test_disabled_limits_still_report_headers() -> None:
     verdicts = [limiter.check("k", "/v5/order/create", "linear", 0) for _ in range(30)]
     assert all(v.allowed for v in verdicts)
     assert verdicts[-1].headers()["X-Bapi-Limit"] == "10"
+    # nothing is counted, so a client following X-Bapi-Limit-Status never throttles itself
+    assert {v.headers()["X-Bapi-Limit-Status"] for v in verdicts} == {"10"}
