@@ -528,3 +528,97 @@ def build_api_parts(
         queries=queries, reconciler=reconciler, trading=trading, operator=operator
     )
     return ApiParts(services, trading, reconciler, periodic)
+
+
+class ApiWiring:
+    """Runs the API's parts inside the container (see `add_api`)."""
+
+    name = "api"
+
+    def __init__(
+        self,
+        container: Container,
+        pipeline: SignalPipeline,
+        *,
+        tracker: Callable[[], ExchangeStateSink | None] | None = None,
+        position_validator: PositionValidator | None = None,
+    ) -> None:
+        self.container = container
+        self.pipeline = pipeline
+        self._tracker = tracker
+        self._validator = position_validator
+        self.parts: ApiParts | None = None
+        self._trading: TradingControl | None = None
+
+    async def start(self) -> None:
+        """Nothing before the start-up tasks."""
+
+    async def load_trading_switch(self) -> None:
+        """First start-up task: a persisted pause holds before any signal is consumed."""
+        from order_manager.adapters.postgres.operator_log_repo import PgOperatorLog
+
+        self._trading = TradingControl(
+            self.pipeline.switch, PgOperatorLog(self.container.require_db())
+        )
+        await self._trading.load()
+
+    async def open(self) -> None:
+        """After the signal pipeline opened the exchange: bind the routes' services, then the
+        start-up reconciliation (when a tracker is wired) and the periodic timer."""
+        settings = self.container.settings
+        pipeline = self.pipeline
+        live = not settings.dry_run
+        gateway: ExchangeGateway | None = pipeline.gateway if live else pipeline.paper
+        if gateway is None:
+            raise RuntimeError("the signal pipeline has no exchange gateway")
+        tracker = self._tracker() if self._tracker is not None else None
+        parts = build_api_parts(
+            settings,
+            self.container.require_db(),
+            switch=pipeline.switch,
+            gateway=gateway,
+            rest=pipeline.rest if live else None,
+            tracker=tracker if live else None,
+            position_validator=self._validator,
+        )
+        if self._trading is not None:  # keep the instance that restored the state
+            parts.services = ApiServices(
+                queries=parts.services.queries,
+                reconciler=parts.reconciler,
+                trading=self._trading,
+                operator=parts.services.operator,
+            )
+            parts.trading = self._trading
+        self.parts = parts
+        self.container.api_services.bind(parts.services)
+        if parts.reconciler is not None:
+            await parts.reconciler.startup()
+        if parts.periodic is not None:
+            await parts.periodic.start()
+
+    async def stop(self) -> None:
+        self.container.api_services.unbind()
+        if self.parts is not None and self.parts.periodic is not None:
+            await self.parts.periodic.stop()
+
+
+def add_api(
+    container: Container,
+    pipeline: SignalPipeline,
+    *,
+    tracker: Callable[[], ExchangeStateSink | None] | None = None,
+    position_validator: PositionValidator | None = None,
+) -> ApiWiring:
+    """Wire the `/api/v1` services into `container` after `add_signal_pipeline`.
+
+    * start-up task `trading-switch` FIRST (before the pipeline consumes signals);
+    * start-up task `api` after the pipeline's: binds the routes, runs the start-up
+      reconciliation and starts the periodic one (only with a live exchange and a `tracker`
+      — a callable, since the tracker is built at start-up too);
+    * the tracker's event source should use `wiring.parts.reconciler.on_gap` as gap handler.
+    """
+    wiring = ApiWiring(container, pipeline, tracker=tracker, position_validator=position_validator)
+    container.add_component(wiring)
+    container.startup_tasks.insert(0, ("trading-switch", wiring.load_trading_switch))
+    container.add_startup_task("api", wiring.open)
+    return wiring
