@@ -91,10 +91,13 @@ async def test_broker_outage_during_fills_loses_and_reorders_nothing(
         collector = Collector(private_rabbitmq.url, topic)
         await collector.start()
         try:
+            wanted = expected[topic]
+
+            def complete(ms: list[Received], wanted: set[str] = wanted) -> bool:
+                return {m.body["event_id"] for m in ms} >= wanted
+
             received[topic] = await collector.wait_for(
-                lambda ms, t=topic: {m.body["event_id"] for m in ms} >= expected[t],
-                timeout=30,
-                what=f"every {topic} event",
+                complete, timeout=30, what=f"every {topic} event"
             )
         finally:
             await collector.close()
