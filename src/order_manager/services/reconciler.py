@@ -321,6 +321,9 @@ class Reconciler:
             t0 = time.perf_counter()
             try:
                 await self._run(report)
+            except Exception as exc:  # reported (and logged with its traceback), never lost
+                log.error("reconciliation aborted", trigger=trigger, exc_info=exc)
+                report.errors.append(f"aborted: {type(exc).__name__}: {exc}")
             finally:
                 report.duration_ms = (time.perf_counter() - t0) * 1000
                 report.finished_at = self._clock()
