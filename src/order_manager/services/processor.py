@@ -34,6 +34,7 @@ nothing was written.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ from order_manager.domain.instruments import Instrument
 from order_manager.domain.orders import OrderStatus
 from order_manager.domain.planner import PlannerConfig, plan
 from order_manager.domain.plans import LegIntent, Place
+from order_manager.domain.positions import Position
 from order_manager.domain.rejections import RejectCode, Rejection
 from order_manager.domain.risk import RATE_WINDOW, RiskLimits, check
 from order_manager.domain.signals import TradingSignal
@@ -186,22 +188,28 @@ class Processor:
                     raise RuntimeError("warm-up dry_run needs a paper processor")
                 return await self.warmup_processor.process(signal, trace_id)
 
-        async with self.uow_factory() as uow:
-            existing = list(await uow.orders.for_signal(signal.signal_id))
+        category, symbol = signal.category, signal.asset
+        try:
+            instrument = await self.gateway.instrument(category, symbol)
+        except LookupError as error:
+            return SignalRejected(
+                Rejection(RejectCode.UNKNOWN_ASSET, str(error), {"asset": symbol}),
+                self.is_dry_run,
+            )
+        # every read is independent: one round trip of wall time instead of five
+        stored, market, balances, positions = await asyncio.gather(
+            self._stored(signal, instrument),
+            self.gateway.market(category, symbol),
+            self.gateway.balances(trace_id=trace_id),
+            self.gateway.positions(category, symbol, trace_id=trace_id),
+        )
+        existing, rows, recent = stored
         own = [row for row in existing if row.signal_id == signal.signal_id]
         if existing and not (own and all(r.state.status is OrderStatus.FAILED for r in own)):
             return await self._resume(signal, trace_id, existing)
 
-        category = signal.category
-        try:
-            instrument = await self.gateway.instrument(category, signal.asset)
-        except LookupError as error:
-            return SignalRejected(
-                Rejection(RejectCode.UNKNOWN_ASSET, str(error), {"asset": signal.asset}),
-                self.is_dry_run,
-            )
-        market = await self.gateway.market(category, signal.asset)
-        account = await self._account(instrument, trace_id)
+        leverage = await self.gateway.leverage(category, symbol)
+        account = await self._account(instrument, balances, positions, leverage, rows, recent)
         now = self.clock()
         planned = plan(signal, account, instrument, market, self.config.planner, now)
         decision = check(planned, account, self.config.limits, now)
@@ -215,20 +223,37 @@ class Processor:
         return self._outcome(result, notes + result.notes)
 
     # ------------------------------------------------------------------ account state
-    async def _account(self, instrument: Instrument, trace_id: str) -> AccountState:
-        category, symbol = instrument.category, instrument.symbol
-        balances = await self.gateway.balances(trace_id=trace_id)
-        positions = await self.gateway.positions(category, symbol, trace_id=trace_id)
-        leverage = await self.gateway.leverage(category, symbol)
-        now = self.clock()
+    async def _stored(
+        self, signal: TradingSignal, instrument: Instrument
+    ) -> tuple[list[StoredOrder], list[StoredOrder], tuple[datetime, ...]]:
+        """This signal's existing orders, our open orders, our recent order times (one
+        transaction)."""
+        since = self.clock() - RATE_WINDOW
         async with self.uow_factory() as uow:
-            rows = await uow.orders.all_open_orders(is_dry_run=self.is_dry_run)
-            recent = await uow.orders.recent_order_times(
-                category, symbol, now - RATE_WINDOW, is_dry_run=self.is_dry_run
+            existing = list(await uow.orders.for_signal(signal.signal_id))
+            rows = list(
+                await uow.orders.all_open_orders(is_dry_run=self.is_dry_run, resting_only=True)
             )
+            recent = await uow.orders.recent_order_times(
+                instrument.category, instrument.symbol, since, is_dry_run=self.is_dry_run
+            )
+        return existing, rows, recent
+
+    async def _account(
+        self,
+        instrument: Instrument,
+        balances: Mapping[str, Decimal],
+        positions: tuple[Position, ...],
+        leverage: Decimal,
+        rows: list[StoredOrder],
+        recent: tuple[datetime, ...],
+    ) -> AccountState:
+        category, symbol = instrument.category, instrument.symbol
         instruments: dict[tuple[Category, str], Instrument] = {(category, symbol): instrument}
         open_orders: list[OpenOrder] = []
         for row in rows:
+            if _settled_taker(row):
+                continue
             key = (row.state.category, row.state.symbol)
             if key not in instruments:
                 try:
@@ -319,6 +344,19 @@ class Processor:
         return SignalRejected(
             Rejection(RejectCode.BELOW_MIN_QTY, "nothing was sent to the exchange"), dry, notes
         )
+
+
+def _settled_taker(row: StoredOrder) -> bool:
+    """An acknowledged market/IOC/FOK order is never resting: by the time the exchange answered
+    it has filled (the exchange's position shows it) or been cancelled, even if its final event
+    is not applied yet. Planning must not cancel, amend or count it against the position again
+    (that would double the reduce-only cover and cancel orders that are already gone)."""
+    state = row.state
+    immediate = state.order_type is OrderType.MARKET or state.time_in_force in (
+        TimeInForce.IOC,
+        TimeInForce.FOK,
+    )
+    return immediate and state.order_id is not None
 
 
 def _row_leg(row: StoredOrder) -> LegResult:

@@ -173,6 +173,23 @@ def _state(row: asyncpg.Record, executions: Sequence[Execution]) -> OrderState:
     )
 
 
+def _record(
+    row: asyncpg.Record, executions: Sequence[Execution], signal_ids: Sequence[str]
+) -> OrderRecord:
+    return OrderRecord(
+        uuid=str(row["id"]),
+        signal_id=str(row["signal_id"]) if row["signal_id"] else None,
+        leg=row["leg"],
+        state=_state(row, executions),
+        is_dry_run=row["is_dry_run"],
+        is_external=row["is_external"],
+        trace_id=row["trace_id"],
+        signal_ids=tuple(signal_ids),
+        created_at=row["created_at"],
+        submitted_at=row["submitted_at"],
+    )
+
+
 class PgOrderRepository:
     """Bound to one connection inside the unit of work's transaction."""
 
@@ -183,28 +200,17 @@ class PgOrderRepository:
     async def _records(self, rows: Sequence[asyncpg.Record]) -> list[OrderRecord]:
         if not rows:
             return []
-        ids = [row["id"] for row in rows]
-        exec_rows = await self._conn.fetch(
-            "SELECT * FROM executions WHERE order_uuid = ANY($1::uuid[])", ids
-        )
+        # a row without fills (cum_exec_qty is the filled quantity incl. executions) has no
+        # execution rows: skip the second query for the common case
+        ids = [row["id"] for row in rows if row["cum_exec_qty"] > 0]
         by_order: dict[uuid.UUID, list[Execution]] = {}
-        for exec_row in exec_rows:
-            by_order.setdefault(exec_row["order_uuid"], []).append(_execution(exec_row))
-        return [
-            OrderRecord(
-                uuid=str(row["id"]),
-                signal_id=str(row["signal_id"]) if row["signal_id"] else None,
-                leg=row["leg"],
-                state=_state(row, by_order.get(row["id"], [])),
-                is_dry_run=row["is_dry_run"],
-                is_external=row["is_external"],
-                trace_id=row["trace_id"],
-                signal_ids=tuple(row["linked_signals"]),
-                created_at=row["created_at"],
-                submitted_at=row["submitted_at"],
+        if ids:
+            exec_rows = await self._conn.fetch(
+                "SELECT * FROM executions WHERE order_uuid = ANY($1::uuid[])", ids
             )
-            for row in rows
-        ]
+            for exec_row in exec_rows:
+                by_order.setdefault(exec_row["order_uuid"], []).append(_execution(exec_row))
+        return [_record(row, by_order.get(row["id"], []), row["linked_signals"]) for row in rows]
 
     async def _one(self, where: str, value: object, for_update: bool) -> OrderRecord | None:
         lock = " FOR UPDATE OF o" if for_update else ""
@@ -245,9 +251,17 @@ class PgOrderRepository:
         )
         return await self._records(rows)
 
-    async def all_open_orders(self, *, is_dry_run: bool) -> list[OrderRecord]:
+    async def all_open_orders(
+        self, *, is_dry_run: bool, resting_only: bool = False
+    ) -> list[OrderRecord]:
+        takers = (
+            " AND NOT (o.order_id IS NOT NULL AND (o.order_type = 'Market'"
+            " OR o.time_in_force IN ('IOC', 'FOK')))"
+            if resting_only
+            else ""
+        )
         rows = await self._conn.fetch(
-            f"{_SELECT} WHERE o.is_dry_run = $1 AND o.status = ANY($2::text[]) "
+            f"{_SELECT} WHERE o.is_dry_run = $1 AND o.status = ANY($2::text[]){takers} "
             "ORDER BY o.created_at, o.id",
             is_dry_run,
             list(ACTIVE_STATUSES),
@@ -287,7 +301,7 @@ class PgOrderRepository:
         is_dry_run: bool,
         links: Sequence[SignalOrderLink] = (),
     ) -> tuple[OrderRecord, bool]:
-        new_id = await self._conn.fetchval(
+        inserted = await self._conn.fetchrow(
             """
             INSERT INTO orders (order_link_id, signal_id, leg, category, symbol, side, order_type,
                 time_in_force, qty, price, take_profit, stop_loss, reduce_only, position_idx,
@@ -295,7 +309,7 @@ class PgOrderRepository:
             VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
                     'submitting', $15, $16, $17)
             ON CONFLICT (order_link_id) DO NOTHING
-            RETURNING id
+            RETURNING *
             """,
             state.order_link_id,
             signal_id,
@@ -315,15 +329,16 @@ class PgOrderRepository:
             trace_id,
             state.created_at,
         )
-        created = new_id is not None
-        if created:
-            for link in links:
-                if link.order_link_id == state.order_link_id:
-                    await self._insert_link(link, str(new_id))
+        if inserted is not None:
+            own = [link for link in links if link.order_link_id == state.order_link_id]
+            for link in own:
+                await self._insert_link(link, str(inserted["id"]))
+            signal_ids = list(dict.fromkeys(link.signal_id for link in own))
+            return _record(inserted, (), signal_ids), True
         record = await self.get(state.order_link_id)
         if record is None:  # pragma: no cover - the row was inserted or existed
             raise RuntimeError(f"order {state.order_link_id} vanished")
-        return record, created
+        return record, False
 
     async def _insert_link(self, link: SignalOrderLink, order_uuid: str) -> None:
         await self._conn.execute(
@@ -383,7 +398,7 @@ class PgOrderRepository:
         first_fill = min((e.exec_time for e in state.executions), default=None)
         if first_fill is None and state.filled_qty > 0:
             first_fill = now
-        await self._conn.execute(
+        row = await self._conn.fetchrow(
             """
             UPDATE orders SET
                 order_id = COALESCE($2, order_id),
@@ -410,6 +425,7 @@ class PgOrderRepository:
                 first_fill_at = COALESCE(first_fill_at, $22),
                 closed_at = CASE WHEN $23 THEN COALESCE(closed_at, $21) ELSE NULL END
             WHERE id = $1::uuid
+            RETURNING *
             """,
             order.uuid,
             state.order_id,
@@ -435,9 +451,16 @@ class PgOrderRepository:
             first_fill,
             state.status.is_terminal,
         )
-        record = await self.get_by_uuid(order.uuid)
-        assert record is not None
-        return record
+        if row is None:
+            raise LookupError(f"order {order.uuid} does not exist")
+        linked = getattr(order, "signal_ids", None)
+        if linked is None:
+            linked = await self._conn.fetchval(
+                "SELECT COALESCE(array_agg(signal_id::text ORDER BY id), '{}') "
+                "FROM signal_order_links WHERE order_uuid = $1::uuid",
+                order.uuid,
+            )
+        return _record(row, state.executions, linked)
 
     async def record_exchange_call(
         self,

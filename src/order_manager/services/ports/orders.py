@@ -128,8 +128,12 @@ class OrderRepository(Protocol):
         """Our non-terminal orders of the symbol (``submitting`` included: it may exist)."""
         ...
 
-    async def all_open_orders(self, *, is_dry_run: bool) -> Sequence[StoredOrder]:
-        """Every non-terminal order (balance reservations across symbols)."""
+    async def all_open_orders(
+        self, *, is_dry_run: bool, resting_only: bool = False
+    ) -> Sequence[StoredOrder]:
+        """Every non-terminal order (balance reservations across symbols). ``resting_only``
+        leaves out acknowledged market/IOC/FOK orders: they never rest, whatever their row says
+        until their final event is applied."""
         ...
 
     async def submitting(self, *, is_dry_run: bool | None = None) -> Sequence[StoredOrder]:

@@ -1,0 +1,451 @@
+"""Benchmark: signal published on RabbitMQ → order acknowledged by the exchange.
+
+The full shell runs in this process: the intake (aio-pika consumer, manual ack, per-symbol
+lanes, signals table dedupe) → the processor (account state, planner, risk) → the executor
+(write-ahead intent committed, REST create, answer + outbox event committed) on a fresh
+PostgreSQL database and a fresh RabbitMQ vhost of the dev infrastructure. The exchange is either
+
+* ``sim``: a ``bybit-sim`` SUBPROCESS (as users start it; per-UID rate limits off, frozen
+  prices), prices from its public WebSocket (no REST call for market data), or
+* ``dry-run``: the in-process paper exchange, priced from the same simulator's stream.
+
+A publisher in the same process sends ``N`` signals round-robin over the symbols at ``--rate``
+signals/s (0 = as fast as the broker confirms). Latency of one signal = time its order's create
+call returned ``ok`` (the exchange's acknowledgement) minus the time its publish started; both
+clocks are this process's ``perf_counter``. Throughput = acknowledged signals / (last ack - first
+publish). Sides alternate per symbol so positions stay small (no risk limit kicks in); the
+orders-per-minute limit and the client-side rate limiter are disabled (Bybit's own per-UID limit
+of 10 creates/s would otherwise be the bottleneck — it is the exchange's, not ours).
+
+Usage::
+
+    uv run python bench/signal_to_order.py --mode sim --rate 200 --count 2000
+    uv run python bench/signal_to_order.py --mode dry-run --rate 0 --count 5000
+
+Writes ``bench/results/signal_to_order-<YYYYMMDD>.json`` (all runs of the invocation; runs of
+an earlier invocation the same day are kept under their own mode/rate key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS_DIR, percentile, write_result
+from order_manager.adapters.bybit.config import BybitClientConfig, RateLimitConfig, RetryConfig
+from order_manager.adapters.bybit.gateway import BybitGateway, GatewayReport
+from order_manager.adapters.bybit.instruments import InstrumentCache
+from order_manager.adapters.bybit.market_data import MarketData
+from order_manager.adapters.bybit.private_ws import PrivateStream
+from order_manager.adapters.bybit.rest import BybitRestClient
+from order_manager.adapters.paper.exchange import PaperExchange
+from order_manager.adapters.postgres.migrate import upgrade
+from order_manager.adapters.postgres.pool import create_pool
+from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
+from order_manager.adapters.rabbitmq.connection import connect
+from order_manager.adapters.rabbitmq.dead_letters import RabbitDeadLetterPublisher
+from order_manager.adapters.rabbitmq.signal_consumer import RabbitSignalSource
+from order_manager.adapters.rabbitmq.signal_publisher import (
+    RabbitSignalPublisher,
+    build_signal,
+    encode_signal,
+)
+from order_manager.domain.enums import Category
+from order_manager.domain.instruments import Instrument
+from order_manager.domain.planner import PlannerConfig
+from order_manager.domain.plans import Place, order_link_id
+from order_manager.domain.risk import RiskLimits
+from order_manager.logs import configure_logging
+from order_manager.services.intake import IntakeConfig, SignalIntake
+from order_manager.services.processor import Processor, ProcessorConfig
+from order_manager.services.tracker import Tracker
+from sim_throughput import bench_config, free_port, wait_ready
+
+REPO = Path(__file__).resolve().parent.parent
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
+QUEUE = "model-service.trading_signals"
+DLQ = "order-manager.signals.dlq"
+TARGET_P99_MS = 50.0
+TARGET_DRY_RUN_RATE = 1000.0
+
+
+class Acks:
+    """orderLinkId → perf_counter of the exchange's acknowledgement."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+        self.done = asyncio.Event()
+        self.expected = 0
+        self.errors: dict[str, int] = {}
+
+    def record(self, link: str, ok: bool, kind: str | None) -> None:
+        if ok:
+            self.at.setdefault(link, time.perf_counter())
+        else:
+            self.errors[kind or "?"] = self.errors.get(kind or "?", 0) + 1
+        if len(self.at) + sum(self.errors.values()) >= self.expected:
+            self.done.set()
+
+
+class TimedProcessor:
+    """Delegates to the processor; records how long each ``process`` call took (ms)."""
+
+    def __init__(self, inner: Processor) -> None:
+        self._inner = inner
+        self.durations: list[float] = []
+
+    async def process(self, signal: Any, trace_id: str) -> Any:
+        started = time.perf_counter()
+        try:
+            return await self._inner.process(signal, trace_id)
+        finally:
+            self.durations.append((time.perf_counter() - started) * 1000)
+
+
+class TimedGateway:
+    """Delegates to the real gateway; stamps each create's answer."""
+
+    def __init__(self, inner: Any, acks: Acks) -> None:
+        self._inner = inner
+        self._acks = acks
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def place(self, action: Place, *, trace_id: str) -> GatewayReport:
+        report = await self._inner.place(action, trace_id=trace_id)
+        self._acks.record(action.order_link_id, report.ok, report.error_kind)
+        return report  # type: ignore[no-any-return]
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(base_url: str) -> AsyncIterator[str]:
+    name = f"om_bench_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(base_url)
+    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+    url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    try:
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        conn = await asyncpg.connect(admin)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def fresh_vhost(amqp_url: str, api_url: str) -> AsyncIterator[str]:
+    vhost = f"bench-{uuid.uuid4().hex[:10]}"
+    api = urlsplit(api_url)
+    auth = (api.username or "guest", api.password or "guest")
+    base = urlunsplit((api.scheme, f"{api.hostname}:{api.port}", api.path, "", ""))
+    async with httpx.AsyncClient(auth=auth, timeout=10) as http:
+        (await http.put(f"{base}/vhosts/{vhost}")).raise_for_status()
+        (
+            await http.put(
+                f"{base}/permissions/{vhost}/{auth[0]}",
+                json={"configure": ".*", "write": ".*", "read": ".*"},
+            )
+        ).raise_for_status()
+        parts = urlsplit(amqp_url)
+        try:
+            yield urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), "", ""))
+        finally:
+            await http.delete(f"{base}/vhosts/{vhost}")
+
+
+@contextlib.asynccontextmanager
+async def simulator() -> AsyncIterator[str]:
+    port = free_port()
+    config = bench_config(port)
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_path = Path(tmp) / "bench-sim.json"
+        cfg_path.write_text(config.model_dump_json(), encoding="utf-8")
+        with (Path(tmp) / "sim.log").open("wb") as log:
+            proc = await asyncio.create_subprocess_exec(
+                "uv", "run", "bybit-sim", "serve", "--host", "127.0.0.1", "--port", str(port),
+                "--seed", "1", "--config", str(cfg_path),
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                await wait_ready(base, proc)
+                yield base
+            finally:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
+async def feed_tracker(tracker: Tracker, stream: PrivateStream, inner: Any, mode: str) -> None:
+    if mode == "dry-run":
+        while True:
+            item = await inner.updates.get()
+            await tracker.handle(item["topic"], [item["data"]])
+    subscription = stream.messages()
+    await stream.start()
+    async for message in subscription:
+        await tracker.handle(message.topic, message.data, message.creation_time)
+
+
+def signals(count: int, amount: Decimal) -> list[dict[str, Any]]:
+    out = []
+    for i in range(count):
+        symbol = SYMBOLS[i % len(SYMBOLS)]
+        side = "buy" if (i // len(SYMBOLS)) % 2 == 0 else "sell"
+        out.append(
+            build_signal(
+                asset=symbol,
+                side=side,
+                amount=amount,
+                confidence=Decimal("0.9"),
+                strategy_id="bench",
+            )
+        )
+    return out
+
+
+async def one_run(
+    mode: str,
+    rate: float,
+    count: int,
+    amount: Decimal,
+    db_base: str,
+    amqp: str,
+    api: str,
+    with_tracker: bool = True,
+) -> dict[str, Any]:
+    async with (
+        simulator() as sim_url,
+        fresh_database(db_base) as db_url,
+        fresh_vhost(amqp, api) as vhost_url,
+    ):
+        client_config = BybitClientConfig.for_simulator(
+            sim_url,
+            retry=RetryConfig(max_attempts=3, base_delay=0.05, max_delay=0.5),
+            rate_limit=RateLimitConfig(enabled=False),
+            categories=("linear",),
+        )
+        pool = await create_pool(db_url, min_size=4, max_size=20)
+        connection = await connect(vhost_url, name="bench")
+        async with BybitRestClient(client_config) as rest:
+            cache = InstrumentCache(rest, ["linear"])
+            await cache.refresh()
+            market = MarketData(client_config, rest)
+            for symbol in SYMBOLS:
+                await market.track("linear", symbol)
+            live = BybitGateway(rest, cache, market_data=market)
+            for symbol in SYMBOLS:  # wait until the stream has a book for every symbol
+                deadline = time.monotonic() + 10
+                while live.market_data is not None:
+                    try:
+                        market.cached("linear", symbol)
+                        break
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.05)
+            acks = Acks()
+            acks.expected = count
+            inner: Any = live if mode == "sim" else PaperExchange(live)
+            gateway = TimedGateway(inner, acks)
+            uow = PostgresUnitOfWorkFactory(pool)
+            config = ProcessorConfig(
+                PlannerConfig(max_order_notional=None),
+                RiskLimits(
+                    max_orders_per_minute_per_symbol=None,
+                    max_position_notional=None,
+                    max_total_exposure=None,
+                    max_order_size_ratio=None,
+                ),
+            )
+            processor = TimedProcessor(Processor(uow, gateway, config))  # type: ignore[arg-type]
+
+            # the tracker keeps our rows current (fills close orders, positions follow), as in
+            # the running service: live from the private stream, paper from its update feed
+            tracker = Tracker(uow, link_prefix="om", is_dry_run=mode == "dry-run")
+            stream = PrivateStream(client_config)
+            tracking = asyncio.create_task(
+                feed_tracker(tracker, stream, inner, mode) if with_tracker else asyncio.sleep(0)
+            )
+
+            def lookup(category: Category, symbol: str) -> Instrument | None:
+                from order_manager.adapters.bybit.gateway import to_instrument
+
+                try:
+                    return to_instrument(cache.get(category.value, symbol))
+                except Exception:
+                    return None
+
+            intake = SignalIntake(
+                source=RabbitSignalSource(connection, QUEUE, prefetch=256),
+                dead_letters=RabbitDeadLetterPublisher(connection, DLQ),
+                uow_factory=uow,
+                processor=processor,
+                instruments=lookup,
+                config=IntakeConfig(dry_run=mode == "dry-run", lane_capacity=1024),
+            )
+            publisher = RabbitSignalPublisher(connection, QUEUE)
+            await publisher.start()
+            intake.start()
+
+            # warm-up: a few signals, not recorded
+            warm = signals(len(SYMBOLS) * 2, amount)
+            acks.expected = len(warm)
+            for s in warm:
+                await publisher.publish_signal(s)
+            await asyncio.wait_for(acks.done.wait(), 30)
+            acks.at.clear()
+            processor.durations.clear()
+            acks.errors.clear()
+            acks.done.clear()
+            acks.expected = count
+
+            batch = signals(count, amount)
+            published: dict[str, float] = {}
+            links = {order_link_id("om", s["signal_id"], 1): s["signal_id"] for s in batch}
+            bodies = [(s["signal_id"], encode_signal(s)) for s in batch]
+            start = time.perf_counter()
+            interval = 1.0 / rate if rate > 0 else 0.0
+            confirms: list[asyncio.Task[None]] = []
+            for i, (sid, body) in enumerate(bodies):
+                if interval:
+                    target = start + i * interval
+                    delay = target - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                published[sid] = time.perf_counter()
+                confirms.append(asyncio.create_task(publisher.publish(body, message_id=sid)))
+                if len(confirms) >= 256:
+                    await asyncio.gather(*confirms)
+                    confirms.clear()
+            await asyncio.gather(*confirms)
+            publish_done = time.perf_counter()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(acks.done.wait(), 120)
+            await intake.stop()
+            await publisher.close()
+            await market.stop()
+            tracking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tracking
+            await stream.stop()
+        await connection.close()
+        await pool.close()
+
+    latencies = sorted(
+        (acks.at[link] - published[sid]) * 1000
+        for link, sid in links.items()
+        if link in acks.at and sid in published
+    )
+    if not latencies:
+        raise RuntimeError(f"no signal was acknowledged (errors: {acks.errors})")
+    last_ack = max(acks.at[link] for link in links if link in acks.at)
+    durations = sorted(processor.durations)
+    figures = {
+        "mode": mode,
+        "rate_requested": rate,
+        "signals": count,
+        "acknowledged": len(latencies),
+        "errors": acks.errors,
+        "publish_seconds": round(publish_done - start, 3),
+        "publish_rate": round(count / (publish_done - start), 1),
+        "throughput_signals_per_s": round(len(latencies) / (last_ack - start), 1),
+        "tracker": with_tracker,
+        "process_call_ms": {
+            "p50": round(percentile(durations, 50), 2),
+            "p99": round(percentile(durations, 99), 2),
+        },
+        "latency_ms": {
+            "p50": round(percentile(latencies, 50), 2),
+            "p95": round(percentile(latencies, 95), 2),
+            "p99": round(percentile(latencies, 99), 2),
+            "max": round(latencies[-1], 2),
+        },
+    }
+    print(json.dumps(figures, indent=2))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["sim", "dry-run", "both"], default="both")
+    parser.add_argument("--rate", type=float, default=200.0, help="signals/s, 0 = unthrottled")
+    parser.add_argument("--dry-run-rate", type=float, default=0.0)
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--amount", default="100")
+    parser.add_argument("--no-tracker", action="store_true", help="run without the tracker")
+    args = parser.parse_args()
+    configure_logging(level="WARNING", fmt="console")
+    db = os.environ.get("ORDERMANAGER_DATABASE_URL")
+    amqp = os.environ.get("ORDERMANAGER_RABBITMQ_URL")
+    api = os.environ.get("OM_RABBITMQ_API")
+    if not (db and amqp and api):
+        sys.exit('run eval "$(scripts/infra env)" first (database/broker settings missing)')
+    runs = []
+    modes = ["sim", "dry-run"] if args.mode == "both" else [args.mode]
+    for mode in modes:
+        rate = args.rate if mode == "sim" else args.dry_run_rate
+        runs.append(
+            asyncio.run(
+                one_run(
+                    mode,
+                    rate,
+                    args.count,
+                    Decimal(args.amount),
+                    db,
+                    amqp,
+                    api,
+                    with_tracker=not args.no_tracker,
+                )
+            )
+        )
+    previous: dict[str, Any] = {}
+    today = sorted(RESULTS_DIR.glob("signal_to_order-*.json"))
+    if today:
+        with contextlib.suppress(ValueError, KeyError):
+            previous = json.loads(today[-1].read_text())["figures"]["runs"]
+    merged = dict(previous) if isinstance(previous, dict) else {}
+    for run in runs:
+        tracked = "" if run["tracker"] else "-no-tracker"
+        merged[f"{run['mode']}@{run['rate_requested']:g}/s{tracked}"] = run
+    notes = [
+        "publisher, consumer, processor and DB client share this process; the simulator is a "
+        "subprocess on the same 2 cores",
+        f"targets: p99 <= {TARGET_P99_MS} ms at 200 signals/s (sim), "
+        f">= {TARGET_DRY_RUN_RATE:g} signals/s (dry-run)",
+    ]
+    path = write_result(
+        "signal_to_order",
+        {"runs": merged},
+        {"count": args.count, "amount": args.amount, "symbols": list(SYMBOLS)},
+        notes,
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
