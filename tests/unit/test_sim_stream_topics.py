@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bybit_sim import ws_private, ws_public
+from bybit_sim import ws_private, ws_public, ws_stream
 
 
 def test_private_topics() -> None:
@@ -54,3 +55,18 @@ def test_applying_a_delta_to_the_old_side_gives_the_new_side(
     keys = [Decimal(p) for p, _ in delta]
     assert keys == sorted(keys, reverse=reverse)
     assert len({p for p, _ in delta}) == len(delta)
+
+
+@pytest.mark.parametrize(
+    ("size", "header"),
+    [
+        (5, b"\x81\x05"),
+        (125, b"\x81\x7d"),
+        (126, b"\x81\x7e\x00\x7e"),
+        (65535, b"\x81\x7e\xff\xff"),
+        (65536, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00"),
+    ],
+)
+def test_text_frame_length_encoding(size: int, header: bytes) -> None:
+    payload = b"x" * size
+    assert ws_stream.text_frame(payload) == header + payload
