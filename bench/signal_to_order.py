@@ -74,7 +74,7 @@ from order_manager.domain.plans import Place, order_link_id
 from order_manager.domain.risk import RiskLimits
 from order_manager.logs import configure_logging
 from order_manager.services.intake import IntakeConfig, SignalIntake
-from order_manager.services.processor import Processor, ProcessorConfig
+from order_manager.services.processor import AccountSource, Processor, ProcessorConfig
 from order_manager.services.tracker import Tracker
 from sim_throughput import bench_config, free_port, wait_ready
 
@@ -237,6 +237,7 @@ async def one_run(
     amqp: str,
     api: str,
     with_tracker: bool = True,
+    account_source: str = "exchange",
 ) -> dict[str, Any]:
     async with (
         simulator() as sim_url,
@@ -281,6 +282,7 @@ async def one_run(
                     max_total_exposure=None,
                     max_order_size_ratio=None,
                 ),
+                account_source=AccountSource(account_source),
             )
             processor = TimedProcessor(Processor(uow, gateway, config))  # type: ignore[arg-type]
 
@@ -375,6 +377,7 @@ async def one_run(
         "publish_rate": round(count / (publish_done - start), 1),
         "throughput_signals_per_s": round(len(latencies) / (last_ack - start), 1),
         "tracker": with_tracker,
+        "account_source": account_source if mode == "sim" else "paper",
         "process_call_ms": {
             "p50": round(percentile(durations, 50), 2),
             "p99": round(percentile(durations, 99), 2),
@@ -398,6 +401,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--amount", default="100")
     parser.add_argument("--no-tracker", action="store_true", help="run without the tracker")
+    parser.add_argument(
+        "--account-source",
+        choices=["exchange", "store"],
+        default="exchange",
+        help="balances/positions per signal from REST or from the tracker's store",
+    )
     args = parser.parse_args()
     configure_logging(level="WARNING", fmt="console")
     db = os.environ.get("ORDERMANAGER_DATABASE_URL")
@@ -420,6 +429,7 @@ def main() -> None:
                     amqp,
                     api,
                     with_tracker=not args.no_tracker,
+                    account_source=args.account_source,
                 )
             )
         )
@@ -431,7 +441,8 @@ def main() -> None:
     merged = dict(previous) if isinstance(previous, dict) else {}
     for run in runs:
         tracked = "" if run["tracker"] else "-no-tracker"
-        merged[f"{run['mode']}@{run['rate_requested']:g}/s{tracked}"] = run
+        source = f"-{run['account_source']}" if run["mode"] == "sim" else ""
+        merged[f"{run['mode']}@{run['rate_requested']:g}/s{source}{tracked}"] = run
     notes = [
         "publisher, consumer, processor and DB client share this process; the simulator is a "
         "subprocess on the same 2 cores",

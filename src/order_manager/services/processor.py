@@ -95,11 +95,34 @@ class TradingSwitch:
     paused: bool = False
 
 
+class AccountSource(StrEnum):
+    """Where balances and positions for planning come from.
+
+    ``exchange`` (default): REST per signal — authoritative even when our event stream lags.
+    ``store``: the tracker's wallet and position store (kept from the private stream), read in
+    the same transaction as our orders — two REST round trips fewer per signal; balances fall
+    back to the exchange while the store has no wallet yet. Only correct while the tracker runs.
+    The paper exchange answers both from memory, so dry-run always uses it directly."""
+
+    EXCHANGE = "exchange"
+    STORE = "store"
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessorConfig:
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     limits: RiskLimits = field(default_factory=RiskLimits)
     warmup: WarmupMode = WarmupMode.EXECUTE
+    account_source: AccountSource = AccountSource.EXCHANGE
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    existing: list[StoredOrder]
+    open_rows: list[StoredOrder]
+    recent: tuple[datetime, ...]
+    balances: Mapping[str, Decimal] | None = None
+    positions: tuple[Position, ...] | None = None
 
 
 def place_from_row(row: StoredOrder) -> Place:
@@ -197,13 +220,24 @@ class Processor:
                 self.is_dry_run,
             )
         # every read is independent: one round trip of wall time instead of five
-        stored, market, balances, positions = await asyncio.gather(
-            self._stored(signal, instrument),
-            self.gateway.market(category, symbol),
-            self.gateway.balances(trace_id=trace_id),
-            self.gateway.positions(category, symbol, trace_id=trace_id),
+        from_store = (
+            self.config.account_source is AccountSource.STORE and not self.gateway.is_dry_run
         )
-        existing, rows, recent = stored
+        if from_store:
+            stored, market = await asyncio.gather(
+                self._stored(signal, instrument, with_account=True),
+                self.gateway.market(category, symbol),
+            )
+            balances = stored.balances or await self.gateway.balances(trace_id=trace_id)
+            positions = stored.positions or ()
+        else:
+            stored, market, balances, positions = await asyncio.gather(
+                self._stored(signal, instrument),
+                self.gateway.market(category, symbol),
+                self.gateway.balances(trace_id=trace_id),
+                self.gateway.positions(category, symbol, trace_id=trace_id),
+            )
+        existing, rows, recent = stored.existing, stored.open_rows, stored.recent
         own = [row for row in existing if row.signal_id == signal.signal_id]
         if existing and not (own and all(r.state.status is OrderStatus.FAILED for r in own)):
             return await self._resume(signal, trace_id, existing)
@@ -224,20 +258,30 @@ class Processor:
 
     # ------------------------------------------------------------------ account state
     async def _stored(
-        self, signal: TradingSignal, instrument: Instrument
-    ) -> tuple[list[StoredOrder], list[StoredOrder], tuple[datetime, ...]]:
-        """This signal's existing orders, our open orders, our recent order times (one
-        transaction)."""
+        self, signal: TradingSignal, instrument: Instrument, *, with_account: bool = False
+    ) -> _Stored:
+        """This signal's existing orders, our open orders, our recent order times (and with
+        ``with_account`` the tracker's balances and positions), in one transaction."""
         since = self.clock() - RATE_WINDOW
+        dry = self.is_dry_run
         async with self.uow_factory() as uow:
             existing = list(await uow.orders.for_signal(signal.signal_id))
-            rows = list(
-                await uow.orders.all_open_orders(is_dry_run=self.is_dry_run, resting_only=True)
-            )
-            recent = await uow.orders.recent_order_times(
-                instrument.category, instrument.symbol, since, is_dry_run=self.is_dry_run
-            )
-        return existing, rows, recent
+            rows = list(await uow.orders.all_open_orders(is_dry_run=dry, resting_only=True))
+            recent: tuple[datetime, ...] = ()
+            if self.config.limits.max_orders_per_minute_per_symbol is not None:
+                recent = await uow.orders.recent_order_times(
+                    instrument.category, instrument.symbol, since, is_dry_run=dry
+                )
+            if not with_account:
+                return _Stored(existing, rows, recent)
+            balances = await uow.tracking.available_balances(is_dry_run=dry)
+            books = await uow.tracking.positions(is_dry_run=dry)
+        positions = tuple(
+            b.position
+            for b in books
+            if b.position.category is instrument.category and b.position.symbol == instrument.symbol
+        )
+        return _Stored(existing, rows, recent, dict(balances) or None, positions)
 
     async def _account(
         self,

@@ -8,6 +8,7 @@ from order_manager.domain.planner import PlannerConfig
 from order_manager.domain.rejections import RejectCode
 from order_manager.domain.risk import RiskLimits
 from order_manager.services.ports.processing import SignalExecuted, SignalRejected
+from order_manager.services.processor import Processor
 
 from .conftest import Env, new_signal
 
@@ -152,3 +153,44 @@ async def test_a_rejected_plan_makes_no_exchange_call(env: Env) -> None:
     assert await env.sim_orders() == []
     assert await env.fetch("SELECT 1 FROM audit_log") == []
     assert await env.fetch("SELECT 1 FROM orders") == []
+
+
+async def test_account_from_the_trackers_store_reduces_a_tracked_long(env: Env) -> None:
+    """`account_source=store`: balances/positions from the tracker's store, not REST."""
+    from order_manager.services.processor import AccountSource, ProcessorConfig
+    from order_manager.services.tracker import Tracker
+
+    config = ProcessorConfig(account_source=AccountSource.STORE)
+    processor = Processor(env.uow, env.gateway, config)
+    buy = await new_signal(env, amount="1000")
+    assert isinstance(await processor.process(buy, "t-store-buy"), SignalExecuted)
+    # the tracker learns the fill (here from REST instead of the private stream)
+    fills = await env.rest.get_executions("linear", symbol="BTCUSDT")
+    items = [
+        {"category": "linear", **f.model_dump(by_alias=True, mode="json", exclude_none=True)}
+        for f in fills
+    ]
+    for item in items:
+        item["execTime"] = str(int(fills[0].exec_time.timestamp() * 1000))  # type: ignore[union-attr]
+    tracker = Tracker(env.uow, link_prefix="om")
+    await tracker.handle("execution", items)
+    wallet = await env.rest.call("GET", "/v5/account/wallet-balance", {"accountType": "UNIFIED"})
+    await tracker.handle("wallet", wallet["list"])
+
+    sell = await new_signal(env, side="sell", amount="5000")
+    reads_before = _reads(env)
+    outcome = await processor.process(sell, "t-store-sell")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    sells = [o for o in await env.sim_orders() if o["side"] == "Sell"]
+    assert [(o["reduceOnly"], Decimal(o["qty"])) for o in sells] == [(True, Decimal("0.015"))]
+    # the long came from the store: no position or wallet request reached the exchange
+    assert _reads(env) == reads_before
+
+
+def _reads(env: Env) -> tuple[float, float]:
+    counter = env.rest.metrics.requests
+    return tuple(
+        counter.labels(method="GET", endpoint=path, outcome="ok")._value.get()
+        for path in ("/v5/position/list", "/v5/account/wallet-balance")
+    )

@@ -301,15 +301,26 @@ class PgOrderRepository:
         is_dry_run: bool,
         links: Sequence[SignalOrderLink] = (),
     ) -> tuple[OrderRecord, bool]:
+        own = [link for link in links if link.order_link_id == state.order_link_id]
+        first = own[0] if own else None
+        # intent and its (first) link in ONE statement: one round trip on the hot path
         inserted = await self._conn.fetchrow(
             """
-            INSERT INTO orders (order_link_id, signal_id, leg, category, symbol, side, order_type,
-                time_in_force, qty, price, take_profit, stop_loss, reduce_only, position_idx,
-                status, is_dry_run, trace_id, created_at)
-            VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                    'submitting', $15, $16, $17)
-            ON CONFLICT (order_link_id) DO NOTHING
-            RETURNING *
+            WITH ins AS (
+                INSERT INTO orders (order_link_id, signal_id, leg, category, symbol, side,
+                    order_type, time_in_force, qty, price, take_profit, stop_loss, reduce_only,
+                    position_idx, status, is_dry_run, trace_id, created_at)
+                VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                        'submitting', $15, $16, $17)
+                ON CONFLICT (order_link_id) DO NOTHING
+                RETURNING *
+            ), link AS (
+                INSERT INTO signal_order_links (signal_id, order_uuid, relation, sequence,
+                                                allocated_qty)
+                SELECT $18::uuid, ins.id, $19, $20, $21 FROM ins WHERE $18::uuid IS NOT NULL
+                ON CONFLICT (signal_id, order_uuid, relation) DO NOTHING
+            )
+            SELECT * FROM ins
             """,
             state.order_link_id,
             signal_id,
@@ -328,10 +339,13 @@ class PgOrderRepository:
             is_dry_run,
             trace_id,
             state.created_at,
+            first.signal_id if first else None,
+            first.relation.value if first else "create",
+            first.sequence if first else 0,
+            first.allocated_qty if first else None,
         )
         if inserted is not None:
-            own = [link for link in links if link.order_link_id == state.order_link_id]
-            for link in own:
+            for link in own[1:]:
                 await self._insert_link(link, str(inserted["id"]))
             signal_ids = list(dict.fromkeys(link.signal_id for link in own))
             return _record(inserted, (), signal_ids), True
