@@ -176,6 +176,12 @@ async def test_a_manual_sync_while_another_runs_answers_409(env: Env) -> None:
     assert (await first).status_code == 200
 
 
+async def test_a_sync_without_a_body_uses_the_defaults(env: Env) -> None:
+    response = await env.api.client.post("/api/v1/sync")
+    assert response.status_code == 200, response.text
+    assert (response.json()["scope"], response.json()["asset"]) == ("active", None)
+
+
 async def test_bad_sync_requests_are_refused(env: Env) -> None:
     for body, field in (
         ({"scope": "everything"}, "body scope"),
