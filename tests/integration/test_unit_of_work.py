@@ -44,3 +44,20 @@ async def test_exception_rolls_back_and_propagates(pool: asyncpg.Pool) -> None:
             await _insert(uow.connection)
             raise ValueError("boom")
     assert await _count(pool) == 0
+
+
+async def test_broken_connection_inside_the_block_keeps_the_original_error(
+    pool: asyncpg.Pool,
+) -> None:
+    """A transaction whose connection died (as after a cancelled commit) is discarded on exit:
+    the caller sees its own error, not a rollback failure, and the pool stays usable."""
+    with pytest.raises(ValueError, match="after the break"):
+        async with PostgresUnitOfWorkFactory(pool)() as uow:
+            await _insert(uow.connection)
+            uow.connection.terminate()
+            raise ValueError("after the break")
+    assert await _count(pool) == 0
+    async with PostgresUnitOfWorkFactory(pool)() as uow:
+        await _insert(uow.connection)
+        await uow.commit()
+    assert await _count(pool) == 1

@@ -6,6 +6,7 @@ block without `commit()` rolls the transaction back; an exception always rolls b
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 from typing import Self
 
@@ -62,14 +63,24 @@ class PostgresUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        conn, tx = self._conn, self._tx
+        self._conn = None
+        self._tx = None
+        if conn is None:
+            return
         try:
-            if self._tx is not None and not self._committed:
-                await self._tx.rollback()
+            if tx is not None and not self._committed:
+                try:
+                    await tx.rollback()
+                except (asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
+                    # The transaction's state is unknown (a commit or query was interrupted,
+                    # e.g. by cancellation, or the connection broke). Nothing was committed that
+                    # we know of; the connection is discarded rather than reused half-way (a
+                    # proxy whose connection is already gone refuses even that: nothing to do).
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        conn.terminate()
         finally:
-            if self._conn is not None:
-                await self._pool.release(self._conn)
-            self._conn = None
-            self._tx = None
+            await self._pool.release(conn)
 
 
 class PostgresUnitOfWorkFactory:
