@@ -12,6 +12,9 @@ its config file (`rate_limits_enabled = false`), the price paths are frozen (no 
 run), the per-symbol order cap and the wallet are raised. The bench process itself (signing,
 JSON, HTTP client) shares the 2 cores with the server, so the figures are a lower bound.
 
+A calibration round follows: the same load against a do-nothing aiohttp server, i.e. the best
+this machine's loopback HTTP and load generator allow; read the simulator's figures against it.
+
 Usage: `uv run python bench/sim_throughput.py [--clients 1,4,16] [--duration 5]`
 Writes `bench/results/sim_throughput-<YYYYMMDD>.json`.
 """
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import percentile, write_result
@@ -260,6 +264,47 @@ async def run(
                     await proc.wait()
 
 
+def _baseline_server(port: int) -> None:
+    """A trivial aiohttp server answering every create with a fixed envelope (calibration)."""
+    body = {"retCode": 0, "retMsg": "OK", "result": {"orderId": "x", "orderLinkId": ""},
+            "retExtInfo": {}, "time": 0}  # fmt: skip
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_post("/v5/order/create", handle)
+    app.router.add_get("/v5/market/time", handle)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+async def run_baseline(clients: list[int], duration: float) -> list[dict[str, Any]]:
+    """The same load against a do-nothing server: what this machine's loopback HTTP and the
+    load generator allow at best, to read the simulator's figures against."""
+    port = free_port()
+    server = multiprocessing.Process(target=_baseline_server, args=(port,), daemon=True)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(base + "/v5/market/time") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    if time.monotonic() > deadline:
+                        raise
+                await asyncio.sleep(0.1)
+        signer = Signer("calibration", "calibration")
+        return [(await one_round(base, signer, n, duration)).figures() for n in clients]
+    finally:
+        server.terminate()
+        await asyncio.to_thread(server.join, 10)
+
+
 async def one_round(base: str, signer: Signer, n: int, duration: float) -> Round:
     result = Round(clients=n)
     started = time.perf_counter()
@@ -274,6 +319,9 @@ def main() -> None:
     parser.add_argument("--clients", default="1,4,16", help="comma-separated client counts")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per round")
     parser.add_argument("--no-ws", action="store_true", help="no private WebSocket subscriber")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the do-nothing-server calibration"
+    )
     parser.add_argument(
         "--profile",
         type=Path,
@@ -304,6 +352,15 @@ def main() -> None:
             f"private WS subscriber received {outcome['ws_messages_received']} messages"
             + (" and was DISCONNECTED as too slow" if dropped else ", stayed connected")
         )
+    if not args.no_baseline and args.profile is None:
+        baseline = asyncio.run(run_baseline(clients, args.duration))
+        outcome["baseline_trivial_server"] = baseline
+        print("calibration - same load against a do-nothing aiohttp server on this machine:")
+        for r in baseline:
+            print(
+                f"{r['clients']:>7} {r['creates']:>8} {r['creates_per_s']:>10.1f} "
+                f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}"
+            )
     best = max(r["creates_per_s"] for r in rows)
     met = any(r["creates_per_s"] >= TARGET_RATE and r["p99_ms"] <= TARGET_P99_MS for r in rows)
     print(
