@@ -48,12 +48,13 @@ WS_KINDS: Final[dict[str, dict[str, Any]]] = {
     "drop": {"after_messages": 0, "mode": "close"},
     "delay": {"ms": None},
     "duplicate": {},
-    "reorder": {"hold_ms": 1_000},
+    "reorder": {"hold_ms": 1_000, "scope": "messages"},
     "pause": {},
 }
 HTTP_FAULT_STATUSES: Final = (500, 502, 503, 504)
 TIMEOUT_MODES: Final = ("hold", "close")
 DROP_MODES: Final = ("close", "abort")
+REORDER_SCOPES: Final = ("messages", "items")
 
 _GATEWAY_BODIES: Final[dict[int, str]] = {
     502: "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -254,7 +255,7 @@ def _parse_params(kind: str, allowed: dict[str, Any], raw: Any) -> dict[str, Any
             params[name] = default
             continue
         value = raw[name]
-        if isinstance(default, str) or name in ("retMsg", "body", "mode"):
+        if isinstance(default, str) or name in ("retMsg", "body", "mode", "scope"):
             if not isinstance(value, str):
                 raise FaultSpecError(f"param {name!r} must be a string, got {value!r}")
         elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -264,6 +265,8 @@ def _parse_params(kind: str, allowed: dict[str, Any], raw: Any) -> dict[str, Any
         raise FaultSpecError(f"param 'status' must be one of {list(HTTP_FAULT_STATUSES)}")
     if kind == "timeout_after_execute" and params["mode"] not in TIMEOUT_MODES:
         raise FaultSpecError(f"param 'mode' must be one of {list(TIMEOUT_MODES)}")
+    if kind == "reorder" and params["scope"] not in REORDER_SCOPES:
+        raise FaultSpecError(f"param 'scope' must be one of {list(REORDER_SCOPES)}")
     if kind == "drop" and params["mode"] not in DROP_MODES:
         raise FaultSpecError(f"param 'mode' must be one of {list(DROP_MODES)}")
     if kind == "ret_code" and params["retCode"] == 0:

@@ -145,7 +145,9 @@ class StreamConnection:
                         self._abort = rule.params["mode"] == "abort"
                         stop = True
                         break
-                    if kind == "reorder" and held is None and rule is not None:
+                    if kind == "reorder" and rule is not None and rule.params["scope"] == "items":
+                        text = reversed_items(text)
+                    elif kind == "reorder" and held is None and rule is not None:
                         held = text
                         held_until = loop.time() + int(rule.params["hold_ms"]) / 1000
                         continue
@@ -200,6 +202,15 @@ class StreamConnection:
             if transport.is_closing():
                 raise ConnectionResetError("websocket closed while draining")
             await asyncio.sleep(0.005)
+
+
+def reversed_items(text: str) -> str:
+    """The same message with its ``data`` array in reverse order (unchanged if not a list)."""
+    message = json.loads(text)
+    if isinstance(message.get("data"), list):
+        message["data"].reverse()
+        return dumps(message)
+    return text
 
 
 def text_frame(payload: bytes) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import aiohttp
 
@@ -147,3 +148,20 @@ async def test_admin_drop_abort(
     assert reply == {"dropped": 1}
     assert await client.closed()
     assert client.close_type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+
+
+async def test_reorder_items_reverses_the_items_of_one_message(
+    http: aiohttp.ClientSession, ws_base: str, credentials: Creds, rest: SimRest
+) -> None:
+    client = await private_ws(http, ws_base + "/v5/private", *credentials, topics=["execution"])
+    await rest.add_fault(
+        target="ws_private", topic="execution", kind="reorder", count=1,
+        params={"scope": "items"},
+    )  # fmt: skip
+    reply = await rest.create_order(orderType="Market", qty="1.2", price=None)  # walks 3 levels
+    assert reply.ret_code == 0, reply.body
+    message = await client.topic("execution")
+    prices = [Decimal(e["execPrice"]) for e in message["data"]]
+    assert len(prices) >= 2
+    assert prices == sorted(prices, reverse=True)  # a buy fills upwards; the fault reversed it
+    await client.close()
