@@ -10,9 +10,9 @@ A *rule* says where a fault applies (``target`` plus an endpoint or topic glob),
   happens before authentication, rate limiting and the engine - exactly like a failing gateway
   in front of the real exchange. ``timeout_after_execute`` is the exception on purpose: it runs
   the real handler (the order is created) and then never answers.
-* WebSocket rules are consulted by the stream writers (:mod:`bybit_sim.ws_private`,
-  :mod:`bybit_sim.ws_public`) for every outgoing *data* message (never for acks or pongs) via
-  :meth:`FaultInjector.pick`; the writer then acts on the returned rule.
+* WebSocket rules are consulted by the per-connection writer (:mod:`bybit_sim.ws_stream`, used
+  by the private and public streams) for every outgoing *data* message (never for acks or
+  pongs) via :meth:`FaultInjector.pick`; the writer then acts on the returned rule.
 
 Rules are checked in insertion order; the first rule that matches and fires wins, so at most one
 fault applies to one request or message.
