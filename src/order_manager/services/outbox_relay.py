@@ -4,8 +4,8 @@ Loop::
 
     wait for NOTIFY outbox (or the sweep interval)   # LISTEN wake-up, periodic safety net
     repeat: one transaction
-        claim the relay lock (one publisher at a time across instances)
-        read the oldest unpublished rows (id order)
+        claim the relay lock and read the oldest unpublished rows (id order) -- one query;
+        the lock keeps one publisher at a time across instances
         publish each, waiting for the broker's confirm
         mark the confirmed rows published, commit
     until no rows are left
@@ -84,9 +84,9 @@ class OutboxRelay:
 
         Raises `RelayStalled` after recording a failed publish."""
         async with self._uow_factory() as uow:
-            if not await uow.outbox.claim_relay():
-                return 0
             records = await uow.outbox.fetch_unpublished(self._batch_size)
+            if not records:
+                return 0
             published: list[int] = []
             failure: tuple[OutboxRecord, BaseException] | None = None
             for record in records:

@@ -135,6 +135,14 @@ def signal_id_from_token(token: str) -> str | None:
     return str(uuid.UUID(bytes=raw)) if len(raw) == 16 else None
 
 
+class _UnknownOrder(Exception):
+    """Internal: a fill for an order without a row; the batch is rerun after a REST lookup."""
+
+    def __init__(self, execution: Execution) -> None:
+        super().__init__(execution.order_id)
+        self.execution = execution
+
+
 @dataclass
 class BatchOutcome:
     """What one batch did (tests and the bench read it; logs summarise it)."""
@@ -182,7 +190,7 @@ class Tracker:
             EXCHANGE_EVENTS.labels(base, "unknown_topic").inc(len(items))
             return BatchOutcome()
         prepared = self._parse(items, parser, base)
-        prefetched = await self._prefetch_unknown(prepared) if base == EXECUTION else {}
+        prefetched: dict[str, Mapping[str, Any] | None] = {}
 
         async def body(uow: UnitOfWork, outcome: BatchOutcome) -> None:
             for raw, error, parsed in prepared:
@@ -197,7 +205,13 @@ class Tracker:
                 else:
                     await self._on_wallet(uow, outcome, raw, created_at)
 
-        return await self._transaction(base, body)
+        while True:
+            try:
+                return await self._transaction(base, body)
+            except _UnknownOrder as unknown:
+                # fills of an order we have no row for: ask the exchange (outside any
+                # transaction), then run the batch again with the answer
+                prefetched[unknown.execution.order_id] = await self._lookup(unknown.execution)
 
     @staticmethod
     def _parse(
@@ -223,6 +237,8 @@ class Tracker:
                     await body(uow, outcome)
                     await uow.commit()
                 return outcome
+            except _UnknownOrder:
+                raise
             except Exception as exc:  # database trouble (connection, deadlock): retry the batch
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -391,39 +407,22 @@ class Tracker:
         return summary, market
 
     # ------------------------------------------------------------------ executions
-    async def _prefetch_unknown(
-        self, prepared: Sequence[tuple[Mapping[str, Any], str | None, Any]]
-    ) -> dict[str, Mapping[str, Any] | None]:
-        """REST lookups (outside any transaction) for fills of orders we have no row for."""
-        wanted: dict[str, Execution] = {}
-        for _raw, error, execution in prepared:
-            if error is None and execution.order_id:
-                wanted.setdefault(execution.order_id, execution)
-        if not wanted or self._queries is None:
-            return {}
-        async with self._uow_factory() as uow:
-            unknown = []
-            for order_id, execution in wanted.items():
-                found = await uow.orders.get_by_order_id(order_id)
-                if found is None and execution.order_link_id:
-                    found = await uow.orders.get(execution.order_link_id)
-                if found is None:
-                    unknown.append(execution)
-        fetched: dict[str, Mapping[str, Any] | None] = {}
-        for execution in unknown:
-            category = (execution.category or Category.LINEAR).value
-            try:
-                fetched[execution.order_id] = await self._queries.fetch_order(
-                    category, order_id=execution.order_id, order_link_id=None
-                )
-            except Exception as exc:  # the exchange may be unreachable: adopt from the fill
-                log.warning(
-                    "order lookup for an unknown fill failed",
-                    order_id=execution.order_id,
-                    error=repr(exc),
-                )
-                fetched[execution.order_id] = None
-        return fetched
+    async def _lookup(self, execution: Execution) -> Mapping[str, Any] | None:
+        """The exchange's order object for a fill of an unknown order (None if unavailable)."""
+        if self._queries is None:
+            return None
+        category = (execution.category or Category.LINEAR).value
+        try:
+            return await self._queries.fetch_order(
+                category, order_id=execution.order_id, order_link_id=None
+            )
+        except Exception as exc:  # the exchange may be unreachable: adopt from the fill
+            log.warning(
+                "order lookup for an unknown fill failed",
+                order_id=execution.order_id,
+                error=repr(exc),
+            )
+            return None
 
     async def _on_execution(
         self,
@@ -435,6 +434,12 @@ class Tracker:
     ) -> None:
         stored = await self._locate(uow, execution.order_id, execution.order_link_id)
         if stored is None:
+            if (
+                self._queries is not None
+                and execution.order_id
+                and execution.order_id not in prefetched
+            ):
+                raise _UnknownOrder(execution)
             fetched = prefetched.get(execution.order_id)
             state: OrderState | None = None
             if fetched is not None:
@@ -544,10 +549,7 @@ class Tracker:
     async def _on_position(self, uow: UnitOfWork, exchange: ExchangePosition) -> None:
         if not exchange.category.has_positions:
             return
-        book = await uow.tracking.lock_position(
-            exchange.category, exchange.symbol, exchange.position_idx, is_dry_run=self._is_dry_run
-        )
-        await uow.tracking.record_exchange_position(
+        book = await uow.tracking.record_exchange_position(
             exchange, is_dry_run=self._is_dry_run, observed_at=self._clock()
         )
         drift = compare(book.position, exchange)

@@ -118,10 +118,12 @@ async def test_relay_api_fetch_mark_and_fail(pool: asyncpg.Pool) -> None:
 
 async def test_only_one_relay_claims_at_a_time(pool: asyncpg.Pool) -> None:
     factory = PostgresUnitOfWorkFactory(pool)
+    await _add(factory, str(uuid.uuid4()))
     async with factory() as first:
-        assert await first.outbox.claim_relay()
+        assert len(await first.outbox.fetch_unpublished(10)) == 1  # claims the relay lock
         async with factory() as second:
             assert not await second.outbox.claim_relay()
+            assert await second.outbox.fetch_unpublished(10) == []
     async with factory() as third:
         assert await third.outbox.claim_relay()
 

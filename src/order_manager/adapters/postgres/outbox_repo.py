@@ -1,14 +1,17 @@
 """PostgreSQL implementation of the outbox port (`order_manager.services.ports.outbox`).
 
-Sequence assignment: a transaction-scoped advisory lock keyed by the aggregate serialises the
-writers of one aggregate, then the next sequence is `max(sequence) + 1` read through the unique
-index `outbox_aggregate_sequence_idx`. The lock is held until the writer's transaction ends, so a
-second writer of the same aggregate sees the first one's row (or its absence after a rollback):
-no duplicate, no gap. Because the row's `id` is taken after the lock too, id order within one
-aggregate equals sequence order, which is what lets the relay publish in plain id order.
+Sequence assignment (one round trip: the SQL function `om_outbox_add` of revision 0004): a
+transaction-scoped advisory lock keyed by the aggregate serialises the writers of one aggregate,
+then the next sequence is `max(sequence) + 1` read through the unique index
+`outbox_aggregate_sequence_idx`; `event_id`, `event_type`, `sequence`, `timestamp` (ISO UTC,
+microseconds, `Z`) and `trace_id` are written into the stored payload by the same function.
+The lock is held until the writer's transaction ends, so a second writer of the same aggregate
+sees the first one's row (or its absence after a rollback): no duplicate, no gap. Because the
+row's `id` is taken after the lock too, id order within one aggregate equals sequence order,
+which is what lets the relay publish in plain id order.
 
-The relay claims a different transaction-scoped advisory lock, so at most one relay publishes at
-any moment (several service instances may run one each).
+The relay claims a different transaction-scoped advisory lock (inside `fetch_unpublished`), so
+at most one relay publishes at any moment (several service instances may run one each).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -45,11 +48,6 @@ class PgOutboxRecord:
     attempts: int
 
 
-def iso_utc(moment: datetime) -> str:
-    """`2026-11-23T10:15:31.004000Z`: ISO 8601 in UTC with a `Z` suffix."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 class PgOutboxRepository:
     """Bound to one connection inside the unit of work's transaction."""
 
@@ -71,38 +69,18 @@ class PgOutboxRepository:
             raise ValueError("outbox event needs a topic")
         if not event_type:
             raise ValueError("outbox event needs an event_type")
-        sequence: int | None = None
-        if aggregate_id is not None:
-            await self._conn.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                _AGGREGATE_LOCK_NS,
-                f"{aggregate_type}/{aggregate_id}",
-            )
-            sequence = await self.last_sequence(aggregate_type, aggregate_id) + 1
         event_id = uuid.uuid4()
-        now = await self._conn.fetchval("SELECT clock_timestamp()")
-        body = dict(payload)
-        body["event_id"] = str(event_id)
-        body["event_type"] = event_type
-        body["sequence"] = sequence
-        body["timestamp"] = iso_utc(now)
-        body["trace_id"] = trace_id
-        await self._conn.execute(
-            """
-            INSERT INTO outbox (event_id, topic, event_type, aggregate_type, aggregate_id,
-                                sequence, payload, trace_id, is_dry_run, created_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-            """,
+        await self._conn.fetchval(
+            "SELECT om_outbox_add($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             event_id,
             topic,
             event_type,
             aggregate_type,
             aggregate_id,
-            sequence,
-            body,
+            dict(payload),
             trace_id,
             is_dry_run,
-            now,
+            _AGGREGATE_LOCK_NS,
         )
         return event_id
 
@@ -124,13 +102,17 @@ class PgOutboxRepository:
         )
 
     async def fetch_unpublished(self, limit: int) -> list[PgOutboxRecord]:
+        """Oldest unpublished rows; claims the relay lock in the same round trip (no rows when
+        another relay holds it)."""
         rows = await self._conn.fetch(
             """
             SELECT id, event_id, topic, event_type, aggregate_type, aggregate_id, sequence,
                    payload, trace_id, is_dry_run, created_at, attempts
-            FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1
+            FROM outbox WHERE published_at IS NULL AND pg_try_advisory_xact_lock($2)
+            ORDER BY id LIMIT $1
             """,
             limit,
+            _RELAY_LOCK_KEY,
         )
         return [PgOutboxRecord(**dict(row)) for row in rows]
 

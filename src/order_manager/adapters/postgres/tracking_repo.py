@@ -236,27 +236,20 @@ class PgTrackingRepository:
     async def lock_position(
         self, category: Category, symbol: str, position_idx: PositionIdx, *, is_dry_run: bool
     ) -> PositionRecord:
-        await self._conn.execute(
-            """
-            INSERT INTO positions (category, symbol, position_idx, is_dry_run)
-            VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
-            """,
-            category.value,
-            symbol,
-            int(position_idx),
-            is_dry_run,
-        )
-        row = await self._conn.fetchrow(
-            """
+        key = (category.value, symbol, int(position_idx), is_dry_run)
+        query = """
             SELECT * FROM positions
             WHERE category = $1 AND symbol = $2 AND position_idx = $3 AND is_dry_run = $4
             FOR UPDATE
-            """,
-            category.value,
-            symbol,
-            int(position_idx),
-            is_dry_run,
-        )
+        """
+        row = await self._conn.fetchrow(query, *key)
+        if row is None:  # first fill of this book: create it flat, then lock it
+            await self._conn.execute(
+                "INSERT INTO positions (category, symbol, position_idx, is_dry_run)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                *key,
+            )
+            row = await self._conn.fetchrow(query, *key)
         assert row is not None
         return _position_record(row)
 
@@ -335,19 +328,9 @@ class PgTrackingRepository:
 
     async def record_exchange_position(
         self, exchange: ExchangePosition, *, is_dry_run: bool, observed_at: datetime
-    ) -> None:
-        await self._conn.execute(
-            """
-            INSERT INTO positions (category, symbol, position_idx, is_dry_run)
-            VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
-            """,
-            exchange.category.value,
-            exchange.symbol,
-            int(exchange.position_idx),
-            is_dry_run,
-        )
-        await self._conn.execute(
-            """
+    ) -> PositionRecord:
+        key = (exchange.category.value, exchange.symbol, int(exchange.position_idx), is_dry_run)
+        query = """
             UPDATE positions SET exchange_size = $5, exchange_avg_price = $6,
                 mark_price = COALESCE($7, mark_price),
                 exchange_updated_time = $8,
@@ -360,16 +343,25 @@ class PgTrackingRepository:
                         * CASE WHEN side = 'Sell' THEN -1 ELSE 1 END
                 END
             WHERE category = $1 AND symbol = $2 AND position_idx = $3 AND is_dry_run = $4
-            """,
-            exchange.category.value,
-            exchange.symbol,
-            int(exchange.position_idx),
-            is_dry_run,
+            RETURNING *
+        """
+        args = (
+            *key,
             exchange.size,
             exchange.avg_entry_price,
             exchange.mark_price,
             int(observed_at.timestamp() * 1000),
         )
+        row = await self._conn.fetchrow(query, *args)
+        if row is None:
+            await self._conn.execute(
+                "INSERT INTO positions (category, symbol, position_idx, is_dry_run)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                *key,
+            )
+            row = await self._conn.fetchrow(query, *args)
+        assert row is not None
+        return _position_record(row)
 
     async def correct_position(
         self,

@@ -106,7 +106,8 @@ class OutboxRepository(Protocol):
         ...
 
     async def fetch_unpublished(self, limit: int) -> Sequence[OutboxRecord]:
-        """Unpublished events, oldest first (id order = per-aggregate sequence order)."""
+        """Unpublished events, oldest first (id order = per-aggregate sequence order). Also
+        claims the relay lock for the transaction: empty when another relay holds it."""
         ...
 
     async def mark_published(self, ids: Sequence[int], published_at: datetime) -> None:

@@ -116,8 +116,9 @@ class TrackingRepository(Protocol):
 
     async def record_exchange_position(
         self, exchange: ExchangePosition, *, is_dry_run: bool, observed_at: datetime
-    ) -> None:
-        """Keep the exchange's size/average/mark (and our unrealised PnL at its mark)."""
+    ) -> StoredPosition:
+        """Keep the exchange's size/average/mark (and our unrealised PnL at its mark); returns
+        the book, locked until commit (created flat when missing)."""
         ...
 
     async def correct_position(

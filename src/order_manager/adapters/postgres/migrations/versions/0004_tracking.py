@@ -10,6 +10,10 @@
   can be replayed from the executions table alone.
 * `wallet_balances`: the latest wallet figures per coin from the `wallet` stream (and REST
   refreshes), read by the risk checks.
+* `om_outbox_add(...)`: one round trip for an outbox insert — takes the aggregate's
+  transaction-scoped advisory lock, assigns the next per-aggregate sequence and writes
+  `event_id`, `event_type`, `sequence`, `timestamp` and `trace_id` into the stored payload
+  (used by `PgOutboxRepository.add_event`; see there for why the lock makes sequences gapless).
 
 Revision ID: 0004
 Revises: the newest of 0003 / 0002 / 0001 present (the intake and execution revisions are
@@ -71,9 +75,44 @@ UPGRADE = (
         PRIMARY KEY (account_type, coin, is_dry_run)
     )
     """,
+    """
+    CREATE FUNCTION om_outbox_add(
+        p_event_id uuid, p_topic text, p_event_type text, p_aggregate_type text,
+        p_aggregate_id text, p_payload jsonb, p_trace_id text, p_is_dry_run boolean,
+        p_lock_namespace integer
+    ) RETURNS integer LANGUAGE plpgsql AS $$
+    DECLARE
+        v_sequence integer;
+        v_now timestamptz := clock_timestamp();
+    BEGIN
+        IF p_aggregate_id IS NOT NULL THEN
+            PERFORM pg_advisory_xact_lock(
+                p_lock_namespace, hashtext(p_aggregate_type || '/' || p_aggregate_id));
+            SELECT COALESCE(max(sequence), 0) + 1 INTO v_sequence FROM outbox
+            WHERE aggregate_type = p_aggregate_type AND aggregate_id = p_aggregate_id
+              AND aggregate_id IS NOT NULL AND sequence IS NOT NULL;
+        END IF;
+        INSERT INTO outbox (event_id, topic, event_type, aggregate_type, aggregate_id,
+                            sequence, payload, trace_id, is_dry_run, created_at)
+        VALUES (p_event_id, p_topic, p_event_type, p_aggregate_type, p_aggregate_id,
+                v_sequence,
+                p_payload || jsonb_build_object(
+                    'event_id', p_event_id::text,
+                    'event_type', p_event_type,
+                    'sequence', v_sequence,
+                    'timestamp',
+                    to_char(v_now AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                    'trace_id', p_trace_id),
+                p_trace_id, p_is_dry_run, v_now);
+        RETURN v_sequence;
+    END;
+    $$
+    """,
 )
 
 DOWNGRADE = (
+    "DROP FUNCTION IF EXISTS om_outbox_add(uuid, text, text, text, text, jsonb, text, boolean,"
+    " integer)",
     "DROP TABLE IF EXISTS wallet_balances",
     "DROP INDEX IF EXISTS executions_book_idx",
     "ALTER TABLE executions DROP COLUMN IF EXISTS position_idx",
