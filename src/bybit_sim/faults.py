@@ -51,12 +51,18 @@ WS_KINDS: Final[dict[str, dict[str, Any]]] = {
     "reorder": {"hold_ms": 1_000, "scope": "messages"},
     "pause": {},
 }
-HTTP_FAULT_STATUSES: Final = (500, 502, 503, 504)
+HTTP_FAULT_STATUSES: Final = (403, 429, 500, 502, 503, 504)
 TIMEOUT_MODES: Final = ("hold", "close")
 DROP_MODES: Final = ("close", "abort")
 REORDER_SCOPES: Final = ("messages", "items")
 
 _GATEWAY_BODIES: Final[dict[int, str]] = {
+    # 403: Bybit's IP limit ("access too frequent", ban of >= 10 min) and GET-with-body refusals.
+    403: "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n"
+    "<center><h1>403 Forbidden</h1></center>\r\n</body>\r\n</html>\r\n",
+    # 429: system-level frequency protection ("retry when you get this").
+    429: "<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n"
+    "<center><h1>429 Too Many Requests</h1></center>\r\n</body>\r\n</html>\r\n",
     502: "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     "<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n",
     503: "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"

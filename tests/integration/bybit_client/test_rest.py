@@ -117,6 +117,14 @@ async def test_http_500_is_retried_and_the_create_is_not_duplicated(
     assert result.outcome is CreateOutcome.CREATED and result.attempts == 2
     assert await orders_with_link(client, "http500-1") == [result.order_id]
 
+    # HTTP 429 (system-level frequency protection) is retried the same way
+    await sim_admin.fault(
+        target="rest", endpoint=CREATE, kind="http_status", params={"status": 429}, count=1
+    )
+    result = await client.create_order(await resting_buy(client, "http429-1"))
+    assert result.outcome is CreateOutcome.CREATED and result.attempts == 2
+    assert await orders_with_link(client, "http429-1") == [result.order_id]
+
 
 @pytest.mark.parametrize("mode", ["hold", "close"])
 async def test_timeout_after_execute_resolves_to_the_order_that_exists(

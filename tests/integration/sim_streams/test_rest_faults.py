@@ -16,7 +16,7 @@ async def _exists(rest: SimRest, link: str) -> bool:
     return bool(await rest.open_orders(orderLinkId=link))
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
+@pytest.mark.parametrize("status", [403, 429, 500, 502, 503])
 async def test_http_status_fails_without_executing(rest: SimRest, status: int) -> None:
     await rest.add_fault(
         target="rest",
