@@ -66,6 +66,7 @@ from order_manager.services.ports.exchange_events import (
     ExchangeEventSource,
     ExchangeQueries,
     GapHandler,
+    RawBatch,
 )
 from order_manager.services.ports.orders import StoredOrder
 from order_manager.services.ports.tracking import ExecKey, StoredPosition
@@ -183,31 +184,42 @@ class Tracker:
         created_at: datetime | None = None,
     ) -> BatchOutcome:
         """Apply one batch of raw Bybit objects of `topic` (`order.linear` is `order`)."""
-        base = topic.split(".", 1)[0]
-        parser = _PARSERS.get(base)
-        if parser is None:
-            log.warning("tracker ignores an unknown topic", topic=topic, items=len(items))
-            EXCHANGE_EVENTS.labels(base, "unknown_topic").inc(len(items))
+        return await self.handle_many([(topic, items, created_at)])
+
+    async def handle_many(self, batches: Sequence[RawBatch]) -> BatchOutcome:
+        """Apply several batches (e.g. the WebSocket messages that were waiting) in arrival
+        order, in ONE transaction."""
+        prepared: list[tuple[str, list[tuple[Mapping[str, Any], str | None, Any]], Any]] = []
+        for topic, items, created_at in batches:
+            base = topic.split(".", 1)[0]
+            parser = _PARSERS.get(base)
+            if parser is None:
+                log.warning("tracker ignores an unknown topic", topic=topic, items=len(items))
+                EXCHANGE_EVENTS.labels(base, "unknown_topic").inc(len(items))
+                continue
+            prepared.append((base, self._parse(items, parser, base), created_at))
+        if not prepared:
             return BatchOutcome()
-        prepared = self._parse(items, parser, base)
         prefetched: dict[str, Mapping[str, Any] | None] = {}
 
         async def body(uow: UnitOfWork, outcome: BatchOutcome) -> None:
-            for raw, error, parsed in prepared:
-                if error is not None:
-                    await self._problem(uow, outcome, f"unparseable_{base}", error, raw)
-                elif base == ORDER:
-                    await self._on_order(uow, outcome, parsed, raw)
-                elif base == EXECUTION:
-                    await self._on_execution(uow, outcome, parsed, raw, prefetched)
-                elif base == POSITION:
-                    await self._on_position(uow, parsed)
-                else:
-                    await self._on_wallet(uow, outcome, raw, created_at)
+            for base, parsed_items, created_at in prepared:
+                for raw, error, parsed in parsed_items:
+                    if error is not None:
+                        await self._problem(uow, outcome, f"unparseable_{base}", error, raw)
+                    elif base == ORDER:
+                        await self._on_order(uow, outcome, parsed, raw)
+                    elif base == EXECUTION:
+                        await self._on_execution(uow, outcome, parsed, raw, prefetched)
+                    elif base == POSITION:
+                        await self._on_position(uow, parsed)
+                    else:
+                        await self._on_wallet(uow, outcome, raw, created_at)
 
+        label = "+".join(sorted({base for base, _, _ in prepared}))
         while True:
             try:
-                return await self._transaction(base, body)
+                return await self._transaction(label, body)
             except _UnknownOrder as unknown:
                 # fills of an order we have no row for: ask the exchange (outside any
                 # transaction), then run the batch again with the answer
@@ -656,10 +668,8 @@ async def run_tracker(
 ) -> None:
     """Feed `tracker` from `source` until cancelled."""
 
-    async def handle(
-        topic: str, items: Sequence[Mapping[str, Any]], created_at: datetime | None
-    ) -> None:
-        await tracker.handle(topic, items, created_at)
+    async def handle(batches: Sequence[RawBatch]) -> None:
+        await tracker.handle_many(batches)
 
     await source.run(handle, on_gap)
 

@@ -1,7 +1,9 @@
 """The Bybit private WebSocket as an `ExchangeEventSource` (services.ports.exchange_events).
 
 Every data message (`order`, `execution`, `position`, `wallet`) is handed to the tracker in
-arrival order, one message = one batch, with its raw items. A `reconnected` connection event
+arrival order, one message = one batch, with its raw items; messages that are already waiting
+when the tracker becomes free are handed over together (one transaction, up to
+`MAX_COALESCED`). A `reconnected` connection event
 means events may have been lost while the stream was down (Bybit has no replay): `on_gap` runs
 in the background so that live events keep flowing while the reconciliation reads REST.
 
@@ -26,7 +28,11 @@ from order_manager.adapters.bybit.ws_base import ConnectionEvent
 log = structlog.get_logger(__name__)
 
 # Same shapes as services.ports.exchange_events (adapters do not import services).
-EventHandler = Callable[[str, Sequence[Mapping[str, Any]], datetime | None], Awaitable[None]]
+RawBatch = tuple[str, Sequence[Mapping[str, Any]], datetime | None]
+EventHandler = Callable[[Sequence[RawBatch]], Awaitable[None]]
+
+#: most messages handed over in one call (one transaction)
+MAX_COALESCED = 64
 GapHandler = Callable[[], Awaitable[None]]
 
 
@@ -69,15 +75,17 @@ class PrivateStreamSource:
                         if event.kind == "reconnected":
                             self._gap(on_gap, f"websocket reconnected ({event.reason})")
                     if get_message in done:
-                        message = get_message.result()
+                        batch = [get_message.result()]
+                        while messages.qsize() and len(batch) < MAX_COALESCED:
+                            batch.append(messages.get_nowait())  # already waiting: same commit
                         get_message = asyncio.create_task(messages.get())
                         try:
-                            await handle(message.base_topic, message.data, message.creation_time)
+                            await handle([(m.base_topic, m.data, m.creation_time) for m in batch])
                         except Exception as exc:  # logged with the items, then reconciled
                             log.exception(
                                 "exchange event batch not applied",
-                                topic=message.topic,
-                                items=list(message.data),
+                                topics=[m.topic for m in batch],
+                                items=[list(m.data) for m in batch],
                                 error=repr(exc),
                             )
                             self._gap(on_gap, "a batch could not be applied")

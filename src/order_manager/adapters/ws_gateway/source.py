@@ -36,7 +36,8 @@ QUEUE_ARGUMENTS: Mapping[str, Any] = {
 }
 CHANNELS = ("order", "execution")
 
-EventHandler = Callable[[str, Sequence[Mapping[str, Any]], datetime | None], Awaitable[None]]
+RawBatch = tuple[str, Sequence[Mapping[str, Any]], datetime | None]
+EventHandler = Callable[[Sequence[RawBatch]], Awaitable[None]]
 GapHandler = Callable[[], Awaitable[None]]
 
 
@@ -133,7 +134,7 @@ class WsGatewaySource:
     async def _process(self, message: AbstractIncomingMessage, handle: EventHandler) -> None:
         topic, items, timestamp = unwrap(message.body)
         try:
-            await handle(topic, items, timestamp)
+            await handle([(topic, items, timestamp)])
         except Exception as exc:  # not committed: let the broker redeliver it
             log.exception("gateway event not applied; requeued", topic=topic, error=repr(exc))
             await message.nack(requeue=True)

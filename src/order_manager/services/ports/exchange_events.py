@@ -7,10 +7,12 @@
   `ws-gateway.order`, each carrying one raw Bybit object.
 
 Items are raw Bybit V5 objects exactly as received (numbers as strings); the tracker parses them
-with the domain's `from_bybit` constructors. `handle` returns only after the items' effects are
-committed, so a queue-based source acks after `handle` and a crash redelivers (harmless: every
-effect is idempotent). `on_gap` is called when events may have been lost (a WebSocket
-reconnect): the tracker then reconciles through `ExchangeQueries`.
+with the domain's `from_bybit` constructors. A source may hand over several batches at once
+(the messages that were already waiting: one transaction for all of them, fewer commits under
+load). `handle` returns only after the items' effects are committed, so a queue-based source
+acks after `handle` and a crash redelivers (harmless: every effect is idempotent). `on_gap` is
+called when events may have been lost (a WebSocket reconnect): the tracker then reconciles
+through `ExchangeQueries`.
 
 `ExchangeQueries` returns raw Bybit objects too (REST `list` items), or raises `ConnectionError`
 / `TimeoutError` (or the adapter's errors) when the exchange cannot answer.
@@ -22,8 +24,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-#: (base topic: order | execution | position | wallet, items, exchange creation time)
-EventHandler = Callable[[str, Sequence[Mapping[str, Any]], datetime | None], Awaitable[None]]
+#: (topic: order | execution | position | wallet, raw items, exchange creation time)
+RawBatch = tuple[str, Sequence[Mapping[str, Any]], datetime | None]
+#: applies the batches in order, in one transaction; returns once committed
+EventHandler = Callable[[Sequence[RawBatch]], Awaitable[None]]
 GapHandler = Callable[[], Awaitable[None]]
 
 
