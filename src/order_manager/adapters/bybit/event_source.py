@@ -40,6 +40,15 @@ class PrivateStreamSource:
     def __init__(self, stream: PrivateStream) -> None:
         self._stream = stream
         self._gap_tasks: set[asyncio.Task[None]] = set()
+        # subscribed now, so nothing published between `connect()` and `run()` is missed
+        self._messages = stream.messages()
+        self._connections = stream.connection_events()
+
+    async def connect(self) -> None:
+        """Open the stream and wait until it is authenticated and subscribed (raises the
+        first connection's error, e.g. bad credentials)."""
+        if not self._stream.started:
+            await self._stream.start()
 
     def _gap(self, on_gap: GapHandler | None, reason: str) -> None:
         if on_gap is None:
@@ -57,11 +66,9 @@ class PrivateStreamSource:
         task.add_done_callback(self._gap_tasks.discard)
 
     async def run(self, handle: EventHandler, on_gap: GapHandler | None) -> None:
-        messages = self._stream.messages()
-        connections = self._stream.connection_events()
+        messages, connections = self._messages, self._connections
         try:
-            if not self._stream.started:
-                await self._stream.start()
+            await self.connect()
             get_message: asyncio.Task[PrivateMessage] = asyncio.create_task(messages.get())
             get_event: asyncio.Task[ConnectionEvent] = asyncio.create_task(connections.get())
             try:

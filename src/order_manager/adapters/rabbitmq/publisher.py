@@ -10,7 +10,9 @@
 - `publish` returns after the broker's ack; a nack, a return, a timeout or a lost connection
   raises `ConnectionError` and drops the connection so the next call starts clean.
 
-The connection carries the name `connection_name` (visible in the management UI/API).
+The connection carries the name `connection_name` (visible in the management UI/API). `routes`
+maps an outbox topic to another queue name (configured queue names); unmapped topics are used
+as they are.
 """
 
 from __future__ import annotations
@@ -43,12 +45,14 @@ class RabbitEventPublisher:
         url: str,
         *,
         queues: Sequence[str],
+        routes: Mapping[str, str] | None = None,
         connection_name: str = "order-manager.outbox-relay",
         connect_timeout: float = 5.0,
         confirm_timeout: float = 10.0,
     ) -> None:
         self._url = url
         self._queues = tuple(queues)
+        self._routes = dict(routes or {})
         self._connection_name = connection_name
         self._connect_timeout = connect_timeout
         self._confirm_timeout = confirm_timeout
@@ -130,7 +134,7 @@ class RabbitEventPublisher:
             try:
                 await exchange.publish(
                     message,
-                    routing_key=routing_key,
+                    routing_key=self._routes.get(routing_key, routing_key),
                     mandatory=True,
                     timeout=self._confirm_timeout,
                 )

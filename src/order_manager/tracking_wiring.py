@@ -1,0 +1,173 @@
+"""Wiring of the tracking side (a composition-root helper for `bootstrap.py`).
+
+`TrackingComponent` is one container component (`name`, `start()`, `stop()`) that runs:
+
+- the outbox relay (LISTEN/NOTIFY + sweep every `ORDERMANAGER_OUTBOX_POLL_INTERVAL_SECONDS`,
+  batches of `ORDERMANAGER_OUTBOX_BATCH_SIZE`, publisher confirms to the event queues);
+- with a live exchange: the tracker fed by the private WebSocket (default) or the ws-gateway
+  queue (`ORDERMANAGER_EVENT_SOURCE=ws_gateway`), and the positions keeper (snapshots every
+  `ORDERMANAGER_POSITION_SNAPSHOT_INTERVAL` s, validation every
+  `ORDERMANAGER_POSITION_VALIDATION_INTERVAL` s).
+
+Bootstrap usage::
+
+    tracking = TrackingComponent(settings, pool, bybit_config, rest=rest, on_gap=reconciler.on_gap)
+    container.add_component(tracking)          # tracking.tracker feeds the reconciler
+    position_validator = tracking.validate_positions
+
+Only this module and `bootstrap.py` pick concrete adapters for the tracking side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+import structlog
+
+from order_manager.adapters.bybit.config import BybitClientConfig
+from order_manager.adapters.bybit.event_source import PrivateStreamSource
+from order_manager.adapters.bybit.private_ws import PrivateStream
+from order_manager.adapters.bybit.queries import BybitExchangeQueries
+from order_manager.adapters.bybit.rest import BybitRestClient
+from order_manager.adapters.postgres.outbox_listener import PgOutboxNotifications
+from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
+from order_manager.adapters.rabbitmq.publisher import RabbitEventPublisher
+from order_manager.adapters.ws_gateway.source import WsGatewaySource
+from order_manager.config import EventSource, Settings
+from order_manager.domain.enums import Category
+from order_manager.services.outbox_relay import OutboxRelay
+from order_manager.services.ports.exchange_events import ExchangeEventSource, GapHandler
+from order_manager.services.ports.outbox import ORDER_EVENTS_TOPIC, POSITION_EVENTS_TOPIC
+from order_manager.services.ports.uow import UnitOfWorkFactory
+from order_manager.services.positions import PositionKeeper
+from order_manager.services.tracker import Tracker, resync_orders, run_tracker
+
+log = structlog.get_logger(__name__)
+
+
+class TrackingComponent:
+    name = "tracking"
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        bybit_config: BybitClientConfig | None,
+        *,
+        rest: BybitRestClient | None = None,
+        on_gap: GapHandler | None = None,
+    ) -> None:
+        self.settings = settings
+        self._pool = pool
+        self._bybit_config = bybit_config
+        self._rest = rest
+        self._own_rest = rest is None
+        self._on_gap = on_gap
+        self.uow: UnitOfWorkFactory = PostgresUnitOfWorkFactory(pool)
+        self.publisher = RabbitEventPublisher(
+            settings.rabbitmq_url,
+            queues=(settings.order_events_queue, settings.position_events_queue),
+            routes={
+                ORDER_EVENTS_TOPIC: settings.order_events_queue,
+                POSITION_EVENTS_TOPIC: settings.position_events_queue,
+            },
+        )
+        self.relay = OutboxRelay(
+            self.uow,
+            self.publisher,
+            PgOutboxNotifications(settings.database_url),
+            batch_size=settings.outbox_batch_size,
+            sweep_interval=settings.outbox_poll_interval_seconds,
+        )
+        self.tracker: Tracker | None = None
+        self.keeper: PositionKeeper | None = None
+        self._stream: PrivateStream | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def categories(self) -> tuple[Category, ...]:
+        return (Category(self.settings.category),)
+
+    def _source(self, config: BybitClientConfig) -> ExchangeEventSource:
+        settings = self.settings
+        if settings.event_source is EventSource.WS_GATEWAY:
+            key = settings.ws_gateway_api_key
+            return WsGatewaySource(
+                settings.rabbitmq_url,
+                settings.ws_gateway_url,
+                key.get_secret_value() if key is not None else None,
+            )
+        self._stream = PrivateStream(config)
+        return PrivateStreamSource(self._stream)
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="outbox-relay"))
+        config = self._bybit_config
+        if config is None:  # dry-run without an exchange: only the relay
+            return
+        if self._rest is None:
+            self._rest = BybitRestClient(config)
+            await self._rest.start()
+        queries = BybitExchangeQueries(self._rest)
+        self.tracker = Tracker(
+            self.uow,
+            link_prefix=self.settings.order_link_id_prefix,
+            queries=queries,
+            is_dry_run=False,
+        )
+        self.keeper = PositionKeeper(
+            self.uow, queries, categories=self.categories, is_dry_run=False
+        )
+        tracker = self.tracker
+
+        async def resync() -> None:
+            await resync_orders(tracker, self.uow, queries, categories=self.categories)
+
+        source = self._source(config)
+        if isinstance(source, PrivateStreamSource):
+            await source.connect()  # events from here on are seen (Bybit has no replay)
+        self._tasks.append(
+            asyncio.create_task(
+                run_tracker(tracker, source, on_gap=self._on_gap or resync), name="tracker"
+            )
+        )
+        self._tasks.append(
+            asyncio.create_task(
+                self.keeper.run(
+                    self._stop,
+                    snapshot_interval=float(self.settings.position_snapshot_interval),
+                    validation_interval=float(self.settings.position_validation_interval),
+                ),
+                name="positions",
+            )
+        )
+
+    async def validate_positions(self) -> int:
+        """For the reconciler: validate now (even busy books); number of corrected books."""
+        if self.keeper is None:
+            return 0
+        report = await self.keeper.validate(force=True)
+        return len(report.corrected)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            if task.get_name() == "tracker":
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    await asyncio.wait_for(task, 10)
+                except TimeoutError:
+                    log.warning("tracking task did not stop in time", task=task.get_name())
+        self._tasks.clear()
+        if self._stream is not None:
+            await self._stream.stop()
+        await self.publisher.close()
+        if self._own_rest and self._rest is not None:
+            await self._rest.close()
+            self._rest = None
