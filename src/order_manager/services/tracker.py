@@ -203,18 +203,20 @@ class Tracker:
         prefetched: dict[str, Mapping[str, Any] | None] = {}
 
         async def body(uow: UnitOfWork, outcome: BatchOutcome) -> None:
+            work = _Work(uow, outcome)
             for base, parsed_items, created_at in prepared:
                 for raw, error, parsed in parsed_items:
                     if error is not None:
                         await self._problem(uow, outcome, f"unparseable_{base}", error, raw)
                     elif base == ORDER:
-                        await self._on_order(uow, outcome, parsed, raw)
+                        await self._on_order(work, parsed, raw)
                     elif base == EXECUTION:
-                        await self._on_execution(uow, outcome, parsed, raw, prefetched)
+                        await self._on_execution(work, parsed, raw, prefetched)
                     elif base == POSITION:
-                        await self._on_position(uow, parsed)
+                        work.exchange_positions[_book_key(parsed, self._is_dry_run)] = parsed
                     else:
-                        await self._on_wallet(uow, outcome, raw, created_at)
+                        await self._on_wallet(work, raw, created_at)
+            await self._flush(work)
 
         label = "+".join(sorted({base for base, _, _ in prepared}))
         while True:
@@ -273,15 +275,19 @@ class Tracker:
         await uow.tracking.record_problem(action=action, message=message, raw=raw, trace_id=None)
 
     # ------------------------------------------------------------------ orders
-    async def _locate(
-        self, uow: UnitOfWork, order_id: str, order_link_id: str
-    ) -> StoredOrder | None:
+    async def _locate(self, work: _Work, order_id: str, order_link_id: str) -> _Open | None:
+        """The order touched earlier in this transaction, else its row locked FOR UPDATE."""
+        uid = (order_id and work.by_order_id.get(order_id)) or (
+            order_link_id and work.by_link.get(order_link_id)
+        )
+        if uid:
+            return work.orders[uid]
         found: StoredOrder | None = None
         if order_id:
-            found = await uow.orders.get_by_order_id(order_id, for_update=True)
+            found = await work.uow.orders.get_by_order_id(order_id, for_update=True)
         if found is None and order_link_id:
-            found = await uow.orders.get(order_link_id, for_update=True)
-        return found
+            found = await work.uow.orders.get(order_link_id, for_update=True)
+        return work.register(found) if found is not None else None
 
     def _ownership(self, order_link_id: str) -> tuple[str | None, int | None, bool]:
         """(signal_id, leg, is_external) for an order link id."""
@@ -291,19 +297,17 @@ class Tracker:
         token, leg = parsed
         return signal_id_from_token(token), leg, False
 
-    async def _adopt(
-        self, uow: UnitOfWork, outcome: BatchOutcome, state: OrderState, source: str
-    ) -> StoredOrder:
+    async def _adopt(self, work: _Work, state: OrderState, source: str) -> _Open:
+        uow = work.uow
         signal_id, leg, external = self._ownership(state.order_link_id)
         if signal_id is not None and not await uow.tracking.signal_exists(signal_id):
             signal_id = None
-        trace_id = uuid.uuid4().hex
         order_uuid = await uow.tracking.adopt_order(
             state,
             signal_id=signal_id,
             leg=leg,
             is_external=external,
-            trace_id=trace_id,
+            trace_id=uuid.uuid4().hex,
             is_dry_run=self._is_dry_run,
         )
         stored = await uow.orders.get_by_uuid(order_uuid, for_update=True)
@@ -311,7 +315,7 @@ class Tracker:
             raise RuntimeError(f"adopted order {order_uuid} vanished")
         kind = "external" if external else "ours"
         ADOPTED.labels(kind).inc()
-        outcome.adopted.append(order_uuid)
+        work.outcome.adopted.append(order_uuid)
         log.warning(
             "adopted an order we had no row for",
             kind=kind,
@@ -321,102 +325,85 @@ class Tracker:
             signal_id=signal_id,
             order_uuid=order_uuid,
         )
-        return stored
+        return work.register(stored)
 
     async def _on_order(
-        self,
-        uow: UnitOfWork,
-        outcome: BatchOutcome,
-        update: ExchangeOrderUpdate,
-        raw: Mapping[str, Any],
+        self, work: _Work, update: ExchangeOrderUpdate, raw: Mapping[str, Any]
     ) -> None:
-        stored = await self._locate(uow, update.order_id, update.order_link_id)
-        if stored is None:
-            stored = await self._adopt(uow, outcome, state_from_update(update), ORDER)
-        with trace_context(stored.trace_id):
-            result = apply_update(stored.state, update)
-            await self._after(uow, outcome, stored, result, ORDER, raw)
+        opened = await self._locate(work, update.order_id, update.order_link_id)
+        if opened is None:
+            opened = await self._adopt(work, state_from_update(update), ORDER)
+        with trace_context(opened.stored.trace_id):
+            await self._after(work, opened, apply_update(opened.state, update), ORDER, raw)
 
     async def _after(
         self,
-        uow: UnitOfWork,
-        outcome: BatchOutcome,
-        stored: StoredOrder,
+        work: _Work,
+        opened: _Open,
         result: UpdateResult,
         topic: str,
         raw: Mapping[str, Any],
-    ) -> StoredOrder:
+    ) -> None:
+        """Keep an applied result (saved once per order at the end of the transaction) and
+        write its events to the outbox now, in order."""
+        outcome = work.outcome
         EXCHANGE_EVENTS.labels(topic, result.outcome.value).inc()
-        if result.outcome is UpdateOutcome.APPLIED:
-            outcome.applied += 1
-        elif result.outcome is UpdateOutcome.DUPLICATE:
+        if result.outcome is UpdateOutcome.DUPLICATE:
             outcome.duplicates += 1
-            return stored
-        elif result.outcome is UpdateOutcome.STALE:
+            return
+        if result.outcome is UpdateOutcome.STALE:
             outcome.stale += 1
-            return stored
-        else:
+            return
+        if result.outcome is not UpdateOutcome.APPLIED:
             outcome.illegal += 1
             log.warning(
                 "exchange event refused by the order state machine",
                 outcome=result.outcome.value,
                 reason=result.reason,
-                order_uuid=stored.uuid,
-                status=stored.state.status.value,
+                order_uuid=opened.stored.uuid,
+                status=opened.state.status.value,
                 item=dict(raw),
             )
-            return stored
-        saved = await uow.orders.save(stored, result.state)
-        context = await self._context(uow, saved)
-        signal, market = await self._signal(uow, saved)
-        for event in result.events:
-            await events.publish_order_event(
-                uow.outbox,
-                event,
-                context,
-                trace_id=saved.trace_id,
-                signal=signal,
-                market=market,
-            )
-            outcome.order_events += 1
-        return saved
-
-    async def _context(self, uow: UnitOfWork, stored: StoredOrder) -> events.OrderContext:
-        return events.OrderContext(
+            return
+        outcome.applied += 1
+        opened.state = result.state
+        opened.dirty = True
+        if result.state.order_id:
+            work.by_order_id[result.state.order_id] = opened.stored.uuid
+        if not result.events:
+            return
+        stored = opened.stored
+        context = events.OrderContext(
             order_uuid=stored.uuid,
             signal_id=stored.signal_id,
             is_dry_run=stored.is_dry_run,
             submitted_at=stored.submitted_at,
             is_external=stored.is_external,
         )
+        signal, market = await self._signal(work, stored)
+        for event in result.events:
+            await events.publish_order_event(
+                work.uow.outbox,
+                event,
+                context,
+                trace_id=stored.trace_id,
+                signal=signal,
+                market=market,
+            )
+            outcome.order_events += 1
 
     async def _signal(
-        self, uow: UnitOfWork, stored: StoredOrder
+        self, work: _Work, stored: StoredOrder
     ) -> tuple[events.SignalSummary | None, events.MarketConditions | None]:
         if stored.signal_id is None:
             return None, None
-        info = await uow.tracking.signal_info(stored.signal_id)
-        if info is None:
-            return events.SignalSummary(stored.signal_id), None
-        summary = events.SignalSummary(
-            stored.signal_id, info.get("strategy_id"), info.get("confidence"), info.get("amount")
-        )
-        market = None
-        snapshot = info.get("market_data_snapshot")
-        if isinstance(snapshot, Mapping):
-            try:
-                data = SignalMarketData(
-                    price=_dec(str(snapshot["price"]))
-                    if snapshot.get("price") is not None
-                    else None,
-                    spread=_dec(str(snapshot["spread"]))
-                    if snapshot.get("spread") is not None
-                    else None,
-                )
-                market = events.MarketConditions.from_signal(data)
-            except (ValueError, ArithmeticError):
-                market = None
-        return summary, market
+        cached = work.signals.get(stored.signal_id)
+        if cached is not None:
+            return cached
+        info = await work.uow.tracking.signal_info(stored.signal_id)
+        result = signal_enrichment(stored.signal_id, info)
+        work.signals[stored.signal_id] = result
+        return result
 
     # ------------------------------------------------------------------ executions
     async def _lookup(self, execution: Execution) -> Mapping[str, Any] | None:
@@ -436,45 +423,48 @@ class Tracker:
             )
             return None
 
+    async def _adopt_for_fill(
+        self,
+        work: _Work,
+        execution: Execution,
+        raw: Mapping[str, Any],
+        prefetched: Mapping[str, Mapping[str, Any] | None],
+    ) -> _Open:
+        if (
+            self._queries is not None
+            and execution.order_id
+            and execution.order_id not in prefetched
+        ):
+            raise _UnknownOrder(execution)
+        fetched = prefetched.get(execution.order_id)
+        update: ExchangeOrderUpdate | None = None
+        if fetched is not None:
+            try:
+                update = ExchangeOrderUpdate.from_bybit(fetched)
+            except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+                log.warning("fetched order is unusable", error=repr(exc), order=fetched)
+        state = state_from_update(update) if update else state_from_execution(execution, raw)
+        opened = await self._adopt(work, state, EXECUTION)
+        if update is not None and fetched is not None:
+            # the fetched object is the freshest order state: apply it first
+            await self._after(work, opened, apply_update(opened.state, update), ORDER, fetched)
+        return opened
+
     async def _on_execution(
         self,
-        uow: UnitOfWork,
-        outcome: BatchOutcome,
+        work: _Work,
         execution: Execution,
         raw: Mapping[str, Any],
         prefetched: Mapping[str, Mapping[str, Any] | None],
     ) -> None:
-        stored = await self._locate(uow, execution.order_id, execution.order_link_id)
-        if stored is None:
-            if (
-                self._queries is not None
-                and execution.order_id
-                and execution.order_id not in prefetched
-            ):
-                raise _UnknownOrder(execution)
-            fetched = prefetched.get(execution.order_id)
-            state: OrderState | None = None
-            if fetched is not None:
-                try:
-                    state = state_from_update(ExchangeOrderUpdate.from_bybit(fetched))
-                except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
-                    log.warning("fetched order is unusable", error=repr(exc), order=fetched)
-            if state is None:
-                state = state_from_execution(execution, raw)
-            stored = await self._adopt(uow, outcome, state, EXECUTION)
-            if fetched is not None:
-                # the fetched object is the freshest order state: apply it first
-                try:
-                    update = ExchangeOrderUpdate.from_bybit(fetched)
-                    stored = await self._after(
-                        uow, outcome, stored, apply_update(stored.state, update), ORDER, fetched
-                    )
-                except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
-                    log.warning("fetched order not applied", error=repr(exc))
+        opened = await self._locate(work, execution.order_id, execution.order_link_id)
+        if opened is None:
+            opened = await self._adopt_for_fill(work, execution, raw, prefetched)
+        stored = opened.stored
         with trace_context(stored.trace_id):
-            state = stored.state
+            state = opened.state
             category = execution.category or state.category
-            inserted = await uow.tracking.insert_execution(
+            inserted = await work.uow.tracking.insert_execution(
                 execution,
                 order_uuid=stored.uuid,
                 category=category,
@@ -486,64 +476,67 @@ class Tracker:
                 trace_id=stored.trace_id,
             )
             if not inserted:
-                outcome.duplicates += 1
+                work.outcome.duplicates += 1
                 EXCHANGE_EVENTS.labels(EXECUTION, "duplicate").inc()
                 return
-            result = apply_execution(state, execution)
-            await self._after(uow, outcome, stored, result, EXECUTION, raw)
+            await self._after(work, opened, apply_execution(state, execution), EXECUTION, raw)
             if category.has_positions and execution.exec_type in POSITION_EXEC_TYPES:
                 await self._apply_to_book(
-                    uow,
-                    outcome,
-                    category,
-                    execution,
-                    exec_key(execution, _seq(raw)),
-                    state.position_idx,
-                    stored,
+                    work, category, execution, exec_key(execution, _seq(raw)), opened
                 )
+
+    async def _book(
+        self, work: _Work, category: Category, symbol: str, idx: PositionIdx, is_dry_run: bool
+    ) -> _Book:
+        key = (category, symbol, idx, is_dry_run)
+        book = work.books.get(key)
+        if book is None:
+            stored = await work.uow.tracking.lock_position(
+                category, symbol, idx, is_dry_run=is_dry_run
+            )
+            book = _Book(stored, stored.position, stored.last_exec_key)
+            work.books[key] = book
+        return book
 
     async def _apply_to_book(
         self,
-        uow: UnitOfWork,
-        outcome: BatchOutcome,
+        work: _Work,
         category: Category,
         execution: Execution,
         key: ExecKey,
-        position_idx: PositionIdx,
-        stored: StoredOrder,
+        opened: _Open,
     ) -> None:
-        book = await uow.tracking.lock_position(
-            category, execution.symbol, position_idx, is_dry_run=stored.is_dry_run
-        )
-        if book.baseline_key is not None and key <= book.baseline_key:
+        stored = opened.stored
+        idx = opened.state.position_idx
+        book = await self._book(work, category, execution.symbol, idx, stored.is_dry_run)
+        baseline_key = book.stored.baseline_key
+        if baseline_key is not None and key <= baseline_key:
             return  # already inside the exchange's corrected figures
-        fill = PositionFill.from_execution(execution, position_idx)
+        fill = PositionFill.from_execution(execution, idx)
         try:
-            last: ExecKey | None
-            if book.last_exec_key is None or key > book.last_exec_key:
-                position, last = apply_fill(book.position, fill), key
-            else:
-                position, last = await self._replay(uow, book.baseline, book, stored.is_dry_run)
+            if book.last_key is None or key > book.last_key:
+                book.position, book.last_key = apply_fill(book.position, fill), key
+            else:  # a late fill: rebuild the book in execution order
+                book.position, book.last_key = await self._replay(
+                    work.uow, book.stored, stored.is_dry_run
+                )
         except ValueError as exc:
             await self._problem(
-                uow, outcome, "position_fill_refused", str(exc), {"exec_id": execution.exec_id}
+                work.uow,
+                work.outcome,
+                "position_fill_refused",
+                str(exc),
+                {"exec_id": execution.exec_id},
             )
             return
-        await uow.tracking.save_position(position, is_dry_run=stored.is_dry_run, last_exec_key=last)
-        await events.publish_position_updated(
-            uow.outbox,
-            position,
-            is_dry_run=stored.is_dry_run,
-            trace_id=stored.trace_id,
-            source="execution",
-        )
-        outcome.position_events += 1
+        book.dirty = True
+        book.trace_id = stored.trace_id
 
     async def _replay(
-        self, uow: UnitOfWork, baseline: Position, book: StoredPosition, is_dry_run: bool
+        self, uow: UnitOfWork, book: StoredPosition, is_dry_run: bool
     ) -> tuple[Position, ExecKey | None]:
         """The book rebuilt from its baseline over every stored fill after it, in order."""
-        position = replace(baseline, mark_price=book.position.mark_price)
+        position = replace(book.baseline, mark_price=book.position.mark_price)
         last: ExecKey | None = book.baseline_key
         fills = await uow.tracking.book_fills(
             position.category,
@@ -557,7 +550,40 @@ class Tracker:
             last = key
         return position, last
 
-    # ------------------------------------------------------------------ positions & wallet
+    # ------------------------------------------------------------------ end of transaction
+    async def _flush(self, work: _Work) -> None:
+        """Write what the batch changed: each touched order once, each touched book once (with
+        one `position_updated` event), then the exchange's position view and the wallet."""
+        uow = work.uow
+        for opened in work.orders.values():
+            if opened.dirty:
+                await uow.orders.save(opened.stored, opened.state)
+        for (_, _, _, is_dry_run), book in work.books.items():
+            if not book.dirty:
+                continue
+            await uow.tracking.save_position(
+                book.position, is_dry_run=is_dry_run, last_exec_key=book.last_key
+            )
+            await events.publish_position_updated(
+                uow.outbox,
+                book.position,
+                is_dry_run=is_dry_run,
+                trace_id=book.trace_id,
+                source="execution",
+            )
+            work.outcome.position_events += 1
+        for exchange in work.exchange_positions.values():
+            await self._on_position(uow, exchange)
+        for (account_type, coin), (figures, created_at) in work.wallet.items():
+            await uow.tracking.upsert_wallet(
+                account_type=account_type,
+                coin=coin,
+                figures=figures,
+                exchange_time=created_at,
+                source="ws",
+                is_dry_run=self._is_dry_run,
+            )
+
     async def _on_position(self, uow: UnitOfWork, exchange: ExchangePosition) -> None:
         if not exchange.category.has_positions:
             return
@@ -576,15 +602,14 @@ class Tracker:
             )
 
     async def _on_wallet(
-        self,
-        uow: UnitOfWork,
-        outcome: BatchOutcome,
-        account: Mapping[str, Any],
-        created_at: datetime | None,
+        self, work: _Work, account: Mapping[str, Any], created_at: datetime | None
     ) -> None:
+        """Parse now, write once per coin at the end (the newest figures win)."""
         coins = account.get("coin")
         if not isinstance(coins, Sequence) or isinstance(coins, str | bytes):
-            await self._problem(uow, outcome, "unparseable_wallet", "no coin list", account)
+            await self._problem(
+                work.uow, work.outcome, "unparseable_wallet", "no coin list", account
+            )
             return
         account_type = str(account.get("accountType") or "UNIFIED")
         for coin in coins:
@@ -600,17 +625,92 @@ class Tracker:
                 }
                 name = str(coin["coin"])
             except (KeyError, ValueError, TypeError, ArithmeticError, AttributeError) as exc:
-                await self._problem(uow, outcome, "unparseable_wallet", repr(exc), {"coin": coin})
+                await self._problem(
+                    work.uow, work.outcome, "unparseable_wallet", repr(exc), {"coin": coin}
+                )
                 continue
-            await uow.tracking.upsert_wallet(
-                account_type=account_type,
-                coin=name,
-                figures=figures,
-                exchange_time=created_at,
-                source="ws",
-                is_dry_run=self._is_dry_run,
-            )
+            work.wallet[(account_type, name)] = (figures, created_at)
         EXCHANGE_EVENTS.labels(WALLET, "applied").inc()
+
+
+# ---------------------------------------------------------------------------- batch context
+
+
+@dataclass
+class _Open:
+    """An order touched in the current transaction (its row is locked)."""
+
+    stored: StoredOrder
+    state: OrderState
+    dirty: bool = False
+
+
+@dataclass
+class _Book:
+    """A position book touched in the current transaction (its row is locked)."""
+
+    stored: StoredPosition
+    position: Position
+    last_key: ExecKey | None
+    dirty: bool = False
+    trace_id: str | None = None
+
+
+BookKey = tuple[Category, str, PositionIdx, bool]
+
+
+def _book_key(exchange: ExchangePosition, is_dry_run: bool) -> BookKey:
+    return (exchange.category, exchange.symbol, exchange.position_idx, is_dry_run)
+
+
+class _Work:
+    """Everything one transaction touched; written once at its end (`Tracker._flush`)."""
+
+    def __init__(self, uow: UnitOfWork, outcome: BatchOutcome) -> None:
+        self.uow = uow
+        self.outcome = outcome
+        self.orders: dict[str, _Open] = {}
+        self.by_order_id: dict[str, str] = {}
+        self.by_link: dict[str, str] = {}
+        self.books: dict[BookKey, _Book] = {}
+        self.exchange_positions: dict[BookKey, ExchangePosition] = {}
+        self.wallet: dict[tuple[str, str], tuple[dict[str, Decimal | None], datetime | None]] = {}
+        self.signals: dict[
+            str, tuple[events.SignalSummary | None, events.MarketConditions | None]
+        ] = {}
+
+    def register(self, stored: StoredOrder) -> _Open:
+        opened = self.orders.get(stored.uuid)
+        if opened is None:
+            opened = _Open(stored, stored.state)
+            self.orders[stored.uuid] = opened
+        state = opened.state
+        if state.order_id:
+            self.by_order_id[state.order_id] = stored.uuid
+        self.by_link[state.order_link_id] = stored.uuid
+        return opened
+
+
+def signal_enrichment(
+    signal_id: str, info: Mapping[str, Any] | None
+) -> tuple[events.SignalSummary | None, events.MarketConditions | None]:
+    """Event enrichment from a stored signal: its summary and the market it saw."""
+    if info is None:
+        return events.SignalSummary(signal_id), None
+    summary = events.SignalSummary(
+        signal_id, info.get("strategy_id"), info.get("confidence"), info.get("amount")
+    )
+    snapshot = info.get("market_data_snapshot")
+    if not isinstance(snapshot, Mapping):
+        return summary, None
+    try:
+        data = SignalMarketData(
+            price=_dec(str(snapshot["price"])) if snapshot.get("price") is not None else None,
+            spread=_dec(str(snapshot["spread"])) if snapshot.get("spread") is not None else None,
+        )
+    except (ValueError, ArithmeticError):
+        return summary, None
+    return summary, events.MarketConditions.from_signal(data)
 
 
 # ---------------------------------------------------------------------------- adoption helpers
