@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from order_manager.domain.enums import PositionIdx
+from order_manager.domain.enums import OrderType, PositionIdx, TimeInForce
 from order_manager.domain.market import MarketSnapshot
 from order_manager.domain.orders import (
     OrderEvent,
@@ -54,7 +54,17 @@ from order_manager.domain.orders import (
     apply_update,
     mark_rejected,
 )
-from order_manager.domain.plans import Amend, Cancel, Place, Plan, Relation
+from order_manager.domain.plans import (
+    Amend,
+    Cancel,
+    LegIntent,
+    LinkType,
+    Place,
+    Plan,
+    Relation,
+    SignalOrderLink,
+    order_link_id,
+)
 from order_manager.domain.signals import TradingSignal
 from order_manager.services import events
 from order_manager.services.ports.exchange import (
@@ -67,6 +77,7 @@ from order_manager.services.ports.uow import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("order_manager.services.executor")
 
+_AMEND_TARGET_GONE = frozenset({ExchangeErrorKind.NOT_FOUND, ExchangeErrorKind.INVALID_REQUEST})
 _REFUSED = frozenset(
     {
         ExchangeErrorKind.INSUFFICIENT_FUNDS,
@@ -241,12 +252,26 @@ class Executor:
 
         cancels = await asyncio.gather(*(self._cancel(c, plan, ctx) for c in plan.cancels))
         legs += cancels
+        fallbacks: list[LegResult] = []
         for amend in plan.amends:
             if amend.order_link_id in done_amends:
                 notes.append(f"amend {amend.order_link_id} already recorded for this signal")
                 legs.append(LegResult(amend.order_link_id, "amend", True, amend.order_id))
                 continue
-            legs.append(await self._amend(amend, plan, ctx))
+            leg = await self._amend(amend, plan, ctx)
+            legs.append(leg)
+            if not leg.ok and leg.error_kind in _AMEND_TARGET_GONE:
+                # the resting order filled or vanished since planning: the signal's quantity
+                # becomes an order of its own instead of being lost
+                next_leg = max((p.leg for p in plan.places), default=0) + 1 + len(fallbacks)
+                fallback = await self._replace_amend(amend, plan, ctx, next_leg)
+                if fallback is not None:
+                    fallbacks.append(fallback)
+                    notes.append(
+                        f"amend of {amend.order_link_id} refused ({leg.message}): "
+                        f"placed {fallback.order_link_id} instead"
+                    )
+        legs += fallbacks
         sending = {place.order_link_id for place, _ in to_send}
         for place in plan.places:
             if place.order_link_id not in sending:
@@ -365,6 +390,55 @@ class Executor:
             report.ret_code,
             report.message,
         )
+
+    async def _replace_amend(
+        self, amend: Amend, plan: Plan, ctx: ExecutionContext, leg: int
+    ) -> LegResult | None:
+        """Place the quantity a refused amend would have added as a new limit order (its own
+        leg and orderLinkId, the resting order's time in force), moving the signal's link."""
+        prefix = amend.order_link_id.split("-", 1)[0]
+        try:
+            link_id = order_link_id(prefix, plan.signal_id, leg)
+        except ValueError:
+            return None
+        async with self.uow_factory() as uow:
+            target = await uow.orders.get(amend.order_link_id)
+            if target is None or amend.price is None:
+                return None
+            state = target.state
+            place = Place(
+                leg=leg,
+                order_link_id=link_id,
+                category=amend.category,
+                symbol=amend.symbol,
+                side=amend.side,
+                order_type=OrderType.LIMIT,
+                qty=amend.added_qty,
+                price=amend.price,
+                time_in_force=state.time_in_force or TimeInForce.GTC,
+                reduce_only=False,
+                post_only=state.time_in_force is TimeInForce.POST_ONLY,
+                position_idx=state.position_idx if amend.category.has_positions else None,
+                intent=LegIntent.OPEN,
+                reference_price=amend.price,
+                notional=amend.added_notional,
+            )
+            link = SignalOrderLink(
+                plan.signal_id, link_id, LinkType.ONE_TO_ONE, Relation.CREATE, leg, place.qty
+            )
+            await uow.orders.remove_link(plan.signal_id, target.uuid, Relation.AMEND)
+            row, created = await uow.orders.add_intent(
+                intent_state(place, self.clock()),
+                signal_id=plan.signal_id,
+                leg=leg,
+                trace_id=ctx.trace_id,
+                is_dry_run=self.is_dry_run,
+                links=[link],
+            )
+            await uow.commit()
+        if not created and row.state.status is not OrderStatus.SUBMITTING:
+            return _leg_from_row(row)
+        return await self._place(place, row, ctx)
 
     # ------------------------------------------------------------------ cancel
     async def _cancel(self, action: Cancel, plan: Plan, ctx: ExecutionContext) -> LegResult:

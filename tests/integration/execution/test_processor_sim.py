@@ -194,3 +194,37 @@ def _reads(env: Env) -> tuple[float, float]:
         counter.labels(method="GET", endpoint=path, outcome="ok")._value.get()
         for path in ("/v5/position/list", "/v5/account/wallet-balance")
     )
+
+
+async def test_an_amend_whose_order_filled_meanwhile_becomes_a_new_order(env: Env) -> None:
+    processor = env.processor()
+    first = await new_signal(env, amount="1000", metadata={"order_type": "limit"})
+    one = await processor.process(first, "t-f1")
+    assert isinstance(one, SignalExecuted), one
+    # the resting order fills on the exchange; our row has not heard of it yet (no tracker)
+    await env.admin_post("/sim/fill", {"orderId": one.order_ids[0]})
+
+    second = await new_signal(env, amount="1000", metadata={"order_type": "limit"})
+    two = await processor.process(second, "t-f2")
+
+    assert isinstance(two, SignalExecuted), two
+    assert two.order_link_ids != one.order_link_ids
+    assert one.order_link_ids[0] in two.partial_failures  # the refused amend
+    orders = {o["orderLinkId"]: o for o in await env.sim_orders()}
+    assert orders[one.order_link_ids[0]]["orderStatus"] == "Filled"
+    fresh = orders[two.order_link_ids[0]]
+    assert fresh["orderStatus"] == "New"
+    assert Decimal(fresh["qty"]) == Decimal("0.015")
+    links = await env.fetch(
+        "SELECT o.order_link_id, l.relation FROM signal_order_links l "
+        "JOIN orders o ON o.id = l.order_uuid WHERE l.signal_id = $1::uuid",
+        second.signal_id,
+    )
+    assert [(r["order_link_id"], r["relation"]) for r in links] == [
+        (two.order_link_ids[0], "create")
+    ]
+    audit = await env.fetch("SELECT action, ret_code FROM audit_log ORDER BY id")
+    assert [(a["action"], a["ret_code"]) for a in audit][-2:] == [
+        ("order.amend", 110001),
+        ("order.create", 0),
+    ]

@@ -31,7 +31,7 @@ from order_manager.domain.orders import (
     OrderState,
     OrderStatus,
 )
-from order_manager.domain.plans import SignalOrderLink
+from order_manager.domain.plans import Relation, SignalOrderLink
 
 ACTIVE_STATUSES = tuple(s.value for s in OrderStatus if s.is_open)
 _LOCAL_STATUSES = frozenset(
@@ -367,6 +367,15 @@ class PgOrderRepository:
             link.relation.value,
             link.sequence,
             link.allocated_qty,
+        )
+
+    async def remove_link(self, signal_id: str, order_uuid: str, relation: Relation) -> None:
+        await self._conn.execute(
+            "DELETE FROM signal_order_links WHERE signal_id = $1::uuid "
+            "AND order_uuid = $2::uuid AND relation = $3",
+            signal_id,
+            order_uuid,
+            relation.value,
         )
 
     async def add_link(self, link: SignalOrderLink, order_uuid: str) -> None:

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from order_manager.domain.enums import Category
 from order_manager.domain.orders import OrderState
-from order_manager.domain.plans import SignalOrderLink
+from order_manager.domain.plans import Relation, SignalOrderLink
 
 
 class StoredOrder(Protocol):
@@ -115,6 +115,10 @@ class OrderRepository(Protocol):
 
     async def add_link(self, link: SignalOrderLink, order_uuid: str) -> None:
         """Link another signal to an existing order (many-to-one amend); idempotent."""
+        ...
+
+    async def remove_link(self, signal_id: str, order_uuid: str, relation: Relation) -> None:
+        """Drop a link that turned out not to hold (an amend the exchange refused)."""
         ...
 
     async def for_signal(self, signal_id: str) -> Sequence[StoredOrder]:
