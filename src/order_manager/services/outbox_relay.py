@@ -11,8 +11,10 @@ Loop::
     until no rows are left
 
 Ordering: within one aggregate, id order equals sequence order (the outbox repository assigns
-both under the aggregate's lock), and rows are published strictly in id order; publishing
-stops at the first failure, so a later event never overtakes an earlier one.
+both under the aggregate's lock). Each aggregate's rows are published strictly in id order, the
+next only after the broker confirmed the previous one; different aggregates are published
+concurrently (their confirms overlap). An aggregate's chain stops at its first failure, so a
+later event never overtakes an earlier one of the same aggregate.
 
 Broker outage: a failed publish is counted on the row (`attempts`, `last_error`), the rows
 published before it are still marked, and the relay retries with exponential backoff
@@ -82,34 +84,50 @@ class OutboxRelay:
     async def relay_batch(self) -> int:
         """Publish up to `batch_size` rows in one transaction; number published.
 
-        Raises `RelayStalled` after recording a failed publish."""
+        Each aggregate's rows go out one after another (the next only after the broker
+        confirmed the previous), different aggregates in parallel, so confirms overlap without
+        any event overtaking an earlier one of its aggregate. A failure stops its aggregate's
+        chain; the rows confirmed so far are marked, and `RelayStalled` is raised after
+        recording the failure."""
         async with self._uow_factory() as uow:
             records = await uow.outbox.fetch_unpublished(self._batch_size)
             if not records:
                 return 0
-            published: list[int] = []
-            failure: tuple[OutboxRecord, BaseException] | None = None
+            chains: dict[tuple[str, str], list[OutboxRecord]] = {}
             for record in records:
-                try:
-                    await self._publish(record)
-                except (ConnectionError, TimeoutError, OSError) as exc:
-                    failure = (record, exc)
-                    break
-                published.append(record.id)
+                key = (record.aggregate_type, record.aggregate_id or f"#{record.id}")
+                chains.setdefault(key, []).append(record)
+            results = await asyncio.gather(*(self._chain(chain) for chain in chains.values()))
+            published = [r for done, _ in results for r in done]
+            failures = [f for _, f in results if f is not None]
             now = self._clock()
-            await uow.outbox.mark_published(published, now)
-            if failure is not None:
-                await uow.outbox.record_failure([failure[0].id], repr(failure[1]))
+            await uow.outbox.mark_published([r.id for r in published], now)
+            for record, error in failures:
+                await uow.outbox.record_failure([record.id], repr(error))
             await uow.commit()
-        for record in records[: len(published)]:
+        for record in published:
             PUBLISHED.labels(record.topic).inc()
             RELAY_LAG.observe(max(0.0, (now - record.created_at).total_seconds()))
         self.published_count += len(published)
-        if failure is not None:
+        if failures:
             self.failure_count += 1
-            PUBLISH_FAILURES.inc()
-            raise RelayStalled(f"event {failure[0].event_id} not published: {failure[1]!r}")
+            PUBLISH_FAILURES.inc(len(failures))
+            record, error = failures[0]
+            raise RelayStalled(f"event {record.event_id} not published: {error!r}")
         return len(published)
+
+    async def _chain(
+        self, chain: list[OutboxRecord]
+    ) -> tuple[list[OutboxRecord], tuple[OutboxRecord, BaseException] | None]:
+        """Publish one aggregate's rows in order; stop at the first failure."""
+        done: list[OutboxRecord] = []
+        for record in chain:
+            try:
+                await self._publish(record)
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                return done, (record, exc)
+            done.append(record)
+        return done, None
 
     async def _publish(self, record: OutboxRecord) -> None:
         await self._publisher.publish(

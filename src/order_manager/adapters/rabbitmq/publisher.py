@@ -8,7 +8,9 @@
   queue name, `mandatory=True` (an unroutable message is an error, not a silent drop),
   persistent, `message_id` = event_id, `type` = event_type, `correlation_id` = trace_id.
 - `publish` returns after the broker's ack; a nack, a return, a timeout or a lost connection
-  raises `ConnectionError` and drops the connection so the next call starts clean.
+  raises `ConnectionError` and drops the connection so the next call starts clean. Several
+  `publish` calls may be in flight at once (their confirms overlap); a caller that needs an
+  order between two messages awaits the first before sending the second.
 
 The connection carries the name `connection_name` (visible in the management UI/API). `routes`
 maps an outbox topic to another queue name (configured queue names); unmapped topics are used
@@ -129,18 +131,20 @@ class RabbitEventPublisher:
             app_id="order-manager",
             headers={k: v for k, v in headers.items() if v is not None},
         )
-        async with self._lock:
+        async with self._lock:  # only (re)connecting is serialised; confirms overlap
             exchange = await self._ensure()
-            try:
-                await exchange.publish(
-                    message,
-                    routing_key=self._routes.get(routing_key, routing_key),
-                    mandatory=True,
-                    timeout=self._confirm_timeout,
-                )
-            except Exception as exc:  # nack, return, timeout, lost connection
-                await self._reset()
-                raise PublishFailed(f"publish of {message_id} not confirmed: {exc!r}") from exc
+        try:
+            await exchange.publish(
+                message,
+                routing_key=self._routes.get(routing_key, routing_key),
+                mandatory=True,
+                timeout=self._confirm_timeout,
+            )
+        except Exception as exc:  # nack, return, timeout, lost connection
+            async with self._lock:
+                if self._exchange is exchange:
+                    await self._reset()
+            raise PublishFailed(f"publish of {message_id} not confirmed: {exc!r}") from exc
 
     async def close(self) -> None:
         async with self._lock:
