@@ -404,6 +404,11 @@ def main() -> None:
     parser.add_argument("--amount", default="100")
     parser.add_argument("--no-tracker", action="store_true", help="run without the tracker")
     parser.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run on uvloop (not a project dependency: `uv run --with uvloop ...`)",
+    )
+    parser.add_argument(
         "--account-source",
         choices=["exchange", "store"],
         default="exchange",
@@ -416,6 +421,10 @@ def main() -> None:
     api = os.environ.get("OM_RABBITMQ_API")
     if not (db and amqp and api):
         sys.exit('run eval "$(scripts/infra env)" first (database/broker settings missing)')
+    if args.uvloop:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     runs = []
     modes = ["sim", "dry-run"] if args.mode == "both" else [args.mode]
     for mode in modes:
@@ -442,7 +451,8 @@ def main() -> None:
             previous = json.loads(today[-1].read_text())["figures"]["runs"]
     merged = dict(previous) if isinstance(previous, dict) else {}
     for run in runs:
-        tracked = "" if run["tracker"] else "-no-tracker"
+        run["event_loop"] = "uvloop" if args.uvloop else "asyncio"
+        tracked = ("" if run["tracker"] else "-no-tracker") + ("-uvloop" if args.uvloop else "")
         source = f"-{run['account_source']}" if run["mode"] == "sim" else ""
         merged[f"{run['mode']}@{run['rate_requested']:g}/s{source}{tracked}"] = run
     notes = [
