@@ -174,3 +174,19 @@ async def test_recovery_fails_unfound_intents_only_after_the_receive_window(env:
     assert outcome.order_link_ids == (old_link,)
     orders = await env.sim_orders()
     assert [o["orderLinkId"] for o in orders] == [old_link]
+
+
+async def test_an_authentication_failure_is_fatal_and_places_nothing(env: Env) -> None:
+    config = client_config(env.sim_url, api_secret="not-the-secret")
+    async with BybitRestClient(config, metrics=metrics_for(CollectorRegistry())) as rest:
+        cache = InstrumentCache(rest, ["linear"])
+        await cache.refresh()  # public: works with any key
+        processor = Processor(env.uow, BybitGateway(rest, cache), ProcessorConfig())
+        signal = await new_signal(env, amount="1000")
+        outcome = await processor.process(signal, "t-auth")
+
+    assert isinstance(outcome, SignalFailed), outcome
+    assert outcome.code == "exchange_auth"
+    assert not outcome.retryable  # the intake stops consuming instead of failing every signal
+    assert await env.sim_orders() == []
+    assert await env.fetch("SELECT 1 FROM orders") == []
