@@ -1,0 +1,144 @@
+"""Property tests of the paper exchange's matching (pure in-process logic, fixed books)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from order_manager.adapters.paper.exchange import PaperExchange
+from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
+from order_manager.domain.instruments import Instrument
+from order_manager.domain.market import MarketSnapshot
+from order_manager.domain.plans import LegIntent, Place
+
+BTC = Instrument(
+    category=Category.LINEAR,
+    symbol="BTCUSDT",
+    base_coin="BTC",
+    quote_coin="USDT",
+    tick_size=Decimal("0.1"),
+    qty_step=Decimal("0.001"),
+    min_order_qty=Decimal("0.001"),
+    max_order_qty=Decimal("100"),
+    max_market_qty=Decimal("100"),
+    min_notional=Decimal("5"),
+)
+Level = tuple[Decimal, Decimal]
+
+
+class Book:
+    """A fixed order book as the paper exchange's live source."""
+
+    def __init__(self, bids: list[Level], asks: list[Level]) -> None:
+        self.bids, self.asks = bids, asks
+
+    async def instrument(self, category: Category, symbol: str) -> Instrument:
+        return BTC
+
+    async def market(self, category: Category, symbol: str) -> MarketSnapshot:
+        return MarketSnapshot(
+            symbol=symbol,
+            best_bid=self.bids[0][0],
+            best_ask=self.asks[0][0],
+            as_of=datetime.now(UTC),
+        )
+
+    async def levels(
+        self, category: Category, symbol: str
+    ) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
+        return tuple(self.bids), tuple(self.asks)
+
+
+def book(mid: int, sizes: list[int]) -> Book:
+    """Levels one tick apart around ``mid``, sizes in lots of 0.001."""
+    tick = Decimal("0.1")
+    base = Decimal(mid)
+    bids = [(base - tick * (i + 1), Decimal(s) / 1000) for i, s in enumerate(sizes)]
+    asks = [(base + tick * (i + 1), Decimal(s) / 1000) for i, s in enumerate(sizes)]
+    return Book(bids, asks)
+
+
+def leg(side: Side, qty: Decimal, order_type: OrderType, price: Decimal | None) -> Place:
+    return Place(
+        leg=1,
+        order_link_id="om-paper-1",
+        category=Category.LINEAR,
+        symbol="BTCUSDT",
+        side=side,
+        order_type=order_type,
+        qty=qty,
+        price=price,
+        time_in_force=TimeInForce.IOC if order_type is OrderType.MARKET else TimeInForce.GTC,
+        reduce_only=False,
+        post_only=False,
+        position_idx=PositionIdx.ONE_WAY,
+        intent=LegIntent.OPEN,
+        reference_price=price or Decimal(60000),
+        notional=qty * (price or Decimal(60000)),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    mid=st.integers(min_value=1000, max_value=90000),
+    sizes=st.lists(st.integers(min_value=1, max_value=500), min_size=1, max_size=8),
+    lots=st.integers(min_value=1, max_value=3000),
+    side=st.sampled_from([Side.BUY, Side.SELL]),
+    limit_offset=st.one_of(st.none(), st.integers(min_value=-10, max_value=10)),
+)
+def test_fills_never_exceed_the_order_or_the_book_and_respect_the_price(
+    mid: int, sizes: list[int], lots: int, side: Side, limit_offset: int | None
+) -> None:
+    source = book(mid, sizes)
+    paper = PaperExchange(source, levels=source, balances={"USDT": Decimal(10) ** 12})
+    qty = Decimal(lots) / 1000
+    if limit_offset is None:
+        order_type, price = OrderType.MARKET, None
+    else:
+        order_type, price = OrderType.LIMIT, Decimal(mid) + Decimal(limit_offset) / 10
+    report = asyncio.run(paper.place(leg(side, qty, order_type, price), trace_id="t"))
+    if not report.ok:
+        assert report.error_kind == "invalid_request"  # below the minimum notional
+        return
+    order = report.order
+    assert order is not None
+    assert Decimal(0) <= order.cum_exec_qty <= qty
+    available = sum((size for _, size in (source.asks if side is Side.BUY else source.bids)))
+    assert order.cum_exec_qty <= available
+    if order.cum_exec_qty:
+        average = order.cum_exec_value / order.cum_exec_qty
+        touch = source.asks[0][0] if side is Side.BUY else source.bids[0][0]
+        # takers pay the touch or worse, never beyond their limit
+        assert (average >= touch) if side is Side.BUY else (average <= touch)
+        if price is not None:
+            assert (average <= price) if side is Side.BUY else (average >= price)
+    status = order.bybit_status.value
+    if order.cum_exec_qty == qty:
+        assert status == "Filled"
+    elif order_type is OrderType.MARKET:
+        assert status in ("Cancelled", "PartiallyFilledCanceled")  # IOC: the rest is cancelled
+    else:
+        assert status in ("New", "PartiallyFilled")  # the rest of a limit rests
+    position = (
+        paper.books[(Category.LINEAR, "BTCUSDT", PositionIdx.ONE_WAY)]
+        if order.cum_exec_qty
+        else None
+    )
+    if position is not None:
+        assert position.size == order.cum_exec_qty * side.sign
+
+
+def test_a_repeated_order_link_id_returns_the_existing_order() -> None:
+    source = book(60000, [100])
+    paper = PaperExchange(source, levels=source)
+    place = leg(Side.BUY, Decimal("0.010"), OrderType.LIMIT, Decimal("59000"))
+    first = asyncio.run(paper.place(place, trace_id="t"))
+    again = asyncio.run(paper.place(place, trace_id="t"))
+    assert first.ok and again.ok
+    assert again.outcome == "existing"
+    assert again.order_id == first.order_id
+    assert len(paper.orders) == 1
