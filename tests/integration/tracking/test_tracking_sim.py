@@ -9,9 +9,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from order_manager.services.tracker import resync_orders
 from tests.helpers import eventually
 from tests.integration.tracking.harness import SimTracking
-from tests.integration.tracking.support import one_row
+from tests.integration.tracking.support import one_row, uow_factory
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -243,3 +244,23 @@ async def test_validation_corrects_lasting_drift_and_later_fills_continue(
     again = await tracking.keeper.validate()
     assert again.drift == []
     assert await tracking.keeper.snapshot() == 1
+
+
+async def test_resync_after_a_gap_restores_orders_and_fills(tracking: SimTracking) -> None:
+    """Events lost while the stream was 'down' (paused on the simulator) are recovered from
+    REST by the gap handler, through the same tracker code path."""
+    price = await tracking.ticker_price()
+    resting = await tracking.place("Buy", "0.010", price=str(price - 100))
+    await wait_status(tracking.pool, resting, "pending")
+    for topic in ("order", "execution"):
+        await tracking.fault(target="ws_private", topic=topic, kind="pause")
+    await tracking.force_fill(resting, "0.004")  # lost on the stream
+    await tracking.clear_faults()
+    row = await one_row(tracking.pool, "SELECT * FROM orders WHERE order_id = $1", resting)
+    assert row["cum_exec_qty"] == 0
+
+    looked = await resync_orders(tracking.tracker, uow_factory(tracking.pool), tracking.queries)
+    assert looked >= 1
+    row = await assert_equals_exchange(tracking, resting, expected_fills=1)
+    assert row["status"] == "partially_filled"
+    assert row["cum_exec_qty"] == Decimal("0.004")
