@@ -100,8 +100,10 @@ class AccountSource(StrEnum):
 
     ``exchange`` (default): REST per signal — authoritative even when our event stream lags.
     ``store``: the tracker's wallet and position store (kept from the private stream), read in
-    the same transaction as our orders — two REST round trips fewer per signal; balances fall
-    back to the exchange while the store has no wallet yet. Only correct while the tracker runs.
+    the same transaction as our orders — two REST round trips fewer per signal. The exchange is
+    asked instead while the store may be behind: an acknowledged market/IOC order of the symbol
+    has no final event yet (its fill may be missing), or the store has no wallet yet. Needs the
+    tracker running.
     The paper exchange answers both from memory, so dry-run always uses it directly."""
 
     EXCHANGE = "exchange"
@@ -123,6 +125,9 @@ class _Stored:
     recent: tuple[datetime, ...]
     balances: Mapping[str, Decimal] | None = None
     positions: tuple[Position, ...] | None = None
+    #: False while an acknowledged market/IOC order of the symbol still waits for its final
+    #: event: its fill may be missing from the tracker's store
+    store_current: bool = True
 
 
 def place_from_row(row: StoredOrder) -> Place:
@@ -228,8 +233,14 @@ class Processor:
                 self._stored(signal, instrument, with_account=True),
                 self.gateway.market(category, symbol),
             )
-            balances = stored.balances or await self.gateway.balances(trace_id=trace_id)
-            positions = stored.positions or ()
+            if stored.store_current:
+                balances = stored.balances or await self.gateway.balances(trace_id=trace_id)
+                positions = stored.positions or ()
+            else:  # fills of our own taker orders may not be in the store yet: ask the exchange
+                balances, positions = await asyncio.gather(
+                    self.gateway.balances(trace_id=trace_id),
+                    self.gateway.positions(category, symbol, trace_id=trace_id),
+                )
         else:
             stored, market, balances, positions = await asyncio.gather(
                 self._stored(signal, instrument),
@@ -274,6 +285,11 @@ class Processor:
                 )
             if not with_account:
                 return _Stored(existing, rows, recent)
+            symbol_rows = await uow.orders.open_orders(
+                instrument.category, instrument.symbol, is_dry_run=dry
+            )
+            if any(_settled_taker(row) for row in symbol_rows):
+                return _Stored(existing, rows, recent, store_current=False)
             balances = await uow.tracking.available_balances(is_dry_run=dry)
             books = await uow.tracking.positions(is_dry_run=dry)
         positions = tuple(

@@ -228,3 +228,21 @@ async def test_an_amend_whose_order_filled_meanwhile_becomes_a_new_order(env: En
         ("order.amend", 110001),
         ("order.create", 0),
     ]
+
+
+async def test_a_store_behind_our_own_fills_is_not_trusted(env: Env) -> None:
+    """`account_source=store` while our market buy has no final event yet: the store knows no
+    long, so the exchange is asked and the sell still only reduces."""
+    from order_manager.services.processor import AccountSource, ProcessorConfig
+
+    processor = Processor(env.uow, env.gateway, ProcessorConfig(account_source=AccountSource.STORE))
+    buy = await new_signal(env, amount="1000")
+    assert isinstance(await processor.process(buy, "t-behind-buy"), SignalExecuted)
+    sell = await new_signal(env, side="sell", amount="5000")
+    reads_before = _reads(env)
+    outcome = await processor.process(sell, "t-behind-sell")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    sells = [o for o in await env.sim_orders() if o["side"] == "Sell"]
+    assert [(o["reduceOnly"], Decimal(o["qty"])) for o in sells] == [(True, Decimal("0.015"))]
+    assert all(after > before for after, before in zip(_reads(env), reads_before, strict=True))
