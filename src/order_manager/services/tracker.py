@@ -1,17 +1,22 @@
 """The tracker: exchange events -> exact order, fill and position state, plus outbox events.
 
-For every delivered batch (one WebSocket message or one gateway envelope) the tracker opens ONE
-transaction and, item by item:
+For every delivered batch (one WebSocket message or gateway envelope — or several messages that
+were already waiting, `handle_many`) the tracker opens ONE transaction and, item by item:
 
 - `order` objects: lock the order row (`SELECT ... FOR UPDATE`, by orderId, else orderLinkId),
   apply the domain state machine (`apply_update`: only newer updates apply, terminal states are
-  sticky, illegal transitions are refused and logged), save, and write each resulting
-  `OrderEvent` to the outbox;
+  sticky, illegal transitions are refused and logged) and write each resulting `OrderEvent` to
+  the outbox;
 - `execution` items: store the fill unique by execId (a duplicate changes nothing), apply it to
-  the order (`apply_execution`) and to its position book, write order and position events;
+  the order (`apply_execution`) and to its position book, write the order events;
 - `position` items: keep the exchange's view (size, average, mark) and log/count any drift
   (correction is the periodic validation's job: a position push often races its fills);
-- `wallet` items: upsert the per-coin balances the risk checks read.
+- `wallet` items: the per-coin balances the risk checks read.
+
+Rows touched by the transaction stay locked and in memory (`_Work`); at its end each touched
+order is saved once, each touched position book saved once with one `position_updated` event,
+then the exchange's position view and the wallet figures are written (`_flush`). Outbox events
+are written in processing order, so an order's sequence follows the exchange's story.
 
 Orders we have no row for are never dropped: the object itself (order topic) or a REST lookup
 (execution topic; failing that, the execution's own order fields) becomes a new row — ours when
