@@ -21,7 +21,7 @@ from order_manager.adapters.bybit.queries import BybitExchangeQueries
 from order_manager.adapters.bybit.rest import BybitRestClient, OrderRequest
 from order_manager.adapters.postgres.outbox_listener import PgOutboxNotifications
 from order_manager.adapters.rabbitmq.publisher import RabbitEventPublisher
-from order_manager.domain.enums import Category, OrderType, Side, TimeInForce
+from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
 from order_manager.domain.orders import OrderState
 from order_manager.domain.plans import order_link_id
 from order_manager.services.outbox_relay import OutboxRelay
@@ -91,7 +91,14 @@ class SimTracking:
 
     # ------------------------------------------------------------------ exchange actions
     async def add_intent(
-        self, side: str, qty: str, *, symbol: str, price: str | None, reduce_only: bool
+        self,
+        side: str,
+        qty: str,
+        *,
+        symbol: str,
+        price: str | None,
+        reduce_only: bool,
+        position_idx: int = 0,
     ) -> str:
         """What the executor commits before the REST call: a signal and a `submitting` row."""
         signal_id = str(uuid.uuid4())
@@ -115,6 +122,7 @@ class SimTracking:
             time_in_force=TimeInForce.GTC if price else TimeInForce.IOC,
             created_at=datetime.now(UTC),
             reduce_only=reduce_only,
+            position_idx=PositionIdx(position_idx),
         )
         async with uow_factory(self.pool)() as uow:
             await uow.orders.add_intent(
@@ -137,12 +145,18 @@ class SimTracking:
         reduce_only: bool = False,
         link: str | None = None,
         intent: bool = True,
+        position_idx: int = 0,
     ) -> str:
         """Place an order on the simulator; with `intent` (default) as the executor does it:
         signal + `submitting` row committed first, so the tracker finds our row."""
         if link is None and intent:
             link = await self.add_intent(
-                side, qty, symbol=symbol, price=price, reduce_only=reduce_only
+                side,
+                qty,
+                symbol=symbol,
+                price=price,
+                reduce_only=reduce_only,
+                position_idx=position_idx,
             )
         request = OrderRequest(
             category="linear",
@@ -153,6 +167,7 @@ class SimTracking:
             price=Decimal(price) if price else None,
             time_in_force="GTC" if price else None,
             reduce_only=reduce_only or None,
+            position_idx=position_idx or None,
             order_link_id=link or f"{PREFIX}-test-{uuid.uuid4().hex[:20]}",
         )
         result = await self.rest.create_order(request)

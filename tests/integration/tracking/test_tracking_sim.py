@@ -264,3 +264,41 @@ async def test_resync_after_a_gap_restores_orders_and_fills(tracking: SimTrackin
     row = await assert_equals_exchange(tracking, resting, expected_fills=1)
     assert row["status"] == "partially_filled"
     assert row["cum_exec_qty"] == Decimal("0.004")
+
+
+async def test_hedge_mode_books_match_the_exchange(
+    sim_factory: Any, pool: asyncpg.Pool, db_url: str
+) -> None:
+    from bybit_sim.config import SimConfig
+
+    sim = await sim_factory(SimConfig(position_mode="hedge").with_path("frozen"))
+    tracking = SimTracking(sim, pool, db_url)
+    await tracking.start()
+    try:
+        long_id = await tracking.place("Buy", "0.010", position_idx=1)
+        short_id = await tracking.place("Sell", "0.004", position_idx=2)
+        await tracking.set_price("BTCUSDT", "65432.1")
+        more_short = await tracking.place("Sell", "0.002", position_idx=2)
+        for order_id in (long_id, short_id, more_short):
+            await wait_status(pool, order_id, "filled")
+        for idx, side, size in ((1, "Buy", "0.010"), (2, "Sell", "0.006")):
+            exchange = await tracking.exchange_position("BTCUSDT", idx)
+
+            async def book(
+                idx: int = idx, size: Decimal = Decimal(exchange["size"])
+            ) -> asyncpg.Record | None:
+                return await pool.fetchrow(
+                    "SELECT * FROM positions WHERE symbol = 'BTCUSDT' AND position_idx = $1"
+                    " AND size = $2",
+                    idx,
+                    size,
+                )
+
+            row: asyncpg.Record | None = await eventually(book, what=f"book {idx}")
+            assert row is not None
+            assert (row["side"], row["size"]) == (exchange["side"], Decimal(exchange["size"]))
+            assert (side, Decimal(size)) == (row["side"], row["size"])
+            exchange_avg = Decimal(exchange["avgPrice"])
+            assert row["avg_entry_price"].quantize(exchange_avg) == exchange_avg
+    finally:
+        await tracking.stop()
