@@ -22,6 +22,10 @@ Phases:
 2. throughput: ``--burst`` fills sent by ``--concurrency`` concurrent callers as fast as the
    simulator accepts them; sustained events/s = events / (last event − first request).
 
+Fills are spread over resting orders of ``--fills-per-order`` partial fills each (default 10),
+as real orders have a handful of fills; an order's state is rebuilt from all its executions,
+so one order with thousands of fills would measure that instead.
+
 Usage::
 
     eval "$(scripts/infra env)"
@@ -146,7 +150,13 @@ async def fill(admin: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
 
 
 async def one_run(
-    count: int, burst: int, concurrency: int, db: str, amqp: str, api: str
+    count: int,
+    burst: int,
+    concurrency: int,
+    db: str,
+    amqp: str,
+    api: str,
+    fills_per_order: int = 10,
 ) -> dict[str, Any]:
     async with contextlib.AsyncExitStack() as stack:
         base = await stack.enter_async_context(simulator())
@@ -192,10 +202,14 @@ async def one_run(
                 state = await fill(admin, warm)
                 await arrivals.wait((warm, str(Decimal(state["cumExecQty"]))))
 
-            order_id = await place_resting(rest, admin, str(FILL_QTY * (count + 10)))
             call_to_event: list[float] = []
             exec_to_event: list[float] = []
-            for _ in range(count):
+            order_id = ""
+            for i in range(count):
+                if i % fills_per_order == 0:  # a fresh resting order (not timed)
+                    order_id = await place_resting(
+                        rest, admin, str(FILL_QTY * (fills_per_order + 1))
+                    )
                 t0 = time.perf_counter()
                 state = await fill(admin, order_id)
                 key = (order_id, str(Decimal(state["cumExecQty"])))
@@ -203,21 +217,26 @@ async def one_run(
                 call_to_event.append(perf - t0)
                 exec_to_event.append(wall - int(state["updatedTime"]) / 1000)
 
-            # throughput: concurrent callers over several resting orders
+            # throughput: concurrent callers, each over its own resting orders
+            per_caller = burst // concurrency
             orders = [
-                await place_resting(rest, admin, str(FILL_QTY * (burst // concurrency + 10)))
+                [
+                    await place_resting(rest, admin, str(FILL_QTY * (fills_per_order + 1)))
+                    for _ in range(-(-per_caller // fills_per_order))
+                ]
                 for _ in range(concurrency)
             ]
             before = arrivals.count
             expected: list[tuple[str, str]] = []
 
-            async def caller(oid: str, n: int) -> None:
-                for _ in range(n):
+            async def caller(oids: list[str], n: int) -> None:
+                for i in range(n):
+                    oid = oids[i // fills_per_order]
                     state = await fill(admin, oid)
                     expected.append((oid, str(Decimal(state["cumExecQty"]))))
 
             start = time.perf_counter()
-            await asyncio.gather(*(caller(oid, burst // concurrency) for oid in orders))
+            await asyncio.gather(*(caller(oids, per_caller) for oids in orders))
             sent_done = time.perf_counter()
             for key in expected:
                 await arrivals.wait(key, limit=60)
@@ -252,6 +271,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=500, help="sequential fills (latency)")
     parser.add_argument("--burst", type=int, default=2000, help="fills in the throughput phase")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--fills-per-order", type=int, default=10, help="partial fills per resting order"
+    )
     args = parser.parse_args()
     configure_logging(level="WARNING", fmt="console")
     db = os.environ.get("ORDERMANAGER_DATABASE_URL")
@@ -259,7 +281,9 @@ def main() -> None:
     api = os.environ.get("OM_RABBITMQ_API")
     if not (db and amqp and api):
         sys.exit('run eval "$(scripts/infra env)" first (database/broker settings missing)')
-    figures = asyncio.run(one_run(args.count, args.burst, args.concurrency, db, amqp, api))
+    figures = asyncio.run(
+        one_run(args.count, args.burst, args.concurrency, db, amqp, api, args.fills_per_order)
+    )
     p99 = figures["latency"]["fill_call_to_event"]["p99_ms"]
     notes = [
         "simulator is a subprocess; tracker, relay, consumer and DB/broker clients share this "
@@ -272,7 +296,12 @@ def main() -> None:
     path = write_result(
         "event_latency",
         figures,
-        {"count": args.count, "burst": args.burst, "concurrency": args.concurrency},
+        {
+            "count": args.count,
+            "burst": args.burst,
+            "concurrency": args.concurrency,
+            "fills_per_order": args.fills_per_order,
+        },
         notes,
     )
     print(json.dumps(figures, indent=2))
