@@ -106,8 +106,15 @@ class RabbitSignalSource:
                 log.warning("signal connection closed for good; consumer ends", queue=self.queue)
                 return
             try:
-                self._iterator = await self._subscribe()
-                async for message in self._iterator:
+                iterator = await self._subscribe()
+                self._iterator = iterator
+                if self._stopping.is_set():
+                    # stop() ran while we were subscribing and found no iterator to close: close
+                    # it here, or this loop would wait for deliveries forever.
+                    self._iterator = None
+                    await iterator.close()
+                    break
+                async for message in iterator:
                     yield RabbitReceivedMessage(message)
             except BROKER_ERRORS as exc:
                 if self._stopping.is_set():
