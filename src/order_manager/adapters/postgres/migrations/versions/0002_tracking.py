@@ -15,29 +15,17 @@
   `event_id`, `event_type`, `sequence`, `timestamp` and `trace_id` into the stored payload
   (used by `PgOutboxRepository.add_event`; see there for why the lock makes sequences gapless).
 
-Revision ID: 0004
-Revises: the newest of 0003 / 0002 / 0001 present (the intake and execution revisions are
-written in parallel; this file chains after whichever of them exists)
+Revision ID: 0002
+Revises: 0001
 Create Date: 2026-11-28
 """
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from alembic import op
 
-_HERE = Path(__file__).resolve().parent
-
-
-def _previous() -> str:
-    for candidate in ("0003", "0002"):
-        if any(_HERE.glob(f"{candidate}_*.py")):
-            return candidate
-    return "0001"
-
-
-revision: str = "0004"
-down_revision: str | None = _previous()
+revision: str = "0002"
+down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
