@@ -76,6 +76,7 @@ from order_manager.services.reconciler import (
 )
 from order_manager.services.recovery import Recovery
 from order_manager.services.trading_control import TradingControl
+from order_manager.tracking_wiring import TrackingComponent
 
 log = get_logger("order_manager.bootstrap")
 
@@ -622,3 +623,78 @@ def add_api(
     container.startup_tasks.insert(0, ("trading-switch", wiring.load_trading_switch))
     container.add_startup_task("api", wiring.open)
     return wiring
+
+
+# ----------------------------------------------------- tracking wiring and the whole service
+
+
+class TrackingWiring:
+    """Runs `TrackingComponent` (outbox relay, tracker, positions keeper) in the container.
+
+    Its start-up task runs after the signal pipeline's (it shares the pipeline's REST client)
+    and before the API's, so the start-up reconciliation sees a tracker whose private stream is
+    already connected: anything that happened before is found by that sync, anything after
+    arrives on the stream. A stream gap (reconnect) triggers the reconciler once the API wiring
+    has built it; before that, the tracker's own resync of open orders.
+    """
+
+    name = "tracking"
+
+    def __init__(self, container: Container, pipeline: SignalPipeline) -> None:
+        self.container = container
+        self.pipeline = pipeline
+        self.api: ApiWiring | None = None
+        self.component: TrackingComponent | None = None
+
+    async def start(self) -> None:
+        """Nothing before the start-up tasks (see `open`)."""
+
+    async def _on_gap(self) -> None:
+        parts = self.api.parts if self.api is not None else None
+        if parts is not None and parts.reconciler is not None:
+            await parts.reconciler.on_gap()
+        elif self.component is not None:
+            await self.component.resync()
+
+    async def open(self) -> None:
+        settings = self.container.settings
+        live = not settings.dry_run
+        self.component = TrackingComponent(
+            settings,
+            self.container.require_db(),
+            bybit_client_config(settings) if live else None,
+            rest=self.pipeline.rest if live else None,
+            on_gap=self._on_gap,
+        )
+        await self.component.start()
+
+    def tracker(self) -> ExchangeStateSink | None:
+        return self.component.tracker if self.component is not None else None
+
+    async def validate_positions(self) -> int:
+        return await self.component.validate_positions() if self.component is not None else 0
+
+    async def stop(self) -> None:
+        if self.component is not None:
+            await self.component.stop()
+
+
+def add_service(container: Container) -> tuple[SignalPipeline, TrackingWiring, ApiWiring]:
+    """Everything `order-manager run` runs: signal pipeline, tracking, API and reconciliation.
+
+    Start-up order: trading switch (a persisted pause holds first) → signal pipeline (exchange,
+    recovery, consuming) → tracking (relay, private stream, positions) → API (routes bound,
+    start-up reconciliation, periodic timer). `/ready` waits for all of them.
+    """
+    pipeline = add_signal_pipeline(container)
+    tracking = TrackingWiring(container, pipeline)
+    container.add_component(tracking)
+    container.add_startup_task("tracking", tracking.open)
+    api = add_api(
+        container,
+        pipeline,
+        tracker=tracking.tracker,
+        position_validator=tracking.validate_positions,
+    )
+    tracking.api = api
+    return pipeline, tracking, api

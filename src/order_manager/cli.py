@@ -187,14 +187,14 @@ def run(
     SIGTERM or Ctrl-C stops it gracefully (in-flight requests finish, components stop)."""
     import uvicorn
 
-    from order_manager.bootstrap import add_signal_pipeline, build_container
+    from order_manager.bootstrap import add_service, build_container
     from order_manager.logs import configure_logging, uvicorn_log_config
 
     settings = _settings()
     configure_logging(settings.log_level.value, settings.log_format.value)
     _check_schema(settings, auto_migrate)
     container = build_container(settings)
-    add_signal_pipeline(container)  # signal intake → processor → exchange (issue 6)
+    add_service(container)  # signals → orders, tracking + outbox, API + reconciliation
     config = uvicorn.Config(
         container.app,  # type: ignore[arg-type]
         host=settings.host,

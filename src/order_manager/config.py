@@ -411,11 +411,21 @@ class Settings(BaseSettings):
         return _BYBIT_HOSTS[self.bybit_environment][0]
 
     @property
+    def _sim_ws_base(self) -> str:
+        """The simulator serves REST and WebSockets on one port: its streams follow an explicit
+        ORDERMANAGER_BYBIT_REST_URL (http→ws), else ORDERMANAGER_BYBIT_SIM_PORT."""
+        if self.bybit_rest_url:
+            parts = urlsplit(self.bybit_rest_url)
+            scheme = "wss" if parts.scheme == "https" else "ws"
+            return urlunsplit((scheme, parts.netloc, "", "", ""))
+        return f"ws://127.0.0.1:{self.bybit_sim_port}"
+
+    @property
     def ws_private_url(self) -> str:
         if self.bybit_ws_private_url:
             return self.bybit_ws_private_url
         if self.is_simulated_exchange:
-            return f"ws://127.0.0.1:{self.bybit_sim_port}/v5/private"
+            return f"{self._sim_ws_base}/v5/private"
         return _BYBIT_HOSTS[self.bybit_environment][1]
 
     @property
@@ -424,7 +434,7 @@ class Settings(BaseSettings):
         if self.bybit_ws_public_url:
             return self.bybit_ws_public_url
         if self.is_simulated_exchange:
-            return f"ws://127.0.0.1:{self.bybit_sim_port}/v5/public/{self.category.value}"
+            return f"{self._sim_ws_base}/v5/public/{self.category.value}"
         return _BYBIT_HOSTS[self.bybit_environment][2].format(category=self.category.value)
 
     def planner_config(self) -> PlannerConfig:

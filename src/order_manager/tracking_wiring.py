@@ -82,6 +82,7 @@ class TrackingComponent:
             sweep_interval=settings.outbox_poll_interval_seconds,
         )
         self.tracker: Tracker | None = None
+        self._queries: BybitExchangeQueries | None = None
         self.keeper: PositionKeeper | None = None
         self._stream: PrivateStream | None = None
         self._stop = asyncio.Event()
@@ -122,17 +123,14 @@ class TrackingComponent:
         self.keeper = PositionKeeper(
             self.uow, queries, categories=self.categories, is_dry_run=False
         )
+        self._queries = queries
         tracker = self.tracker
-
-        async def resync() -> None:
-            await resync_orders(tracker, self.uow, queries, categories=self.categories)
-
         source = self._source(config)
         if isinstance(source, PrivateStreamSource):
             await source.connect()  # events from here on are seen (Bybit has no replay)
         self._tasks.append(
             asyncio.create_task(
-                run_tracker(tracker, source, on_gap=self._on_gap or resync), name="tracker"
+                run_tracker(tracker, source, on_gap=self._on_gap or self.resync), name="tracker"
             )
         )
         self._tasks.append(
@@ -145,6 +143,12 @@ class TrackingComponent:
                 name="positions",
             )
         )
+
+    async def resync(self) -> None:
+        """Re-read our open orders from the exchange through the tracker (after a stream gap)."""
+        if self.tracker is None or self._queries is None:
+            return
+        await resync_orders(self.tracker, self.uow, self._queries, categories=self.categories)
 
     async def validate_positions(self) -> int:
         """For the reconciler: validate now (even busy books); number of corrected books."""

@@ -371,3 +371,11 @@ def test_settings_map_onto_the_domain_planner_and_risk_parameters() -> None:
     assert risk.max_order_notional == Decimal("2500")
     assert risk.max_daily_volume is None  # 0 means "no limit"
     assert risk.fee_rate == Decimal("0.0006")
+
+
+def test_simulator_streams_follow_an_explicit_rest_url() -> None:
+    from order_manager.config import Settings
+
+    s = Settings(bybit_rest_url="http://127.0.0.1:34567")
+    assert s.ws_private_url == "ws://127.0.0.1:34567/v5/private"
+    assert s.ws_public_url == "ws://127.0.0.1:34567/v5/public/linear"
