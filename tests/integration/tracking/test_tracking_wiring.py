@@ -10,8 +10,8 @@ import pytest
 
 from order_manager.adapters.bybit.config import BybitClientConfig
 from order_manager.adapters.bybit.rest import BybitRestClient, OrderRequest
+from order_manager.bootstrap.tracking import TrackingComponent
 from order_manager.config import load_settings
-from order_manager.tracking_wiring import TrackingComponent
 from tests.integration.tracking.amqp_collect import Collector
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -49,6 +49,7 @@ from order_manager.adapters.rabbitmq.signal_consumer import RabbitSignalSource
 from order_manager.api.app import create_app
 from order_manager.api.probes import Probes
 from order_manager.api.routers import ApiServices, LateServices, build_routers
+from order_manager.bootstrap.tracking import TrackingComponent
 from order_manager.config import Settings, redact_url
 from order_manager.domain.enums import Category
 from order_manager.domain.enums import PositionMode as DomainPositionMode
@@ -76,7 +77,6 @@ from order_manager.services.reconciler import (
 )
 from order_manager.services.recovery import Recovery
 from order_manager.services.trading_control import TradingControl
-from order_manager.tracking_wiring import TrackingComponent
 
 log = get_logger("order_manager.bootstrap")
 

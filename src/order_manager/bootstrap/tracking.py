@@ -1,4 +1,4 @@
-"""Wiring of the tracking side (a composition-root helper for `bootstrap.py`).
+"""Wiring of the tracking side (part of the composition root, `order_manager.bootstrap`).
 
 `TrackingComponent` is one container component (`name`, `start()`, `stop()`) that runs:
 
@@ -15,7 +15,7 @@ Bootstrap usage::
     container.add_component(tracking)          # tracking.tracker feeds the reconciler
     position_validator = tracking.validate_positions
 
-Only this module and `bootstrap.py` pick concrete adapters for the tracking side.
+Only the composition root (`order_manager.bootstrap` and this module in it) picks adapters.
 """
 
 from __future__ import annotations
