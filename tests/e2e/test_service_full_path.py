@@ -70,3 +70,61 @@ async def test_signal_to_filled_order_event_and_api(world: World, amqp_url: str)
         sync = await api.post("/api/v1/sync", json={"scope": "active"}, headers=headers)
         assert sync.status_code == 200, sync.text
         assert sync.json()["orders_changed"] == 0  # the stream already told us everything
+
+
+async def test_dry_run_resting_paper_limit_fills_later_and_is_tracked(world: World) -> None:
+    """Dry-run: a paper limit order that rests and fills when the live price crosses it later is
+    tracked to `filled` (is_dry_run) by the paper feed, and nothing reaches the exchange."""
+    world.service.env["ORDERMANAGER_DRY_RUN"] = "true"
+    await world.service.start()
+    await world.admin.post(
+        "/sim/price/freeze", json={"category": "linear", "symbol": "BTCUSDT", "frozen": True}
+    )
+    ticker = (await world.admin.get("/sim/state")).json()
+    del ticker  # state is large; the price comes from the public endpoint below
+    async with httpx.AsyncClient(base_url=world.sim.url, timeout=10) as public:
+        t = await public.get(
+            "/v5/market/tickers", params={"category": "linear", "symbol": "BTCUSDT"}
+        )
+        last = Decimal(t.json()["result"]["list"][0]["lastPrice"])
+    limit = (last * Decimal("0.98")).quantize(Decimal("0.1"))
+    signal_ = build_signal(
+        asset="BTCUSDT",
+        side="buy",
+        amount=Decimal("500"),
+        confidence=Decimal("0.5"),
+        metadata={"order_type": "limit", "limit_price": str(limit)},
+    )
+    await world.publisher.publish_signal(signal_)
+    signal_id = signal_["signal_id"]
+
+    async def resting() -> bool:
+        rows = await world.fetch("SELECT status FROM orders WHERE signal_id = $1", signal_id)
+        return len(rows) == 1 and rows[0]["status"] == "pending"
+
+    await until(resting, what="paper limit order resting")
+    moved = await world.admin.post(
+        "/sim/price",
+        json={"category": "linear", "symbol": "BTCUSDT", "price": str(limit * Decimal("0.99"))},
+    )
+    assert moved.status_code == 200, moved.text
+
+    async def filled() -> bool:
+        rows = await world.fetch(
+            "SELECT status, is_dry_run, cum_exec_qty, qty FROM orders WHERE signal_id = $1",
+            signal_id,
+        )
+        return bool(rows) and rows[0]["status"] == "filled"
+
+    await until(filled, what="paper limit order filled and tracked")
+    [row] = await world.fetch(
+        "SELECT is_dry_run, cum_exec_qty, qty, avg_price FROM orders WHERE signal_id = $1",
+        signal_id,
+    )
+    assert row["is_dry_run"] is True and row["cum_exec_qty"] == row["qty"]
+    assert row["avg_price"] <= limit  # a buy limit never fills above its price
+    events = await world.fetch(
+        "SELECT payload FROM outbox WHERE event_type = 'filled' AND is_dry_run"
+    )
+    assert len(events) == 1
+    assert [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")] == []

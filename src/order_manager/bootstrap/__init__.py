@@ -410,10 +410,10 @@ class SignalPipeline:
         config = processor_config(settings)
         # Dry-run: the whole pipeline on the paper exchange (market data and instruments from
         # the live one). Warm-up dry_run: live processor, warm-ups handed to a paper one.
-        # (No tracker consumes the paper update feed in this wiring, so it is not published;
-        # whoever wires the tracker builds it with publish_updates=True and drains `.updates`.)
+        # The paper exchange's update feed is drained by the tracking wiring's paper tracker, so
+        # resting paper orders that fill later are tracked like live ones.
         paper = (
-            PaperExchange(live, publish_updates=False)
+            PaperExchange(live, publish_updates=True)
             if settings.dry_run or _warmup_to_paper(settings)
             else None
         )
@@ -665,6 +665,7 @@ class TrackingWiring:
             bybit_client_config(settings) if live else None,
             rest=self.pipeline.rest if live else None,
             on_gap=self._on_gap,
+            paper=self.pipeline.paper,
         )
         await self.component.start()
 

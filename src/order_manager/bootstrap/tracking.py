@@ -7,7 +7,10 @@
 - with a live exchange: the tracker fed by the private WebSocket (default) or the ws-gateway
   queue (`ORDERMANAGER_EVENT_SOURCE=ws_gateway`), and the positions keeper (snapshots every
   `ORDERMANAGER_POSITION_SNAPSHOT_INTERVAL` s, validation every
-  `ORDERMANAGER_POSITION_VALIDATION_INTERVAL` s).
+  `ORDERMANAGER_POSITION_VALIDATION_INTERVAL` s);
+- with a paper exchange (dry-run, or warm-ups in dry-run): a second tracker (is_dry_run) fed by
+  the paper exchange's update feed, and the paper watcher that keeps reading live market data
+  for symbols with resting paper orders so they fill when the price crosses them.
 
 Bootstrap usage::
 
@@ -31,6 +34,8 @@ from order_manager.adapters.bybit.event_source import PrivateStreamSource
 from order_manager.adapters.bybit.private_ws import PrivateStream
 from order_manager.adapters.bybit.queries import BybitExchangeQueries
 from order_manager.adapters.bybit.rest import BybitRestClient
+from order_manager.adapters.paper.exchange import PaperExchange
+from order_manager.adapters.paper.feed import PaperFeedSource
 from order_manager.adapters.postgres.outbox_listener import PgOutboxNotifications
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
 from order_manager.adapters.rabbitmq.publisher import RabbitEventPublisher
@@ -58,6 +63,7 @@ class TrackingComponent:
         *,
         rest: BybitRestClient | None = None,
         on_gap: GapHandler | None = None,
+        paper: PaperExchange | None = None,
     ) -> None:
         self.settings = settings
         self._pool = pool
@@ -65,6 +71,9 @@ class TrackingComponent:
         self._rest = rest
         self._own_rest = rest is None
         self._on_gap = on_gap
+        self._paper = paper
+        #: dry-run's tracker, fed by the paper exchange (rows and events flagged is_dry_run)
+        self.paper_tracker: Tracker | None = None
         self.uow: UnitOfWorkFactory = PostgresUnitOfWorkFactory(pool)
         self.publisher = RabbitEventPublisher(
             settings.rabbitmq_url,
@@ -107,6 +116,19 @@ class TrackingComponent:
     async def start(self) -> None:
         self._stop.clear()
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="outbox-relay"))
+        if self._paper is not None:
+            self.paper_tracker = Tracker(
+                self.uow, link_prefix=self.settings.order_link_id_prefix, is_dry_run=True
+            )
+            self._tasks.append(
+                asyncio.create_task(
+                    run_tracker(self.paper_tracker, PaperFeedSource(self._paper.updates)),
+                    name="paper-tracker",
+                )
+            )
+            self._tasks.append(
+                asyncio.create_task(self._paper.watch(self._stop), name="paper-watch")
+            )
         config = self._bybit_config
         if config is None:  # dry-run without an exchange: only the relay
             return
@@ -160,7 +182,7 @@ class TrackingComponent:
     async def stop(self) -> None:
         self._stop.set()
         for task in self._tasks:
-            if task.get_name() == "tracker":
+            if task.get_name() in ("tracker", "paper-tracker"):
                 task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):

@@ -32,6 +32,7 @@ private-stream events (e.g. a resting limit that fills later).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 import uuid
@@ -367,6 +368,24 @@ class PaperExchange:
         return self._ok("order.get", request, started, order, None)
 
     # ------------------------------------------------------------------ matching
+    def resting_markets(self) -> set[tuple[Category, str]]:
+        """(category, symbol) of every open paper limit order: what `watch` must keep reading."""
+        return {
+            (o.category, o.symbol)
+            for o in self.orders.values()
+            if o.is_open and o.order_type is OrderType.LIMIT
+        }
+
+    async def watch(self, stop: asyncio.Event, interval: float = 0.2) -> None:
+        """Until `stop`: read fresh market data for every symbol with resting paper orders, so
+        they fill when the live price crosses them even when no new signal reads that symbol
+        (on a real exchange the matching engine does this; here the live book drives it)."""
+        while not stop.is_set():
+            for category, symbol in sorted(self.resting_markets()):
+                await self.market(category, symbol)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
     async def match(self, category: Category, symbol: str, snapshot: MarketSnapshot) -> None:
         """Fill resting limit orders of the symbol that ``snapshot`` crosses (as maker)."""
         async with self._lock:
