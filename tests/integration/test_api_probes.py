@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from order_manager.api.app import create_app
 from order_manager.api.probes import Probes
 from order_manager.bootstrap import Container, StartupError, build_container
 from order_manager.config import Settings, load_settings
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -36,17 +37,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def eventually(
-    predicate: Callable[[], Awaitable[bool]], what: str, within: float = 15.0
-) -> None:
-    """Poll `predicate` until it is true, failing after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def settings_for(db_url: str, amqp_url: str, rest_url: str) -> Settings:
@@ -131,7 +121,7 @@ async def test_ready_waits_for_startup_tasks(
     async def is_ready() -> bool:
         return (await client.get("/ready")).status_code == 200
 
-    await eventually(is_ready, "/ready to answer 200")
+    await eventually(is_ready, timeout=15, what="/ready to answer 200")
     assert (await client.get("/ready")).json()["status"] == "ready"
 
 
@@ -145,7 +135,7 @@ async def test_ready_is_503_when_the_exchange_is_unreachable(db_url: str, amqp_u
             async def startup_done() -> bool:
                 return container.probes.startup_complete
 
-            await eventually(startup_done, "start-up tasks (none) to finish")
+            await eventually(startup_done, timeout=15, what="start-up tasks (none) to finish")
             ready = await client.get("/ready")
             assert ready.status_code == 503
             assert ready.json()["reasons"] == ["exchange check failing"]

@@ -11,7 +11,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
@@ -194,14 +194,3 @@ async def private_ws(
         reply = await client.request({"op": "subscribe", "args": topics})
         assert reply["success"] is True, reply
     return client
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], within: float = DEFAULT_TIMEOUT, interval: float = 0.02
-) -> None:
-    """Poll ``check`` until it is true or the deadline passes (then fail)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(interval)

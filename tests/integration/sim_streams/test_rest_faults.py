@@ -9,7 +9,8 @@ import pytest
 
 from bybit_sim.config import SimConfig
 from bybit_sim.server import SimServer
-from tests.integration.sim_streams.helpers import SimRest, eventually, now_ms
+from tests.helpers import eventually
+from tests.integration.sim_streams.helpers import SimRest, now_ms
 
 
 async def _exists(rest: SimRest, link: str) -> bool:
@@ -109,7 +110,7 @@ async def test_delayed_create_still_executes_after_the_client_gave_up(rest: SimR
     async def created() -> bool:
         return await _exists(rest, link)
 
-    await eventually(created)  # ...but later it is
+    await eventually(created, what="the delayed create to reach the engine")  # ...but later it is
 
 
 async def test_timeout_after_execute_hold_creates_order_but_never_answers(rest: SimRest) -> None:
