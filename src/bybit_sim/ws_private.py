@@ -297,8 +297,11 @@ async def private_stream(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     conn = PrivateConnection(ws, state.faults, request.transport)
     hub.registry.add(conn)
+    latency = state.config.ws_request_latency_ms / 1000
     try:
         async for msg in ws:
+            if latency:
+                await asyncio.sleep(latency)  # modelled network latency (SimConfig)
             if msg.type == WSMsgType.TEXT:
                 handle_text(conn, state, msg.data)
             elif msg.type == WSMsgType.BINARY:

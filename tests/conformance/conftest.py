@@ -25,8 +25,13 @@ from bybit_sim.server import SimServer
 
 @pytest.fixture
 async def sim() -> AsyncIterator[SimServer]:
-    """A fresh simulator with frozen prices (events come only from the test's own orders)."""
-    server = SimServer(SimConfig().with_path("frozen"))
+    """A fresh simulator with frozen prices (events come only from the test's own orders).
+
+    WebSocket requests get 20 ms of modelled network latency: pybit records a subscription
+    only AFTER sending it, so a loopback-fast acknowledgement can beat that bookkeeping (a
+    KeyError in pybit's callback thread, which then drops the connection). Real Bybit is never
+    that fast; the latency keeps the test about the protocol, not about that race."""
+    server = SimServer(SimConfig(ws_request_latency_ms=20).with_path("frozen"))
     await server.start()
     yield server
     await server.stop()
