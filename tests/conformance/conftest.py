@@ -8,8 +8,9 @@ pybit builds its URLs from templates; nothing in pybit is changed:
   `ws://127.0.0.1:PORT/...` URL simply does not contain). The test patches those constants for
   its duration with pytest's `monkeypatch`.
 
-pybit is synchronous (requests; websocket-client in a thread), so every call runs in a worker
-thread (`asyncio.to_thread`) while the simulator serves on the test's event loop.
+pybit is synchronous (requests; websocket-client in a thread), so every call runs in its own
+daemon thread (`tests.conformance.threads.in_thread`) while the simulator serves on the test's
+event loop.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP, WebSocket
 
 from bybit_sim.server import SimServer
+from tests.conformance.threads import in_thread
 
 DEADLINE_S = 30.0  # a safety net, not a timing claim: generous for loaded CI machines
 
@@ -42,7 +43,7 @@ class Inbox:
             if left <= 0:
                 raise TimeoutError("expected pybit callback message did not arrive")
             try:
-                message = await asyncio.to_thread(self.messages.get, True, min(left, 0.5))
+                message = await in_thread(self.messages.get, True, min(left, 0.5))
             except queue.Empty:
                 continue
             if predicate(message):
@@ -78,7 +79,7 @@ async def _subscribed(sim: SimServer, topics: set[str], not_conn: str | None = N
 
 
 async def _private_ws(credentials: tuple[str, str]) -> WebSocket:
-    return await asyncio.to_thread(
+    return await in_thread(
         WebSocket,
         testnet=False,
         channel_type="private",
@@ -94,12 +95,12 @@ async def test_pybit_places_amends_cancels_and_streams(
     ws = await _private_ws(credentials)
     orders, executions = Inbox(), Inbox()
     try:
-        await asyncio.to_thread(ws.order_stream, orders)
-        await asyncio.to_thread(ws.execution_stream, executions)
+        await in_thread(ws.order_stream, orders)
+        await in_thread(ws.execution_stream, executions)
         # pybit sends the subscriptions and returns at once: wait until the server has them
         await _subscribed(sim, {"order", "execution"})
         link = uuid.uuid4().hex
-        placed = await asyncio.to_thread(
+        placed = await in_thread(
             pybit_http.place_order,
             category="linear",
             symbol="BTCUSDT",
@@ -115,7 +116,7 @@ async def test_pybit_places_amends_cancels_and_streams(
         new = await orders.wait_for(_has_order(order_id, "New"))
         assert new["topic"] == "order"
 
-        amended = await asyncio.to_thread(
+        amended = await in_thread(
             pybit_http.amend_order,
             category="linear",
             symbol="BTCUSDT",
@@ -124,7 +125,7 @@ async def test_pybit_places_amends_cancels_and_streams(
             qty="0.002",
         )
         assert amended["retCode"] == 0
-        open_orders = await asyncio.to_thread(
+        open_orders = await in_thread(
             pybit_http.get_open_orders, category="linear", symbol="BTCUSDT", orderId=order_id
         )
         [order] = open_orders["result"]["list"]
@@ -136,17 +137,15 @@ async def test_pybit_places_amends_cancels_and_streams(
             )
         )
 
-        cancelled = await asyncio.to_thread(
+        cancelled = await in_thread(
             pybit_http.cancel_order, category="linear", symbol="BTCUSDT", orderId=order_id
         )
         assert cancelled["result"]["orderId"] == order_id
         await orders.wait_for(_has_order(order_id, "Cancelled"))
-        history = await asyncio.to_thread(
-            pybit_http.get_order_history, category="linear", orderId=order_id
-        )
+        history = await in_thread(pybit_http.get_order_history, category="linear", orderId=order_id)
         assert history["result"]["list"][0]["orderStatus"] == "Cancelled"
 
-        market = await asyncio.to_thread(
+        market = await in_thread(
             pybit_http.place_order,
             category="linear",
             symbol="BTCUSDT",
@@ -158,25 +157,21 @@ async def test_pybit_places_amends_cancels_and_streams(
         await orders.wait_for(_has_order(market_id, "Filled"))
         fill = await executions.wait_for(_has_order(market_id))
         assert fill["topic"] == "execution"
-        fills = await asyncio.to_thread(
-            pybit_http.get_executions, category="linear", orderId=market_id
-        )
+        fills = await in_thread(pybit_http.get_executions, category="linear", orderId=market_id)
         assert sum(Decimal(e["execQty"]) for e in fills["result"]["list"]) == Decimal("0.003")
 
-        positions = await asyncio.to_thread(
-            pybit_http.get_positions, category="linear", symbol="BTCUSDT"
-        )
+        positions = await in_thread(pybit_http.get_positions, category="linear", symbol="BTCUSDT")
         [position] = positions["result"]["list"]
         assert position["side"] == "Buy" and position["size"] == "0.003"
-        wallet = await asyncio.to_thread(pybit_http.get_wallet_balance, accountType="UNIFIED")
+        wallet = await in_thread(pybit_http.get_wallet_balance, accountType="UNIFIED")
         assert wallet["result"]["list"][0]["accountType"] == "UNIFIED"
     finally:
-        await asyncio.to_thread(ws.exit)
+        await in_thread(ws.exit)
 
 
 async def test_pybit_sees_business_errors(pybit_http: HTTP) -> None:
     with pytest.raises(InvalidRequestError) as err:
-        await asyncio.to_thread(
+        await in_thread(
             pybit_http.cancel_order, category="linear", symbol="BTCUSDT", orderId="missing"
         )
     assert err.value.status_code == 110001
@@ -184,11 +179,11 @@ async def test_pybit_sees_business_errors(pybit_http: HTTP) -> None:
 
 @pytest.mark.usefixtures("patch_ws_urls")
 async def test_pybit_public_orderbook_and_ticker(pybit_http: HTTP, sim: SimServer) -> None:
-    ws = await asyncio.to_thread(WebSocket, testnet=False, channel_type="linear")
+    ws = await in_thread(WebSocket, testnet=False, channel_type="linear")
     books, tickers = Inbox(), Inbox()
     try:
-        await asyncio.to_thread(ws.orderbook_stream, 50, "BTCUSDT", books)
-        await asyncio.to_thread(ws.ticker_stream, "BTCUSDT", tickers)
+        await in_thread(ws.orderbook_stream, 50, "BTCUSDT", books)
+        await in_thread(ws.ticker_stream, "BTCUSDT", tickers)
         book = await books.wait_for(lambda m: m["topic"] == "orderbook.50.BTCUSDT")
         assert len(book["data"]["b"]) == 50 and len(book["data"]["a"]) == 50
         ticker = await tickers.wait_for(lambda m: m["topic"] == "tickers.BTCUSDT")
@@ -196,7 +191,7 @@ async def test_pybit_public_orderbook_and_ticker(pybit_http: HTTP, sim: SimServe
 
         sim.state.exchange.set_price("linear", "BTCUSDT", Decimal("64000.0"))
         # pybit merges deltas into its local book; the merged book must equal REST's
-        rest_book = await asyncio.to_thread(
+        rest_book = await in_thread(
             pybit_http.get_orderbook, category="linear", symbol="BTCUSDT", limit=50
         )
         want_bid = rest_book["result"]["b"][0][0]
@@ -211,7 +206,7 @@ async def test_pybit_public_orderbook_and_ticker(pybit_http: HTTP, sim: SimServe
         )
         assert moved["data"]["symbol"] == "BTCUSDT"
     finally:
-        await asyncio.to_thread(ws.exit)
+        await in_thread(ws.exit)
 
 
 async def test_pybit_waits_out_a_10006_using_the_reset_header(
@@ -226,7 +221,7 @@ async def test_pybit_waits_out_a_10006_using_the_reset_header(
             "params": {"reset_ms": 200},
         }
     )
-    placed = await asyncio.to_thread(
+    placed = await in_thread(
         pybit_http.place_order,
         category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit",
         qty="0.001", price="60000",
@@ -241,7 +236,7 @@ async def test_pybit_sees_gateway_errors_and_lost_answers(pybit_http: HTTP, sim:
          "params": {"status": 503}}
     )  # fmt: skip
     with pytest.raises(FailedRequestError) as failed:
-        await asyncio.to_thread(
+        await in_thread(
             pybit_http.place_order,
             category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit",
             qty="0.001", price="60000",
@@ -255,12 +250,12 @@ async def test_pybit_sees_gateway_errors_and_lost_answers(pybit_http: HTTP, sim:
     pybit_http.timeout = 1
     link = uuid.uuid4().hex
     with pytest.raises(requests.exceptions.ReadTimeout):
-        await asyncio.to_thread(
+        await in_thread(
             pybit_http.place_order,
             category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit",
             qty="0.001", price="60000", orderLinkId=link,
         )  # fmt: skip
-    found = await asyncio.to_thread(
+    found = await in_thread(
         pybit_http.get_open_orders, category="linear", symbol="BTCUSDT", orderLinkId=link
     )
     assert [o["orderLinkId"] for o in found["result"]["list"]] == [link]
@@ -274,7 +269,7 @@ async def test_pybit_reconnects_after_a_network_drop(
     ws = await _private_ws(credentials)
     orders = Inbox()
     try:
-        await asyncio.to_thread(ws.order_stream, orders)
+        await in_thread(ws.order_stream, orders)
         first = await _subscribed(sim, {"order"})
         drop = {"mode": "abort"}
         async with (
@@ -283,11 +278,11 @@ async def test_pybit_reconnects_after_a_network_drop(
         ):
             assert (await resp.json()) == {"dropped": 1}
         await _subscribed(sim, {"order"}, not_conn=first)
-        placed = await asyncio.to_thread(
+        placed = await in_thread(
             pybit_http.place_order,
             category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit",
             qty="0.001", price="60000",
         )  # fmt: skip
         await orders.wait_for(_has_order(placed["result"]["orderId"], "New"))
     finally:
-        await asyncio.to_thread(ws.exit)
+        await in_thread(ws.exit)
