@@ -219,6 +219,11 @@ class PaperExchange:
         self.fees = fees
         self.orders: dict[str, _Order] = {}
         self.by_id: dict[str, _Order] = {}
+        #: the orders that may still be open, in arrival order (a subset of ``orders``): the
+        #: matching and reservation scans read this instead of every order ever placed, whose
+        #: count grows without bound; a status only moves from open to final, so pruning the
+        #: closed ones lazily (`_open_orders`) never drops an open one
+        self._maybe_open: dict[str, _Order] = {}
         self.books: dict[tuple[Category, str, PositionIdx], Position] = {}
         self.updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._publish = publish_updates
@@ -371,9 +376,7 @@ class PaperExchange:
     def resting_markets(self) -> set[tuple[Category, str]]:
         """(category, symbol) of every open paper limit order: what `watch` must keep reading."""
         return {
-            (o.category, o.symbol)
-            for o in self.orders.values()
-            if o.is_open and o.order_type is OrderType.LIMIT
+            (o.category, o.symbol) for o in self._open_orders() if o.order_type is OrderType.LIMIT
         }
 
     async def watch(self, stop: asyncio.Event, interval: float = 0.2) -> None:
@@ -389,7 +392,7 @@ class PaperExchange:
     async def match(self, category: Category, symbol: str, snapshot: MarketSnapshot) -> None:
         """Fill resting limit orders of the symbol that ``snapshot`` crosses (as maker)."""
         async with self._lock:
-            for order in list(self.orders.values()):
+            for order in self._open_orders():
                 if not (order.is_open and order.category is category and order.symbol == symbol):
                     continue
                 if order.order_type is not OrderType.LIMIT or order.price is None:
@@ -462,6 +465,7 @@ class PaperExchange:
         )
         self.orders[order.link] = order
         self.by_id[order.order_id] = order
+        self._maybe_open[order.link] = order
         await self._take(order, snapshot)
         self._emit(order)
         return order
@@ -564,10 +568,17 @@ class PaperExchange:
                 }
             )
 
+    def _open_orders(self) -> list[_Order]:
+        """The open orders in arrival order; forgets the ones closed since the last call."""
+        closed = [link for link, order in self._maybe_open.items() if not order.is_open]
+        for link in closed:
+            del self._maybe_open[link]
+        return list(self._maybe_open.values())
+
     def _reserved(self, coin: str) -> Decimal:
         total = ZERO
-        for order in self.orders.values():
-            if not order.is_open or order.reduce_only or order.price is None:
+        for order in self._open_orders():
+            if order.reduce_only or order.price is None:
                 continue
             if order.category is Category.SPOT:
                 if order.side is Side.BUY and coin == "USDT":
