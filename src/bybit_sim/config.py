@@ -261,9 +261,9 @@ class SimConfig(BaseModel):
     max_active_orders_per_symbol: int = 500
     max_conditional_orders_per_symbol: int = 10
     closed_orders_kept: int = 500
-    # One-way network latency added before the private WebSocket handles a client request
-    # (auth, subscribe, ping). 0 answers at loopback speed; a few ms models a real venue, which
-    # matters for clients that register a request only after sending it (pybit does).
+    # One-way network latency added before the private and public WebSockets handle a client
+    # request (auth, subscribe, ping). 0 answers at loopback speed; a few ms models a real
+    # venue, which matters for clients that register a request only after sending it (pybit).
     ws_request_latency_ms: int = Field(default=0, ge=0, le=10_000)
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ the cache after it is brought up to date, so snapshot + deltas always add up.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -316,8 +317,11 @@ def _stream_handler(category: str) -> Callable[[web.Request], Awaitable[web.WebS
         await ws.prepare(request)
         conn = StreamConnection(ws, request.app[STATE].faults, "ws_public", request.transport)
         hub.registry.add(conn)
+        latency = request.app[STATE].config.ws_request_latency_ms / 1000
         try:
             async for msg in ws:
+                if latency:
+                    await asyncio.sleep(latency)  # modelled network latency (SimConfig)
                 if msg.type == WSMsgType.TEXT:
                     handle_text(conn, hub, category, msg.data)
         finally:
