@@ -200,14 +200,16 @@ async def test_sigkill_between_intent_and_answer_leaves_exactly_one_order(world:
     await world.publisher.publish_signal(signal_)
 
     async def intent_committed_and_order_on_exchange() -> bool:
-        rows = await world.fetch(
-            "SELECT status, order_link_id FROM orders WHERE signal_id = $1", signal_id
-        )
+        # The intent row exists (committed before the call), the exchange has the order, and the
+        # signal is still in flight: the create's answer has not been processed. (The row's own
+        # status may already have moved on: the tracker applies the order's stream events, which
+        # the simulator sends while it holds the HTTP answer — as Bybit may.)
+        rows = await world.fetch("SELECT order_link_id FROM orders WHERE signal_id = $1", signal_id)
         on_exchange = await world.sim_orders()
         return (
             len(rows) == 1
-            and rows[0]["status"] == "submitting"
             and any(o["orderLinkId"] == rows[0]["order_link_id"] for o in on_exchange)
+            and await world.signal_status(signal_id) == "processing"
         )
 
     await until(intent_committed_and_order_on_exchange, what="order executed, answer held")
