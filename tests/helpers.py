@@ -34,3 +34,19 @@ async def eventually(
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} not reached within {timeout}s (last value: {last!r})")
         await asyncio.sleep(interval)
+
+
+async def until(
+    probe: Callable[[], Awaitable[object]],
+    *,
+    what: str,
+    within: float = 10.0,
+    interval: float = 0.02,
+) -> None:
+    """`eventually` for async probes whose value only matters as true or false."""
+
+    async def truthy() -> bool:
+        return bool(await probe())
+
+    typed: Callable[[], Awaitable[bool] | bool] = truthy
+    await eventually(typed, timeout=within, interval=interval, what=what)

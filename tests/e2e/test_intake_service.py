@@ -25,7 +25,7 @@ from order_manager.adapters.rabbitmq.signal_publisher import (
     build_signal,
     encode_signal,
 )
-from tests.helpers import eventually
+from tests.helpers import until as until_
 
 pytestmark = pytest.mark.e2e
 
@@ -39,11 +39,8 @@ def free_port() -> int:
 
 
 async def until(probe: Callable[[], Awaitable[object]], *, what: str, within: float = 30) -> None:
-    async def truthy() -> bool:
-        return bool(await probe())
-
-    typed: Callable[[], Awaitable[bool] | bool] = truthy
-    await eventually(typed, timeout=within, interval=0.02, what=what)
+    """Whole-service steps get 30 s by default (process start-up included)."""
+    await until_(probe, what=what, within=within)
 
 
 @dataclass

@@ -40,7 +40,7 @@ from order_manager.services.ports.processing import (
     SignalExecuted,
     SignalOutcome,
 )
-from tests.helpers import eventually
+from tests.helpers import until as until_
 
 SIGNALS_QUEUE = "model-service.trading_signals"
 DLQ = "order-manager.signals.dlq"
@@ -219,13 +219,8 @@ def decoded(body: bytes) -> Any:
 
 
 async def until(probe: Callable[[], Awaitable[object]], *, what: str, within: float = 10.0) -> None:
-    """`eventually` for async probes (typed for mypy)."""
-
-    async def truthy() -> bool:
-        return bool(await probe())
-
-    typed: Callable[[], Awaitable[bool] | bool] = truthy
-    await eventually(typed, timeout=within, interval=0.01, what=what)
+    """Intake tests poll every 10 ms (see `tests.helpers.until`)."""
+    await until_(probe, what=what, within=within, interval=0.01)
 
 
 @pytest.fixture
