@@ -61,3 +61,17 @@ async def test_broken_connection_inside_the_block_keeps_the_original_error(
         await _insert(uow.connection)
         await uow.commit()
     assert await _count(pool) == 1
+
+
+async def test_released_connection_is_never_inside_a_transaction(pool: asyncpg.Pool) -> None:
+    """The pool's reset does no round trip; asyncpg still rolls back what a holder left open,
+    so the next holder starts clean and nothing uncommitted survives."""
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await _insert(conn)
+        # released without commit or rollback
+    for _ in range(2):  # max_size=2: whichever connection comes back
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+    assert await _count(pool) == 0
