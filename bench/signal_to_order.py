@@ -50,12 +50,14 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, percentile, write_result
 from order_manager.adapters.bybit.config import BybitClientConfig, RateLimitConfig, RetryConfig
+from order_manager.adapters.bybit.event_source import PrivateStreamSource
 from order_manager.adapters.bybit.gateway import BybitGateway, GatewayReport
 from order_manager.adapters.bybit.instruments import InstrumentCache
 from order_manager.adapters.bybit.market_data import MarketData
 from order_manager.adapters.bybit.private_ws import PrivateStream
 from order_manager.adapters.bybit.rest import BybitRestClient
 from order_manager.adapters.paper.exchange import PaperExchange
+from order_manager.adapters.paper.feed import PaperFeedSource
 from order_manager.adapters.postgres.migrate import upgrade
 from order_manager.adapters.postgres.pool import create_pool
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
@@ -75,7 +77,7 @@ from order_manager.domain.risk import RiskLimits
 from order_manager.logs import configure_logging
 from order_manager.services.intake import IntakeConfig, SignalIntake
 from order_manager.services.processor import AccountSource, Processor, ProcessorConfig
-from order_manager.services.tracker import Tracker
+from order_manager.services.tracker import Tracker, run_tracker
 from sim_throughput import bench_config, free_port, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,14 +203,13 @@ async def simulator() -> AsyncIterator[str]:
 
 
 async def feed_tracker(tracker: Tracker, stream: PrivateStream, inner: Any, mode: str) -> None:
+    """Feed the tracker exactly as the service does (``bootstrap.tracking``): from the paper
+    exchange's update feed in dry-run, from the private WebSocket otherwise — both coalesce the
+    messages already waiting into one batch (one transaction)."""
     if mode == "dry-run":
-        while True:
-            item = await inner.updates.get()
-            await tracker.handle(item["topic"], [item["data"]])
-    subscription = stream.messages()
-    await stream.start()
-    async for message in subscription:
-        await tracker.handle(message.topic, message.data, message.creation_time)
+        await run_tracker(tracker, PaperFeedSource(inner.updates))
+    else:
+        await run_tracker(tracker, PrivateStreamSource(stream))
 
 
 def signals(count: int, amount: Decimal) -> list[dict[str, Any]]:
