@@ -140,3 +140,47 @@ async def test_bad_input_is_refused(pool: asyncpg.Pool) -> None:
                 trace_id=None,
                 is_dry_run=False,
             )
+
+
+async def test_events_of_one_transaction_are_written_together_in_order(
+    pool: asyncpg.Pool,
+) -> None:
+    """add_event queues; commit writes the queue in one call, in the order added — the same
+    rows and sequences as one call per event. Reads in the same transaction see the queue;
+    a rollback writes none of it."""
+    factory = PostgresUnitOfWorkFactory(pool)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def add(uow: object, agg: str, kind: str) -> uuid.UUID:
+        return await uow.outbox.add_event(  # type: ignore[attr-defined, no-any-return]
+            topic=ORDER_EVENTS_TOPIC,
+            event_type=kind,
+            aggregate_type=AGGREGATE_ORDER,
+            aggregate_id=agg,
+            payload={"n": kind},
+            trace_id="t-batch",
+            is_dry_run=True,
+        )
+
+    async with factory() as uow:
+        await add(uow, a, "created")
+        assert uow.outbox.pending == 1
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 0  # nothing written yet
+        await add(uow, a, "rejected")
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0  # rolled back: no row
+
+    async with factory() as uow:
+        first = [await add(uow, agg, kind) for agg, kind in ((a, "created"), (b, "created"))]
+        assert await uow.outbox.last_sequence(AGGREGATE_ORDER, a) == 1  # sees its own queue
+        assert uow.outbox.pending == 0
+        rest = [await add(uow, agg, kind) for agg, kind in ((a, "filled"), (b, "cancelled"))]
+        await uow.commit()
+    rows = await pool.fetch("SELECT * FROM outbox ORDER BY id")
+    assert [(r["event_id"], r["aggregate_id"], r["sequence"], r["event_type"]) for r in rows] == [
+        (first[0], a, 1, "created"),
+        (first[1], b, 1, "created"),
+        (rest[0], a, 2, "filled"),
+        (rest[1], b, 2, "cancelled"),
+    ]
+    assert all(r["is_dry_run"] and r["payload"]["trace_id"] == "t-batch" for r in rows)
+    assert [r["payload"]["n"] for r in rows] == ["created", "created", "filled", "cancelled"]

@@ -2,6 +2,8 @@
 
 Implements `order_manager.services.ports.uow.UnitOfWork` structurally. Leaving the `async with`
 block without `commit()` rolls the transaction back; an exception always rolls back.
+`commit()` first writes the outbox events the transaction queued (one round trip, see
+`outbox_repo`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class PostgresUnitOfWork:
     async def commit(self) -> None:
         if self._tx is None:
             raise RuntimeError("unit of work is not open")
+        await self.outbox.flush()  # the transaction's queued events, one round trip
         await self._tx.commit()
         self._committed = True
 
