@@ -75,3 +75,30 @@ async def test_released_connection_is_never_inside_a_transaction(pool: asyncpg.P
         async with pool.acquire() as conn:
             assert not conn.is_in_transaction()
     assert await _count(pool) == 0
+
+
+async def test_without_a_transaction_each_statement_commits_and_events_are_refused(
+    pool: asyncpg.Pool,
+) -> None:
+    """atomic=False: no BEGIN/COMMIT — a write stands even when the block then fails, and an
+    outbox event (which must commit with its change) is refused outright."""
+    factory = PostgresUnitOfWorkFactory(pool)
+    with pytest.raises(ValueError, match="later"):
+        async with factory(atomic=False) as uow:
+            await _insert(uow.connection)
+            assert not uow.connection.is_in_transaction()
+            raise ValueError("later")
+    assert await _count(pool) == 1
+    async with factory(atomic=False) as uow:
+        with pytest.raises(RuntimeError, match="atomic=True"):
+            await uow.outbox.add_event(
+                topic="t",
+                event_type="created",
+                aggregate_type="order",
+                aggregate_id="a",
+                payload={},
+                trace_id=None,
+                is_dry_run=False,
+            )
+        await uow.commit()  # accepted: nothing to do
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0

@@ -272,10 +272,13 @@ class Processor:
         self, signal: TradingSignal, instrument: Instrument, *, with_account: bool = False
     ) -> _Stored:
         """This signal's existing orders, our open orders, our recent order times (and with
-        ``with_account`` the tracker's balances and positions), in one transaction."""
+        ``with_account`` the tracker's balances and positions). Plain reads of committed rows, no
+        transaction (``atomic=False``: no BEGIN/ROLLBACK round trips): this signal's lane is the
+        only writer of its symbol's new orders, and a tracker update landing between two reads
+        is no different from one landing just after them."""
         since = self.clock() - RATE_WINDOW
         dry = self.is_dry_run
-        async with self.uow_factory() as uow:
+        async with self.uow_factory(atomic=False) as uow:
             existing = list(await uow.orders.for_signal(signal.signal_id))
             rows = list(await uow.orders.all_open_orders(is_dry_run=dry, resting_only=True))
             recent: tuple[datetime, ...] = ()

@@ -57,8 +57,9 @@ class PgOutboxRecord:
 class PgOutboxRepository:
     """Bound to one connection inside the unit of work's transaction."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, *, in_transaction: bool = True) -> None:
         self._conn = conn
+        self._in_transaction = in_transaction
         self._pending: list[list[Any]] = []
 
     @property
@@ -90,6 +91,10 @@ class PgOutboxRepository:
             raise ValueError("outbox event needs a topic")
         if not event_type:
             raise ValueError("outbox event needs an event_type")
+        if not self._in_transaction:
+            raise RuntimeError(
+                "an outbox event must commit with its change: use a unit of work with atomic=True"
+            )
         event_id = uuid.uuid4()
         self._pending.append(
             [

@@ -4,6 +4,10 @@ Implements `order_manager.services.ports.uow.UnitOfWork` structurally. Leaving t
 block without `commit()` rolls the transaction back; an exception always rolls back.
 `commit()` first writes the outbox events the transaction queued (one round trip, see
 `outbox_repo`).
+
+With `atomic=False` there is no transaction at all (see the port): each statement autocommits,
+`commit()` has nothing to do, and the outbox refuses events (they would have nothing to commit
+with).
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ class PostgresUnitOfWork:
     outbox: PgOutboxRepository
     tracking: PgTrackingRepository
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, atomic: bool = True) -> None:
         self._pool = pool
+        self._atomic = atomic
         self._conn: PoolConnectionProxy | None = None
         self._tx: Transaction | None = None
         self._committed = False
@@ -43,19 +48,29 @@ class PostgresUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._conn = await self._pool.acquire()
-        self._tx = self._conn.transaction()
-        await self._tx.start()
+        if self._atomic:
+            self._tx = self._conn.transaction()
+            try:
+                await self._tx.start()
+            except BaseException:
+                self._tx = None
+                await self._pool.release(self._conn)
+                self._conn = None
+                raise
         conn = self.connection
         self.signals = PgSignalRepository(conn)
         self.orders = PgOrderRepository(conn)
-        self.outbox = PgOutboxRepository(conn)
+        self.outbox = PgOutboxRepository(conn, in_transaction=self._atomic)
         self.tracking = PgTrackingRepository(conn)
         self._committed = False
         return self
 
     async def commit(self) -> None:
-        if self._tx is None:
+        if self._conn is None:
             raise RuntimeError("unit of work is not open")
+        if self._tx is None:  # atomic=False: every statement has committed already
+            self._committed = True
+            return
         await self.outbox.flush()  # the transaction's queued events, one round trip
         await self._tx.commit()
         self._committed = True
@@ -92,5 +107,5 @@ class PostgresUnitOfWorkFactory:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    def __call__(self) -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(self._pool)
+    def __call__(self, *, atomic: bool = True) -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(self._pool, atomic=atomic)

@@ -8,6 +8,12 @@
 Leaving the block without `commit()` rolls back. Every repository on the unit of work shares one
 database transaction, which is what makes the transactional outbox and the write-ahead order
 intent real: a state change and its event are committed together or not at all.
+
+`uow_factory(atomic=False)` opens a unit of work WITHOUT a transaction: each statement commits
+on its own (two round trips fewer: no BEGIN, no COMMIT/ROLLBACK). Only for reads that need no
+common snapshot and for a single write that is atomic by itself (e.g. one order intent with its
+link in one statement). Outbox events are refused there: an event must commit with the change
+it describes. `commit()` is accepted (nothing to do) so callers read the same either way.
 """
 
 from __future__ import annotations
@@ -49,4 +55,4 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self) -> UnitOfWork: ...
+    def __call__(self, *, atomic: bool = True) -> UnitOfWork: ...
