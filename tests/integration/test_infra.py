@@ -1,8 +1,11 @@
 """`scripts/infra` is idempotent and leaves nothing behind.
 
 Runs a second, private PostgreSQL + RabbitMQ pair under a temporary state directory on ports of
-its own (57432 / 57672 / 57369 by default, override with OM_INFRA_TEST_*_PORT), so it never
-touches the services the rest of the suite uses. Whatever happens, the teardown runs
+its own (31432 / 31672 (+1, +2) / 31369 by default, override with OM_INFRA_TEST_*_PORT), so it
+never touches the services the rest of the suite uses. The defaults sit below Linux's ephemeral
+range (32768-60999): this test starts its nodes mid-suite, after thousands of outgoing
+connections, and a fixed port inside that range was once found taken by one of them
+(RabbitMQ's management listener failed with eaddrinuse). Whatever happens, the teardown runs
 `scripts/infra down` and removes the data.
 """
 
@@ -21,9 +24,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "scripts" / "infra"
-PG_PORT = int(os.environ.get("OM_INFRA_TEST_PG_PORT", "57432"))
-AMQP_PORT = int(os.environ.get("OM_INFRA_TEST_AMQP_PORT", "57672"))
-EPMD_PORT = int(os.environ.get("OM_INFRA_TEST_EPMD_PORT", "57369"))
+PG_PORT = int(os.environ.get("OM_INFRA_TEST_PG_PORT", "31432"))
+AMQP_PORT = int(os.environ.get("OM_INFRA_TEST_AMQP_PORT", "31672"))
+EPMD_PORT = int(os.environ.get("OM_INFRA_TEST_EPMD_PORT", "31369"))
 
 
 def port_open(port: int) -> bool:
