@@ -76,6 +76,7 @@ from order_manager.domain.plans import Place, order_link_id
 from order_manager.domain.risk import RiskLimits
 from order_manager.logs import configure_logging
 from order_manager.services.intake import IntakeConfig, SignalIntake
+from order_manager.services.ports.processing import SignalRejected
 from order_manager.services.processor import AccountSource, Processor, ProcessorConfig
 from order_manager.services.tracker import Tracker, run_tracker
 from sim_throughput import bench_config, free_port, wait_ready
@@ -109,16 +110,20 @@ class Acks:
 class TimedProcessor:
     """Delegates to the processor; records how long each ``process`` call took (ms)."""
 
-    def __init__(self, inner: Processor) -> None:
+    def __init__(self, inner: Processor, acks: Acks) -> None:
         self._inner = inner
+        self._acks = acks
         self.durations: list[float] = []
 
     async def process(self, signal: Any, trace_id: str) -> Any:
         started = time.perf_counter()
         try:
-            return await self._inner.process(signal, trace_id)
+            outcome = await self._inner.process(signal, trace_id)
         finally:
             self.durations.append((time.perf_counter() - started) * 1000)
+        if isinstance(outcome, SignalRejected):  # refused before any exchange call
+            self._acks.record(signal.signal_id, False, f"rejected:{outcome.code.value}")
+        return outcome
 
 
 class TimedGateway:
@@ -285,7 +290,7 @@ async def one_run(
                 ),
                 account_source=AccountSource(account_source),
             )
-            processor = TimedProcessor(Processor(uow, gateway, config))  # type: ignore[arg-type]
+            processor = TimedProcessor(Processor(uow, gateway, config), acks)
 
             # the tracker keeps our rows current (fills close orders, positions follow), as in
             # the running service: live from the private stream, paper from its update feed
