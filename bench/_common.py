@@ -79,3 +79,23 @@ def write_result(
     }
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     return path
+
+
+def cpu_seconds_by_command(commands: Sequence[str]) -> dict[str, float]:
+    """Cumulative CPU seconds (user + system) of every running process whose command name
+    (``/proc/<pid>/comm``) is one of ``commands``, summed per name. Linux only; a process that
+    exits between two samples drops out (sample around a steady window)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals = dict.fromkeys(commands, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if name in totals:
+            fields = stat[stat.rindex(")") + 2 :].split()
+            totals[name] += (int(fields[11]) + int(fields[12])) / ticks
+    return totals

@@ -48,7 +48,7 @@ import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, percentile, write_result
+from _common import RESULTS_DIR, cpu_seconds_by_command, percentile, write_result
 from order_manager.adapters.bybit.config import BybitClientConfig, RateLimitConfig, RetryConfig
 from order_manager.adapters.bybit.event_source import PrivateStreamSource
 from order_manager.adapters.bybit.gateway import BybitGateway, GatewayReport
@@ -86,6 +86,9 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
 QUEUE = "model-service.trading_signals"
 DLQ = "order-manager.signals.dlq"
 TARGET_P99_MS = 50.0
+#: peer processes whose CPU is accounted per signal (PostgreSQL backends, the simulator,
+#: RabbitMQ's Erlang VM): on 2 shared cores, CPU per signal is the figure that explains the rest
+PEERS = ("postgres", "bybit-sim", "beam.smp")
 TARGET_DRY_RUN_RATE = 1000.0
 
 
@@ -337,6 +340,7 @@ async def one_run(
             links = {order_link_id("om", s["signal_id"], 1): s["signal_id"] for s in batch}
             bodies = [(s["signal_id"], encode_signal(s)) for s in batch]
             start = time.perf_counter()
+            cpu_start = time.process_time(), cpu_seconds_by_command(PEERS)
             interval = 1.0 / rate if rate > 0 else 0.0
             confirms: list[asyncio.Task[None]] = []
             for i, (sid, body) in enumerate(bodies):
@@ -354,6 +358,7 @@ async def one_run(
             publish_done = time.perf_counter()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(acks.done.wait(), 120)
+            cpu_end = time.process_time(), cpu_seconds_by_command(PEERS)
             await intake.stop()
             await publisher.close()
             await market.stop()
@@ -375,6 +380,10 @@ async def one_run(
         raise RuntimeError(f"no signal was acknowledged (errors: {acks.errors})")
     last_ack = max(acks.at[link] for link in links if link in acks.at)
     durations = sorted(processor.durations)
+    settled = len(latencies) + sum(acks.errors.values())
+    cpu_ms = {"order-manager (this process)": (cpu_end[0] - cpu_start[0]) * 1000 / settled}
+    for name in PEERS:
+        cpu_ms[name] = (cpu_end[1][name] - cpu_start[1][name]) * 1000 / settled
     figures = {
         "mode": mode,
         "rate_requested": rate,
@@ -386,6 +395,7 @@ async def one_run(
         "throughput_signals_per_s": round(len(latencies) / (last_ack - start), 1),
         "tracker": with_tracker,
         "account_source": account_source if mode == "sim" else "paper",
+        "cpu_ms_per_signal": {name: round(value, 2) for name, value in cpu_ms.items()},
         "process_call_ms": {
             "p50": round(percentile(durations, 50), 2),
             "p99": round(percentile(durations, 99), 2),
