@@ -233,6 +233,7 @@ class Executor:
                     trace_id=ctx.trace_id,
                     is_dry_run=self.is_dry_run,
                     links=own,
+                    notional=place.notional,
                 )
                 if created or row.state.status is OrderStatus.SUBMITTING:
                     to_send.append((place, row))
@@ -448,6 +449,7 @@ class Executor:
                 trace_id=ctx.trace_id,
                 is_dry_run=self.is_dry_run,
                 links=[link],
+                notional=place.notional,
             )
             await uow.commit()
         if not created and row.state.status is not OrderStatus.SUBMITTING:

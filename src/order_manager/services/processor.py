@@ -13,7 +13,9 @@ For one validated signal (the intake has deduplicated it and holds its per-symbo
    plans afresh, reusing those rows.
 3. **Account state**: balances and positions from the exchange (the gateway), our own
    non-terminal orders from the database (their reservations, amend/cancel candidates), our
-   recent order times for the orders-per-minute limit, the symbol's leverage.
+   recent order times for the orders-per-minute limit, today's opening volume for the
+   daily-volume limit (UTC day; each order's planned notional, the traded share once it is
+   finished — ``OrderRepository.daily_volume``), the symbol's leverage.
 4. **Instrument** and a **fresh market snapshot** (``None`` when stale → the planner refuses
    ``market_data_stale``/``market_data_unavailable``; prices never come from the signal).
 5. ``domain.planner.plan`` → ``domain.risk.check`` → a rejected plan returns
@@ -87,6 +89,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def trading_day_start(now: datetime) -> datetime:
+    """Start of the trading day for the daily-volume limit: UTC midnight (Bybit's day)."""
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 @dataclass(slots=True)
 class TradingSwitch:
     """The operator's pause switch (``POST /api/v1/trading/pause|resume``): while paused, risk
@@ -125,6 +132,8 @@ class _Stored:
     recent: tuple[datetime, ...]
     balances: Mapping[str, Decimal] | None = None
     positions: tuple[Position, ...] | None = None
+    #: opening notional traded today (only read when the daily-volume limit is on)
+    daily_volume: Decimal = Decimal(0)
     #: False while an acknowledged market/IOC order of the symbol still waits for its final
     #: event: its fill may be missing from the tracker's store
     store_current: bool = True
@@ -254,7 +263,9 @@ class Processor:
             return await self._resume(signal, trace_id, existing)
 
         leverage = await self.gateway.leverage(category, symbol)
-        account = await self._account(instrument, balances, positions, leverage, rows, recent)
+        account = await self._account(
+            instrument, balances, positions, leverage, rows, recent, stored.daily_volume
+        )
         now = self.clock()
         planned = plan(signal, account, instrument, market, self.config.planner, now)
         decision = check(planned, account, self.config.limits, now)
@@ -276,7 +287,8 @@ class Processor:
         transaction (``atomic=False``: no BEGIN/ROLLBACK round trips): this signal's lane is the
         only writer of its symbol's new orders, and a tracker update landing between two reads
         is no different from one landing just after them."""
-        since = self.clock() - RATE_WINDOW
+        now = self.clock()
+        since = now - RATE_WINDOW
         dry = self.is_dry_run
         async with self.uow_factory(atomic=False) as uow:
             existing = list(await uow.orders.for_signal(signal.signal_id))
@@ -286,13 +298,16 @@ class Processor:
                 recent = await uow.orders.recent_order_times(
                     instrument.category, instrument.symbol, since, is_dry_run=dry
                 )
+            volume = Decimal(0)
+            if self.config.limits.max_daily_volume is not None:
+                volume = await uow.orders.daily_volume(trading_day_start(now), is_dry_run=dry)
             if not with_account:
-                return _Stored(existing, rows, recent)
+                return _Stored(existing, rows, recent, daily_volume=volume)
             symbol_rows = await uow.orders.open_orders(
                 instrument.category, instrument.symbol, is_dry_run=dry
             )
             if any(_settled_taker(row) for row in symbol_rows):
-                return _Stored(existing, rows, recent, store_current=False)
+                return _Stored(existing, rows, recent, store_current=False, daily_volume=volume)
             balances = await uow.tracking.available_balances(is_dry_run=dry)
             books = await uow.tracking.positions(is_dry_run=dry)
         positions = tuple(
@@ -300,7 +315,9 @@ class Processor:
             for b in books
             if b.position.category is instrument.category and b.position.symbol == instrument.symbol
         )
-        return _Stored(existing, rows, recent, dict(balances) or None, positions)
+        return _Stored(
+            existing, rows, recent, dict(balances) or None, positions, daily_volume=volume
+        )
 
     async def _account(
         self,
@@ -310,6 +327,7 @@ class Processor:
         leverage: Decimal,
         rows: list[StoredOrder],
         recent: tuple[datetime, ...],
+        daily_volume: Decimal = Decimal(0),
     ) -> AccountState:
         category, symbol = instrument.category, instrument.symbol
         instruments: dict[tuple[Category, str], Instrument] = {(category, symbol): instrument}
@@ -334,6 +352,7 @@ class Processor:
             positions=positions,
             open_orders=tuple(open_orders),
             recent_order_times={symbol: recent},
+            daily_volume=daily_volume,
             leverage={symbol: leverage},
             trading_paused=self.switch.paused,
         )

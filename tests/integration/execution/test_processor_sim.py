@@ -246,3 +246,60 @@ async def test_a_store_behind_our_own_fills_is_not_trusted(env: Env) -> None:
     sells = [o for o in await env.sim_orders() if o["side"] == "Sell"]
     assert [(o["reduceOnly"], Decimal(o["qty"])) for o in sells] == [(True, Decimal("0.015"))]
     assert all(after > before for after, before in zip(_reads(env), reads_before, strict=True))
+
+
+async def test_the_daily_volume_limit_counts_todays_opening_orders(env: Env) -> None:
+    """Limit 1500 USDT: a 1000 USDT buy goes through (its planned notional is stored with the
+    intent), the next 1000 USDT buy would make ~2000 today and is refused before any call."""
+    limits = RiskLimits(max_daily_volume=Decimal("1500"))
+    first = await env.processor(limits=limits).process(await new_signal(env, amount="1000"), "d1")
+    assert isinstance(first, SignalExecuted), first
+    [row] = await env.fetch("SELECT qty, notional FROM orders")
+    assert Decimal("900") < row["notional"] <= Decimal("1000")  # 0.015 x ~65000
+    assert row["notional"] == row["qty"] * Decimal("65000.10")  # qty x the ask it priced at
+
+    second = await env.processor(limits=limits).process(await new_signal(env, amount="1000"), "d2")
+    assert isinstance(second, SignalRejected), second
+    assert second.code is RejectCode.MAX_DAILY_VOLUME
+    assert len(await env.sim_orders()) == 1
+
+    # without the limit the same signal is placed: the refusal was the limit's
+    third = await env.processor().process(await new_signal(env, amount="1000"), "d3")
+    assert isinstance(third, SignalExecuted), third
+
+
+async def test_daily_volume_counts_what_finished_orders_traded(env: Env) -> None:
+    """Finished orders count the share that traded, active ones whole; refused, reduce-only,
+    external and yesterday's orders not at all."""
+    from datetime import UTC, datetime, timedelta
+
+    from order_manager.services.processor import trading_day_start
+
+    now = datetime.now(UTC)
+    today = trading_day_start(now)
+    rows = [  # (status, qty, cum_exec_qty, notional, reduce_only, external, created_at)
+        ("pending", "1", "0", "100", False, False, now),  # active: 100
+        ("cancelled", "2", "0.5", "200", False, False, now),  # 25 % traded: 50
+        ("filled", "1", "1", "300", False, False, now),  # 300
+        ("rejected", "1", "0", "400", False, False, now),
+        ("filled", "1", "1", "500", True, False, now),  # reduce-only
+        ("filled", "1", "1", "600", False, True, now),  # external
+        ("filled", "1", "1", "700", False, False, today - timedelta(seconds=1)),  # yesterday
+    ]
+    for i, (status, qty, cum, notional, reduce_only, external, created) in enumerate(rows):
+        await env.pool.execute(
+            "INSERT INTO orders (order_link_id, category, symbol, side, order_type, qty, status,"
+            " cum_exec_qty, notional, reduce_only, is_external, created_at)"
+            " VALUES ($1, 'linear', 'BTCUSDT', 'Buy', 'Limit', $2, $3, $4, $5, $6, $7, $8)",
+            f"dv-{i}",
+            Decimal(qty),
+            status,
+            Decimal(cum),
+            Decimal(notional),
+            reduce_only,
+            external,
+            created,
+        )
+    async with env.uow() as uow:
+        assert await uow.orders.daily_volume(today, is_dry_run=False) == Decimal("450")
+        assert await uow.orders.daily_volume(today, is_dry_run=True) == Decimal("0")

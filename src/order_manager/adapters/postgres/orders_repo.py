@@ -290,6 +290,29 @@ class PgOrderRepository:
         )
         return tuple(row["created_at"] for row in rows)
 
+    async def daily_volume(self, since: datetime, *, is_dry_run: bool) -> Decimal:
+        """Opening notional of our orders created since ``since`` (quote currency): an order
+        still active counts whole (it may yet trade), a finished one the share that traded;
+        refused and failed intents, reduce-only orders, spot sells and external orders do not
+        count."""
+        value = await self._conn.fetchval(
+            """
+            SELECT COALESCE(sum(
+                COALESCE(notional, qty * COALESCE(price, avg_price, 0))
+                * CASE WHEN status = ANY($3::text[]) THEN 1
+                       ELSE LEAST(cum_exec_qty / NULLIF(qty, 0), 1) END
+            ), 0)
+            FROM orders
+            WHERE is_dry_run = $1 AND created_at >= $2 AND NOT is_external AND NOT reduce_only
+              AND NOT (category = 'spot' AND side = 'Sell')
+              AND status NOT IN ('failed', 'rejected')
+            """,
+            is_dry_run,
+            since,
+            list(ACTIVE_STATUSES),
+        )
+        return Decimal(value)
+
     # ------------------------------------------------------------------ writes
     async def add_intent(
         self,
@@ -300,6 +323,7 @@ class PgOrderRepository:
         trace_id: str | None,
         is_dry_run: bool,
         links: Sequence[SignalOrderLink] = (),
+        notional: Decimal | None = None,
     ) -> tuple[OrderRecord, bool]:
         own = [link for link in links if link.order_link_id == state.order_link_id]
         first = own[0] if own else None
@@ -309,9 +333,9 @@ class PgOrderRepository:
             WITH ins AS (
                 INSERT INTO orders (order_link_id, signal_id, leg, category, symbol, side,
                     order_type, time_in_force, qty, price, take_profit, stop_loss, reduce_only,
-                    position_idx, status, is_dry_run, trace_id, created_at)
+                    position_idx, status, is_dry_run, trace_id, created_at, notional)
                 VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                        'submitting', $15, $16, $17)
+                        'submitting', $15, $16, $17, $22)
                 ON CONFLICT (order_link_id) DO NOTHING
                 RETURNING *
             ), link AS (
@@ -343,6 +367,7 @@ class PgOrderRepository:
             first.relation.value if first else "create",
             first.sequence if first else 0,
             first.allocated_qty if first else None,
+            notional,
         )
         if inserted is not None:
             for link in own[1:]:

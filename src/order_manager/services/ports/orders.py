@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
 from order_manager.domain.enums import Category
@@ -76,6 +77,7 @@ class OrderRepository(Protocol):
         trace_id: str | None,
         is_dry_run: bool,
         links: Sequence[SignalOrderLink] = (),
+        notional: Decimal | None = None,
     ) -> tuple[StoredOrder, bool]:
         """Insert the intent row (idempotent by orderLinkId) and its signal links.
 
@@ -142,6 +144,11 @@ class OrderRepository(Protocol):
 
     async def submitting(self, *, is_dry_run: bool | None = None) -> Sequence[StoredOrder]:
         """Every row still ``submitting`` (what recovery must resolve), oldest first."""
+        ...
+
+    async def daily_volume(self, since: datetime, *, is_dry_run: bool) -> Decimal:
+        """Opening notional (quote currency) of our orders created since ``since``: active
+        orders whole, finished ones by the share that traded (the daily-volume risk limit)."""
         ...
 
     async def recent_order_times(
