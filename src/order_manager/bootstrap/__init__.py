@@ -68,7 +68,7 @@ from order_manager.services.intake import (
 from order_manager.services.operator import OperatorActions
 from order_manager.services.ports.exchange import ExchangeGateway
 from order_manager.services.ports.processing import SignalProcessor
-from order_manager.services.processor import Processor, ProcessorConfig, TradingSwitch, WarmupMode
+from order_manager.services.processor import Processor, ProcessorConfig, TradingSwitch
 from order_manager.services.reconciler import (
     ExchangeStateSink,
     PeriodicReconciler,
@@ -258,14 +258,12 @@ def build_container(settings: Settings) -> Container:
 
 
 def intake_config(settings: Settings) -> IntakeConfig:
-    """The intake's knobs from Settings.
-
-    Warm-up `dry_run` is the processor's job (it owns the paper exchange), so the intake only
-    applies `ignore` itself and passes every other warm-up signal through."""
-    ignore = settings.warmup_signals.value == WarmupPolicy.IGNORE.value
+    """The intake's knobs from Settings. The intake owns the warm-up policy: `ignore` records
+    the signal without an order, `dry_run` hands it to the paper processor (`add_signal_pipeline`
+    builds one for it)."""
     return IntakeConfig(
         max_age=timedelta(seconds=settings.signal_max_age_seconds),
-        warmup=WarmupPolicy.IGNORE if ignore else WarmupPolicy.EXECUTE,
+        warmup=WarmupPolicy(settings.warmup_signals.value),
         dry_run=settings.dry_run,
         lane_capacity=settings.lane_queue_bound,
     )
@@ -331,7 +329,7 @@ def processor_config(settings: Settings) -> ProcessorConfig:
         max_orders_per_minute_per_symbol=s.max_orders_per_minute_per_symbol,
         reduce_instead_of_reject=s.risk_reduce_instead_of_reject,
     )
-    return ProcessorConfig(planner, limits, WarmupMode(s.warmup_signals.value))
+    return ProcessorConfig(planner, limits)
 
 
 def bybit_client_config(settings: Settings) -> BybitClientConfig:
@@ -422,9 +420,7 @@ class SignalPipeline:
         if paper is not None and not settings.dry_run:
             warmup_processor = Processor(uow, paper, config, switch=self.switch)
         gateway = paper if settings.dry_run and paper is not None else live
-        processor = Processor(
-            uow, gateway, config, warmup_processor=warmup_processor, switch=self.switch
-        )
+        processor = Processor(uow, gateway, config, switch=self.switch)
         report = await Recovery(uow, gateway).run_until_settled()
         log.info("recovery done", adopted=len(report.adopted), failed=len(report.failed))
         cache = self.instruments
@@ -435,7 +431,9 @@ class SignalPipeline:
             except UnknownInstrumentError:
                 return None
 
-        self.intake = build_signal_intake(self.container, processor, lookup)
+        self.intake = build_signal_intake(
+            self.container, processor, lookup, dry_run_processor=warmup_processor
+        )
         self.intake.start()
 
     async def stop(self) -> None:
@@ -448,7 +446,7 @@ class SignalPipeline:
 
 
 def _warmup_to_paper(settings: Settings) -> bool:
-    return settings.warmup_signals.value == WarmupMode.DRY_RUN.value
+    return settings.warmup_signals.value == WarmupPolicy.DRY_RUN.value
 
 
 def add_signal_pipeline(

@@ -1,26 +1,24 @@
 """The signal processor: account state → plan → risk → execution → outcome (``SignalProcessor``).
 
-For one validated signal (the intake has deduplicated it and holds its per-symbol lane):
+For one validated signal (the intake has deduplicated it, applied the warm-up policy — a
+warm-up signal under ``dry_run`` arrives at the paper processor — and holds its per-symbol lane):
 
-1. **Warm-up** (``ORDERMANAGER_WARMUP_SIGNALS``): ``execute`` treats it like any signal (the
-   planner prefers limit orders for it), ``dry_run`` hands it to the paper processor so it never
-   reaches the live exchange, ``ignore`` refuses it with a recorded reason.
-2. **Resume**: when the signal already owns order rows (a redelivery after a crash, or a retry
+1. **Resume**: when the signal already owns order rows (a redelivery after a crash, or a retry
    after ``failed``), it is NOT planned again — re-planning would see its own orders and could
    amend or duplicate them. Intents still ``submitting`` are re-sent with their stored
    parameters and orderLinkId (the exchange dedupes), answered rows are reported as they are.
    Only a signal whose every intent is ``failed`` (proved never to have reached the exchange)
    plans afresh, reusing those rows.
-3. **Account state**: balances and positions from the exchange (the gateway), our own
+2. **Account state**: balances and positions from the exchange (the gateway), our own
    non-terminal orders from the database (their reservations, amend/cancel candidates), our
    recent order times for the orders-per-minute limit, today's opening volume for the
    daily-volume limit (UTC day; each order's planned notional, the traded share once it is
    finished — ``OrderRepository.daily_volume``), the symbol's leverage.
-4. **Instrument** and a **fresh market snapshot** (``None`` when stale → the planner refuses
+3. **Instrument** and a **fresh market snapshot** (``None`` when stale → the planner refuses
    ``market_data_stale``/``market_data_unavailable``; prices never come from the signal).
-5. ``domain.planner.plan`` → ``domain.risk.check`` → a rejected plan returns
+4. ``domain.planner.plan`` → ``domain.risk.check`` → a rejected plan returns
    ``SignalRejected`` and makes no exchange call at all.
-6. ``Executor.execute`` (write-ahead intents, audit, events) → outcome:
+5. ``Executor.execute`` (write-ahead intents, audit, events) → outcome:
 
    * any leg with an unknown outcome → ``SignalFailed(retryable=True)`` (intents stay
      ``submitting``; a retry resumes them, recovery resolves them at start);
@@ -67,22 +65,11 @@ from order_manager.services.ports.processing import (
     SignalExecuted,
     SignalFailed,
     SignalOutcome,
-    SignalProcessor,
     SignalRejected,
 )
 from order_manager.services.ports.uow import UnitOfWorkFactory
 
 log = structlog.get_logger("order_manager.services.processor")
-
-
-class WarmupMode(StrEnum):
-    EXECUTE = "execute"
-    DRY_RUN = "dry_run"
-    IGNORE = "ignore"
-
-
-#: reason recorded for ignored warm-up signals (the domain has no dedicated code)
-WARMUP_IGNORED = "warmup_ignored"
 
 
 def utc_now() -> datetime:
@@ -121,7 +108,6 @@ class AccountSource(StrEnum):
 class ProcessorConfig:
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     limits: RiskLimits = field(default_factory=RiskLimits)
-    warmup: WarmupMode = WarmupMode.EXECUTE
     account_source: AccountSource = AccountSource.EXCHANGE
 
 
@@ -174,14 +160,12 @@ class Processor:
         gateway: ExchangeGateway,
         config: ProcessorConfig | None = None,
         *,
-        warmup_processor: SignalProcessor | None = None,
         switch: TradingSwitch | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.uow_factory = uow_factory
         self.gateway = gateway
         self.config = config or ProcessorConfig()
-        self.warmup_processor = warmup_processor
         self.switch = switch or TradingSwitch()
         self.clock = clock
         self.executor = Executor(uow_factory, gateway, clock=clock)
@@ -210,21 +194,6 @@ class Processor:
         return outcome
 
     async def _process(self, signal: TradingSignal, trace_id: str) -> SignalOutcome:
-        if signal.is_warmup and not self.is_dry_run:
-            mode = self.config.warmup
-            if mode is WarmupMode.IGNORE:
-                return SignalRejected(
-                    Rejection(
-                        RejectCode.UNSUPPORTED_ORDER,
-                        "warm-up signals are ignored (ORDERMANAGER_WARMUP_SIGNALS=ignore)",
-                        {"reason": WARMUP_IGNORED},
-                    )
-                )
-            if mode is WarmupMode.DRY_RUN:
-                if self.warmup_processor is None:
-                    raise RuntimeError("warm-up dry_run needs a paper processor")
-                return await self.warmup_processor.process(signal, trace_id)
-
         category, symbol = signal.category, signal.asset
         try:
             instrument = await self.gateway.instrument(category, symbol)

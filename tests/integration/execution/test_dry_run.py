@@ -14,7 +14,7 @@ from order_manager.domain.planner import PlannerConfig
 from order_manager.domain.rejections import RejectCode
 from order_manager.domain.risk import RiskLimits
 from order_manager.services.ports.processing import SignalExecuted, SignalRejected
-from order_manager.services.processor import Processor, ProcessorConfig, WarmupMode
+from order_manager.services.processor import Processor, ProcessorConfig
 
 from .conftest import Env, new_signal
 
@@ -121,27 +121,3 @@ async def test_paper_refuses_what_the_balance_cannot_carry_with_110007(env: Env)
     assert outcome.details["ret_code"] == "110007"
     rows = await env.fetch("SELECT status, is_dry_run FROM orders")
     assert [(r["status"], r["is_dry_run"]) for r in rows] == [("rejected", True)]
-
-
-async def test_warmup_signals_go_to_paper_or_are_ignored(env: Env) -> None:
-    paper = paper_processor(env, PaperExchange(env.gateway, levels=env.gateway))
-    live = Processor(
-        env.uow,
-        env.gateway,
-        ProcessorConfig(warmup=WarmupMode.DRY_RUN),
-        warmup_processor=paper,
-    )
-    warm = await new_signal(env, amount="1000", is_warmup=True)
-    outcome = await live.process(warm, "t-warm")
-    assert isinstance(outcome, SignalExecuted), outcome
-    assert outcome.is_dry_run
-    assert await env.sim_orders() == []
-
-    ignoring = Processor(env.uow, env.gateway, ProcessorConfig(warmup=WarmupMode.IGNORE))
-    other = await new_signal(env, amount="1000", is_warmup=True)
-    refused = await ignoring.process(other, "t-ignore")
-    assert isinstance(refused, SignalRejected), refused
-    assert refused.details["reason"] == "warmup_ignored"
-    assert await env.sim_orders() == []
-    rows = await env.fetch("SELECT is_dry_run FROM orders")
-    assert [r["is_dry_run"] for r in rows] == [True]
