@@ -200,6 +200,8 @@ class Settings(BaseSettings):
     position_validation_interval: int = Field(default=60, ge=1)
     reconcile_interval_seconds: int = Field(default=300, ge=1)
     stale_order_timeout_seconds: int = Field(default=300, ge=1)
+    cancel_stale_orders: bool = True
+    stale_order_sweep_interval_seconds: int = Field(default=15, ge=1)
     loss_warning_threshold_pct: PositiveDecimal = Decimal("5")
 
     # ---- risk limits (USDT unless the name says otherwise)

@@ -18,6 +18,7 @@ Extending it: later work adds
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -76,6 +77,7 @@ from order_manager.services.reconciler import (
     Reconciler,
 )
 from order_manager.services.recovery import Recovery
+from order_manager.services.stale_orders import StaleOrderSweeper
 from order_manager.services.trading_control import TradingControl
 
 log = get_logger("order_manager.bootstrap")
@@ -378,6 +380,8 @@ class SignalPipeline:
         self.gateway: BybitGateway | None = None
         self.paper: Any = None  # the PaperExchange in dry-run / warm-up dry_run
         self.intake: SignalIntake | None = None
+        self.sweepers: list[StaleOrderSweeper] = []
+        self._sweeps: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Nothing to do before the start-up tasks (see `open`)."""
@@ -435,8 +439,29 @@ class SignalPipeline:
             self.container, processor, lookup, dry_run_processor=warmup_processor
         )
         self.intake.start()
+        if settings.cancel_stale_orders:
+            # one sweeper per exchange in use: live orders, and paper ones (dry-run / warm-ups)
+            used = [g for g in (None if settings.dry_run else live, paper) if g is not None]
+            self.sweepers = [
+                StaleOrderSweeper(
+                    uow,
+                    g,
+                    max_age=timedelta(seconds=settings.stale_order_timeout_seconds),
+                    interval=settings.stale_order_sweep_interval_seconds,
+                )
+                for g in used
+            ]
+            self._sweeps = [
+                asyncio.create_task(sweeper.run(), name="stale-order-sweeper")
+                for sweeper in self.sweepers
+            ]
 
     async def stop(self) -> None:
+        for task in self._sweeps:
+            task.cancel()
+        for task in self._sweeps:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self.intake is not None:
             await self.intake.stop()
         if self.instruments is not None:

@@ -84,6 +84,9 @@ async def test_routes_bound_and_a_pause_survives_a_restart(
         paused = await client.post("/api/v1/trading/pause", json={"reason": "drill"})
         assert paused.json()["paused"] is True
         assert wiring.pipeline.switch.paused is True  # the processor's switch
+        # the live stale-order sweeper runs beside the intake (ORDERMANAGER_CANCEL_STALE_ORDERS)
+        [sweeper] = wiring.pipeline.sweepers
+        assert (await sweeper.sweep()).checked == 0
         no_tracker = await client.post("/api/v1/sync", json={})
         assert no_tracker.status_code == 503
 
