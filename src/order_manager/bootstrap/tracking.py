@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from decimal import Decimal
 
 import asyncpg
 import structlog
@@ -118,7 +119,10 @@ class TrackingComponent:
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="outbox-relay"))
         if self._paper is not None:
             self.paper_tracker = Tracker(
-                self.uow, link_prefix=self.settings.order_link_id_prefix, is_dry_run=True
+                self.uow,
+                link_prefix=self.settings.order_link_id_prefix,
+                is_dry_run=True,
+                loss_warning_ratio=self._loss_warning_ratio,
             )
             self._tasks.append(
                 asyncio.create_task(
@@ -141,6 +145,7 @@ class TrackingComponent:
             link_prefix=self.settings.order_link_id_prefix,
             queries=queries,
             is_dry_run=False,
+            loss_warning_ratio=self._loss_warning_ratio,
         )
         self.keeper = PositionKeeper(
             self.uow, queries, categories=self.categories, is_dry_run=False
@@ -178,6 +183,10 @@ class TrackingComponent:
             return 0
         report = await self.keeper.validate(force=True)
         return len(report.corrected)
+
+    @property
+    def _loss_warning_ratio(self) -> Decimal:
+        return self.settings.loss_warning_threshold_pct / 100
 
     async def stop(self) -> None:
         self._stop.set()

@@ -63,6 +63,7 @@ from order_manager.domain.positions import (
     PositionFill,
     apply_fill,
     compare,
+    loss_ratio,
 )
 from order_manager.domain.signals import SignalMarketData
 from order_manager.logs import trace_context
@@ -85,6 +86,10 @@ EXCHANGE_EVENTS = Counter(
 ADOPTED = Counter("om_tracker_adopted_orders_total", "Unknown orders adopted", ["kind"])
 DRIFT_OBSERVED = Counter(
     "om_position_drift_observed_total", "Exchange position pushes that differ from our book"
+)
+LOSS_WARNINGS = Counter(
+    "om_position_loss_warnings_total",
+    "Positions whose unrealised loss crossed ORDERMANAGER_LOSS_WARNING_THRESHOLD_PCT",
 )
 
 ORDER = "order"
@@ -173,8 +178,12 @@ class Tracker:
         is_dry_run: bool = False,
         retries: int = 3,
         clock: Callable[[], datetime] = _now,
+        loss_warning_ratio: Decimal | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        self._loss_warning_ratio = loss_warning_ratio
+        #: books whose loss is above the threshold now (a warning is raised on crossing only)
+        self._losing: set[BookKey] = set()
         self._prefix = link_prefix
         self._queries = queries
         self._is_dry_run = is_dry_run
@@ -595,6 +604,7 @@ class Tracker:
         book = await uow.tracking.record_exchange_position(
             exchange, is_dry_run=self._is_dry_run, observed_at=self._clock()
         )
+        await self._watch_loss(uow, exchange, book.position)
         drift = compare(book.position, exchange)
         EXCHANGE_EVENTS.labels(POSITION, "drift" if drift.has_drift else "match").inc()
         if drift.has_drift:
@@ -605,6 +615,39 @@ class Tracker:
                 position_idx=int(exchange.position_idx),
                 fields=[(f.name, str(f.expected), str(f.actual)) for f in drift.fields],
             )
+
+    async def _watch_loss(
+        self, uow: UnitOfWork, exchange: ExchangePosition, position: Position
+    ) -> None:
+        """Loss monitor (docs/decisions.md §10): when a position's unrealised loss at the
+        exchange's mark price (``positions.loss_ratio`` on our exact book) crosses the warning
+        ratio, log a warning, count it and publish a `position_updated` event with
+        source `loss_warning`. Once per crossing: the book must come back under the threshold
+        before it warns again. It never closes anything — exits are the model's decision."""
+        if self._loss_warning_ratio is None:
+            return
+        key = _book_key(exchange, self._is_dry_run)
+        mark = exchange.mark_price
+        ratio = loss_ratio(position, mark) if mark else None
+        if ratio is None or ratio < self._loss_warning_ratio:
+            self._losing.discard(key)
+            return
+        if key in self._losing:
+            return
+        self._losing.add(key)
+        LOSS_WARNINGS.inc()
+        log.warning(
+            "position loss above the warning threshold",
+            symbol=exchange.symbol,
+            position_idx=int(exchange.position_idx),
+            loss_pct=str((ratio * 100).quantize(Decimal("0.01"))),
+            threshold_pct=str(self._loss_warning_ratio * 100),
+            mark_price=str(mark),
+            is_dry_run=self._is_dry_run,
+        )
+        await events.publish_position_updated(
+            uow.outbox, position, is_dry_run=self._is_dry_run, trace_id=None, source="loss_warning"
+        )
 
     async def _on_wallet(
         self, work: _Work, account: Mapping[str, Any], created_at: datetime | None

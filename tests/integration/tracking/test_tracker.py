@@ -212,3 +212,59 @@ async def test_wallet_items_update_the_balances_for_risk(pool: asyncpg.Pool) -> 
     async with uow_factory(pool)() as uow:
         balances = await uow.tracking.available_balances(is_dry_run=False)
     assert balances == {"USDT": Decimal("9000.25"), "BTC": Decimal("0.09")}
+
+
+def _position_push(mark: str, size: str = "0.015") -> dict[str, object]:
+    return {
+        "category": "linear",
+        "symbol": "BTCUSDT",
+        "side": "Buy",
+        "size": size,
+        "avgPrice": "64240",
+        "markPrice": mark,
+        "positionIdx": 0,
+        "unrealisedPnl": "0",
+        "cumRealisedPnl": "0",
+    }
+
+
+async def test_the_loss_monitor_warns_once_per_crossing(pool: asyncpg.Pool) -> None:
+    """Threshold 5 %: a long of 0.015 bought at 64240 warns when the exchange's mark puts it
+    more than 5 % under water (event source `loss_warning`), stays quiet while it stays there,
+    re-arms after recovering, and never closes anything."""
+    signal_id = str(uuid.uuid4())
+    await insert_signal(pool, signal_id)
+    link = await insert_intent(pool, signal_id, "0.015", "64240")
+    stream = lifecycle(
+        order_id="ord-loss",
+        link=link,
+        symbol="BTCUSDT",
+        side="Buy",
+        qty="0.015",
+        price="64240",
+        fills=[Fill("0.015", "64240", "0.1")],
+    )
+    tracker = Tracker(uow_factory(pool), link_prefix=PREFIX, loss_warning_ratio=Decimal("0.05"))
+    await feed(tracker, stream)
+
+    async def warnings() -> int:
+        return int(
+            await pool.fetchval(
+                "SELECT count(*) FROM outbox WHERE payload->>'source' = 'loss_warning'"
+            )
+        )
+
+    for mark, expected in (
+        ("61100", 0),  # -4.9 %: under the threshold
+        ("60900", 1),  # -5.2 %: crosses
+        ("60000", 1),  # still under water: no second warning
+        ("64000", 1),  # recovered: re-armed
+        ("60000", 2),  # crosses again
+    ):
+        await tracker.handle("position", [_position_push(mark)])
+        assert await warnings() == expected, mark
+    [event] = await pool.fetch(
+        "SELECT payload FROM outbox WHERE payload->>'source' = 'loss_warning' ORDER BY id LIMIT 1"
+    )
+    assert event["payload"]["position"]["mark_price"] == "60900"
+    assert event["payload"]["position"]["size"] == "0.015"  # nothing was closed
