@@ -379,3 +379,59 @@ def test_simulator_streams_follow_an_explicit_rest_url() -> None:
     s = Settings(bybit_rest_url="http://127.0.0.1:34567")
     assert s.ws_private_url == "ws://127.0.0.1:34567/v5/private"
     assert s.ws_public_url == "ws://127.0.0.1:34567/v5/public/linear"
+
+
+def test_the_service_processor_gets_every_planner_and_risk_setting() -> None:
+    """The running service's processor is configured through the one mapping above: a setting
+    the bootstrap forgot would be silently ignored (this once dropped ten planner settings,
+    e.g. ORDERMANAGER_CANCEL_OPPOSITE_ORDERS and the default stop-loss)."""
+    from order_manager.bootstrap import processor_config
+    from order_manager.config import Settings
+
+    s = Settings(
+        cancel_opposite_orders=False,
+        min_confidence=Decimal("0.3"),
+        default_stop_loss_pct=Decimal("2"),
+        risk_fee_rate=Decimal("0.0006"),
+        max_daily_volume_usdt=Decimal("5000"),
+    )
+    config = processor_config(s)
+    assert config.planner == s.planner_config()
+    assert config.limits == s.risk_limits()
+    assert config.planner.cancel_opposite_orders is False
+    assert config.planner.min_confidence == Decimal("0.3")
+    assert config.planner.default_stop_loss_pct == Decimal("2")
+    assert config.limits.fee_rate == Decimal("0.0006")
+    assert config.limits.max_daily_volume == Decimal("5000")
+
+
+def test_the_service_wiring_passes_stream_and_intake_settings_through() -> None:
+    """Settings that only the bootstrap reads (WebSocket heartbeats, the future-skew check)."""
+    from datetime import timedelta
+
+    from order_manager.bootstrap import bybit_client_config, intake_config
+    from order_manager.config import Settings
+
+    s = Settings(
+        ws_ping_interval_seconds=7.0,
+        ws_reconnect_max_delay_seconds=3.0,
+        signal_max_future_skew_seconds=1.5,
+    )
+    client = bybit_client_config(s)
+    assert (client.websocket.ping_interval, client.websocket.reconnect_max_delay) == (7.0, 3.0)
+    assert intake_config(s).max_future_skew == timedelta(seconds=1.5)
+
+
+def test_every_setting_is_read_somewhere() -> None:
+    """A setting no code reads is a promise in .env.example that the service silently breaks
+    (three were, until this test). Every field must be read as an attribute somewhere in
+    `order_manager` (`settings.x`, `self.x`, `s.x`)."""
+    import re
+    from pathlib import Path
+
+    from order_manager.config import Settings
+
+    package = Path(__file__).resolve().parents[2] / "src" / "order_manager"
+    source = "\n".join(path.read_text() for path in package.rglob("*.py"))
+    unread = [name for name in Settings.model_fields if not re.search(rf"\.{name}\b", source)]
+    assert unread == []

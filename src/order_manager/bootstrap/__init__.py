@@ -36,6 +36,7 @@ from order_manager.adapters.bybit.config import (
     BybitClientConfig,
     Endpoints,
     RetryConfig,
+    WebSocketConfig,
     simulator_endpoints,
 )
 from order_manager.adapters.bybit.errors import BybitError, UnknownInstrumentError
@@ -53,12 +54,7 @@ from order_manager.api.routers import ApiServices, LateServices, build_routers
 from order_manager.bootstrap.tracking import TrackingComponent
 from order_manager.config import Settings, redact_url
 from order_manager.domain.enums import Category
-from order_manager.domain.enums import PositionMode as DomainPositionMode
-from order_manager.domain.enums import TimeInForce as DomainTimeInForce
 from order_manager.domain.instruments import Instrument
-from order_manager.domain.planner import PlannerConfig
-from order_manager.domain.risk import RiskLimits
-from order_manager.domain.signals import AmountUnit as DomainAmountUnit
 from order_manager.logs import get_logger
 from order_manager.services.intake import (
     InstrumentLookup,
@@ -265,6 +261,7 @@ def intake_config(settings: Settings) -> IntakeConfig:
     builds one for it)."""
     return IntakeConfig(
         max_age=timedelta(seconds=settings.signal_max_age_seconds),
+        max_future_skew=timedelta(seconds=settings.signal_max_future_skew_seconds),
         warmup=WarmupPolicy(settings.warmup_signals.value),
         dry_run=settings.dry_run,
         lane_capacity=settings.lane_queue_bound,
@@ -304,34 +301,10 @@ def build_signal_intake(
 
 
 def processor_config(settings: Settings) -> ProcessorConfig:
-    """Planner, risk and warm-up settings for the processor (docs/decisions.md)."""
-    s = settings
-    planner = PlannerConfig(
-        order_link_id_prefix=s.order_link_id_prefix,
-        position_mode=DomainPositionMode(s.position_mode.value),
-        market_confidence_threshold=s.market_confidence_threshold,
-        market_max_spread_bps=s.market_max_spread_bps,
-        limit_price_offset_bps=s.limit_price_offset_bps,
-        limit_time_in_force=DomainTimeInForce(s.limit_time_in_force.value),
-        max_slippage_bps=s.max_slippage_bps,
-        max_order_notional=s.max_order_size_usdt,
-        max_book_depth_share=s.max_book_depth_share,
-        max_split_orders=s.max_split_orders,
-        sell_amount_unit=DomainAmountUnit(s.sell_amount_unit.value),
-        allow_position_flip=s.allow_position_flip,
-        reduce_instead_of_reject=s.risk_reduce_instead_of_reject,
-    )
-    limits = RiskLimits(
-        enable_balance_check=s.enable_balance_check,
-        max_order_notional=s.max_order_size_usdt,
-        max_position_notional=s.max_position_size_usdt,
-        max_total_exposure=s.max_total_exposure_usdt,
-        max_order_size_ratio=s.max_order_size_ratio,
-        max_daily_volume=s.max_daily_volume_usdt or None,
-        max_orders_per_minute_per_symbol=s.max_orders_per_minute_per_symbol,
-        reduce_instead_of_reject=s.risk_reduce_instead_of_reject,
-    )
-    return ProcessorConfig(planner, limits)
+    """Planner and risk settings for the processor: `Settings.planner_config()` and
+    `Settings.risk_limits()` are the one mapping of ORDERMANAGER_* onto the domain
+    (docs/decisions.md)."""
+    return ProcessorConfig(settings.planner_config(), settings.risk_limits())
 
 
 def bybit_client_config(settings: Settings) -> BybitClientConfig:
@@ -356,6 +329,10 @@ def bybit_client_config(settings: Settings) -> BybitClientConfig:
             base_delay=s.bybit_api_retry_base_delay,
             multiplier=s.bybit_api_retry_multiplier,
             max_delay=s.bybit_api_retry_max_delay,
+        ),
+        websocket=WebSocketConfig(
+            ping_interval=s.ws_ping_interval_seconds,
+            reconnect_max_delay=s.ws_reconnect_max_delay_seconds,
         ),
         categories=categories,
     )
