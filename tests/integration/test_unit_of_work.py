@@ -102,3 +102,55 @@ async def test_without_a_transaction_each_statement_commits_and_events_are_refus
             )
         await uow.commit()  # accepted: nothing to do
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def _audit(uow: object, link: str) -> None:
+    await uow.orders.record_exchange_call(  # type: ignore[attr-defined]
+        action="order.create",
+        request={"orderLinkId": link},
+        response={"orderId": f"id-{link}"},
+        ok=True,
+        ret_code=0,
+        error_kind=None,
+        message="OK",
+        duration_ms=1.5,
+        trace_id="t-audit",
+        signal_id=None,
+        order_uuid=None,
+        order_link_id=link,
+        is_dry_run=False,
+    )
+
+
+async def test_audit_rows_and_events_are_written_with_the_commit(pool: asyncpg.Pool) -> None:
+    """A transaction's audit rows and outbox events are queued and written in one statement at
+    commit, in the order recorded; a rollback writes neither; without a transaction the audit
+    row is written at once."""
+    factory = PostgresUnitOfWorkFactory(pool)
+    async with factory() as uow:
+        await _audit(uow, "a-1")
+        assert await _count(pool) == 0  # queued, not written yet
+    assert await _count(pool) == 0  # rolled back
+
+    async with factory() as uow:
+        for link in ("b-1", "b-2", "b-3"):
+            await _audit(uow, link)
+        await uow.outbox.add_event(
+            topic="t",
+            event_type="created",
+            aggregate_type="order",
+            aggregate_id="agg",
+            payload={},
+            trace_id="t-audit",
+            is_dry_run=False,
+        )
+        await uow.commit()
+    rows = await pool.fetch("SELECT entity_id, response, duration_ms FROM audit_log ORDER BY id")
+    assert [r["entity_id"] for r in rows] == ["b-1", "b-2", "b-3"]
+    assert rows[0]["response"] == {"orderId": "id-b-1", "message": "OK"}
+    assert rows[0]["duration_ms"] == 1.5
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
+
+    async with factory(atomic=False) as uow:
+        await _audit(uow, "c-1")
+        assert await _count(pool) == 4  # no transaction: written at once

@@ -140,6 +140,22 @@ def _execution(row: asyncpg.Record) -> Execution:
     )
 
 
+#: audit rows (a JSON array of objects) in one statement, in array order
+AUDIT_INSERT = """
+INSERT INTO audit_log (kind, action, entity_type, entity_id, signal_id, order_uuid, trace_id,
+                       request, response, ret_code, duration_ms, error, is_dry_run)
+SELECT 'exchange_call', r.action, 'order', r.entity_id, r.signal_id, r.order_uuid, r.trace_id,
+       r.request, r.response, r.ret_code, r.duration_ms, r.error, r.is_dry_run
+FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (
+    action text, entity_id text, signal_id uuid, order_uuid uuid, trace_id text, request jsonb,
+    response jsonb, ret_code integer, duration_ms double precision, error text,
+    is_dry_run boolean)) WITH ORDINALITY AS r(
+    action, entity_id, signal_id, order_uuid, trace_id, request, response, ret_code,
+    duration_ms, error, is_dry_run, n)
+ORDER BY r.n
+"""
+
+
 def _state(row: asyncpg.Record, executions: Sequence[Execution]) -> OrderState:
     status = OrderStatus(row["status"])
     last = _last_update(row)
@@ -193,8 +209,17 @@ def _record(
 class PgOrderRepository:
     """Bound to one connection inside the unit of work's transaction."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, *, in_transaction: bool = True) -> None:
         self._conn = conn
+        self._in_transaction = in_transaction
+        self._pending_audit: list[dict[str, object]] = []
+
+    def take_audit(self) -> list[dict[str, object]]:
+        """The audit rows this transaction queued (the unit of work writes them at commit,
+        in the same statement as the outbox events: audit rows are never read back inside
+        a transaction)."""
+        rows, self._pending_audit = self._pending_audit, []
+        return rows
 
     # ------------------------------------------------------------------ reads
     async def _records(self, rows: Sequence[asyncpg.Record]) -> list[OrderRecord]:
@@ -531,22 +556,20 @@ class PgOrderRepository:
         if error_kind:
             body.setdefault("error_kind", error_kind)
         body.setdefault("message", message)
-        await self._conn.execute(
-            """
-            INSERT INTO audit_log (kind, action, entity_type, entity_id, signal_id, order_uuid,
-                trace_id, request, response, ret_code, duration_ms, error, is_dry_run)
-            VALUES ('exchange_call', $1, 'order', $2, $3::uuid, $4::uuid, $5, $6, $7, $8, $9,
-                    $10, $11)
-            """,
-            action,
-            order_link_id,
-            signal_id,
-            order_uuid,
-            trace_id,
-            dict(request),
-            body,
-            ret_code,
-            duration_ms,
-            None if ok else message,
-            is_dry_run,
-        )
+        row: dict[str, object] = {
+            "action": action,
+            "entity_id": order_link_id,
+            "signal_id": signal_id,
+            "order_uuid": order_uuid,
+            "trace_id": trace_id,
+            "request": dict(request),
+            "response": body,
+            "ret_code": ret_code,
+            "duration_ms": duration_ms,
+            "error": None if ok else message,
+            "is_dry_run": is_dry_run,
+        }
+        if self._in_transaction:
+            self._pending_audit.append(row)  # written with the commit (see `take_audit`)
+        else:
+            await self._conn.execute(AUDIT_INSERT, [row])

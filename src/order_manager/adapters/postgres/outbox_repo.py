@@ -54,6 +54,10 @@ class PgOutboxRecord:
     attempts: int
 
 
+OUTBOX_ADD_MANY = "SELECT om_outbox_add_many($1::jsonb, $2)"
+AGGREGATE_LOCK_NAMESPACE = _AGGREGATE_LOCK_NS
+
+
 class PgOutboxRepository:
     """Bound to one connection inside the unit of work's transaction."""
 
@@ -67,14 +71,16 @@ class PgOutboxRepository:
         """Events queued for this transaction and not yet written."""
         return len(self._pending)
 
+    def take_pending(self) -> list[list[Any]]:
+        """The queued events, in order, for the unit of work's commit-time write."""
+        events, self._pending = self._pending, []
+        return events
+
     async def flush(self) -> None:
         """Write the queued events (one round trip), in the order they were added."""
         if not self._pending:
             return
-        events, self._pending = self._pending, []
-        await self._conn.fetchval(
-            "SELECT om_outbox_add_many($1::jsonb, $2)", events, _AGGREGATE_LOCK_NS
-        )
+        await self._conn.fetchval(OUTBOX_ADD_MANY, self.take_pending(), _AGGREGATE_LOCK_NS)
 
     async def add_event(
         self,

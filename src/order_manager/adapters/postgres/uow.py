@@ -2,8 +2,8 @@
 
 Implements `order_manager.services.ports.uow.UnitOfWork` structurally. Leaving the `async with`
 block without `commit()` rolls the transaction back; an exception always rolls back.
-`commit()` first writes the outbox events the transaction queued (one round trip, see
-`outbox_repo`).
+`commit()` first writes what the transaction queued — its audit rows (`orders_repo`) and outbox
+events (`outbox_repo`) — in ONE statement, then commits.
 
 With `atomic=False` there is no transaction at all (see the port): each statement autocommits,
 `commit()` has nothing to do, and the outbox refuses events (they would have nothing to commit
@@ -20,8 +20,12 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from asyncpg.transaction import Transaction
 
-from order_manager.adapters.postgres.orders_repo import PgOrderRepository
-from order_manager.adapters.postgres.outbox_repo import PgOutboxRepository
+from order_manager.adapters.postgres.orders_repo import AUDIT_INSERT, PgOrderRepository
+from order_manager.adapters.postgres.outbox_repo import (
+    AGGREGATE_LOCK_NAMESPACE,
+    OUTBOX_ADD_MANY,
+    PgOutboxRepository,
+)
 from order_manager.adapters.postgres.signals_repo import PgSignalRepository
 from order_manager.adapters.postgres.tracking_repo import PgTrackingRepository
 
@@ -59,7 +63,7 @@ class PostgresUnitOfWork:
                 raise
         conn = self.connection
         self.signals = PgSignalRepository(conn)
-        self.orders = PgOrderRepository(conn)
+        self.orders = PgOrderRepository(conn, in_transaction=self._atomic)
         self.outbox = PgOutboxRepository(conn, in_transaction=self._atomic)
         self.tracking = PgTrackingRepository(conn)
         self._committed = False
@@ -71,9 +75,24 @@ class PostgresUnitOfWork:
         if self._tx is None:  # atomic=False: every statement has committed already
             self._committed = True
             return
-        await self.outbox.flush()  # the transaction's queued events, one round trip
+        await self._write_queued()
         await self._tx.commit()
         self._committed = True
+
+    async def _write_queued(self) -> None:
+        """The audit rows and outbox events this transaction queued: one statement."""
+        audit, events = self.orders.take_audit(), self.outbox.take_pending()
+        if audit and events:
+            await self.connection.fetchval(
+                f"WITH audit AS ({AUDIT_INSERT}) SELECT om_outbox_add_many($2::jsonb, $3)",
+                audit,
+                events,
+                AGGREGATE_LOCK_NAMESPACE,
+            )
+        elif audit:
+            await self.connection.execute(AUDIT_INSERT, audit)
+        elif events:
+            await self.connection.fetchval(OUTBOX_ADD_MANY, events, AGGREGATE_LOCK_NAMESPACE)
 
     async def __aexit__(
         self,
