@@ -354,16 +354,20 @@ class Reconciler:
     async def sync_orders(self, ids: Sequence[str], *, trigger: Trigger = "operator") -> SyncReport:
         """Reconcile exactly these orders (e.g. right after an operator cancel)."""
         async with self._lock:
-            report = SyncReport(
-                trigger=trigger, scope="orders", asset=None, started_at=self._clock()
-            )
+            started = self._clock()
+            # visible like any run: a manual sync meanwhile answers 409 instead of queueing
+            self._running = SyncRun(trigger, "orders", None, started)
+            report = SyncReport(trigger=trigger, scope="orders", asset=None, started_at=started)
             t0 = time.perf_counter()
-            candidates = await self._queries.reconcile_candidates(
-                active_only=False, symbol=None, created_since=None, ids=ids
-            )
-            await self._reconcile(report, candidates, discover=False, with_positions=False)
-            report.duration_ms = (time.perf_counter() - t0) * 1000
-            report.finished_at = self._clock()
+            try:
+                candidates = await self._queries.reconcile_candidates(
+                    active_only=False, symbol=None, created_since=None, ids=ids
+                )
+                await self._reconcile(report, candidates, discover=False, with_positions=False)
+            finally:
+                self._running = None
+                report.duration_ms = (time.perf_counter() - t0) * 1000
+                report.finished_at = self._clock()
             return report
 
     # ------------------------------------------------------------------ the run

@@ -176,6 +176,34 @@ async def test_a_manual_sync_while_another_runs_answers_409(env: Env) -> None:
     assert (await first).status_code == 200
 
 
+async def test_a_manual_sync_during_an_operator_order_sync_answers_409(env: Env) -> None:
+    """`sync_orders` (run right after an operator cancel) is a sync like any other: a manual
+    request meanwhile is refused with 409 instead of queueing behind it."""
+    order = await env.place_limit("BTCUSDT")
+    db = await env.db_orders()
+    await env.admin_post(
+        "/sim/faults",
+        {
+            "target": "rest",
+            "endpoint": "/v5/order/realtime",
+            "kind": "delay",
+            "params": {"ms": 800},
+        },
+    )
+    ids = [str(db[order]["id"])]
+    first = asyncio.create_task(env.reconciler.sync_orders(ids))
+    await eventually(lambda: env.reconciler.running is not None, what="order sync running")
+    assert env.reconciler.running is not None and env.reconciler.running.trigger == "operator"
+
+    second = await env.api.client.post("/api/v1/sync", json={})
+
+    assert second.status_code == 409
+    assert second.json()["details"]["trigger"] == "operator"
+    report = await first
+    assert report.orders_checked == 1 and report.errors == []
+    assert env.reconciler.running is None
+
+
 async def test_a_sync_without_a_body_uses_the_defaults(env: Env) -> None:
     response = await env.api.client.post("/api/v1/sync")
     assert response.status_code == 200, response.text
