@@ -5,15 +5,22 @@ positions, our non-terminal orders) and passes it in; nothing here fetches anyth
 
 Public API:
 
-- ``OpenOrder``: one of our live orders as planning sees it, with the margin it reserves
+- ``OpenOrder``: one live order of the account as planning sees it, with the margin it reserves
   (``reserved`` in ``reserve_coin``) and its quote ``notional``. Build it with
-  ``OpenOrder.from_state(order_state, instrument, leverage=1, reference_price=None)``.
+  ``OpenOrder.from_state(order_state, instrument, leverage=1, reference_price=None,
+  is_external=False)``. ``is_external`` marks an order someone else placed (adopted by the
+  tracker). Every open order counts for reservations and exposure (an external order or an
+  untriggered stop really does lock margin), but only ``is_actionable`` ones (ours, ``pending``
+  or ``partially_filled``) may be cancelled, amended or counted as our reduce-only cover by
+  the planner: never an external order, a conditional order waiting for (or just past) its
+  trigger, or a ``submitting`` intent whose fate is not known yet.
 - ``AccountState``: ``balances`` (available per coin **before** our open-order reservations,
   e.g. wallet balance minus position margin), ``positions``, ``open_orders``,
   ``recent_order_times`` (per symbol, for the orders-per-minute limit), ``leverage`` (per
   symbol, default 1: the balance check then demands the full notional), ``daily_volume``
   (opening notional traded today), ``trading_paused``. Helpers: ``position``,
-  ``orders_for``, ``available``, ``reserved``, ``exposure``.
+  ``orders_for`` (every open order of a symbol), ``actionable_orders_for`` (only those the
+  planner may act on), ``available``, ``reserved``, ``exposure``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from order_manager.domain.instruments import Instrument
 from order_manager.domain.money import ONE, ZERO
 from order_manager.domain.orders import OrderState, OrderStatus
 from order_manager.domain.positions import Position
+
+#: Statuses of an order resting on the book that the planner may act on (see ``is_actionable``).
+_ACTIONABLE = frozenset({OrderStatus.PENDING, OrderStatus.PARTIALLY_FILLED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +60,26 @@ class OpenOrder:
     reserved: Decimal
     notional: Decimal
     signal_ids: tuple[str, ...] = ()
+    is_external: bool = False
 
     @property
     def remaining_qty(self) -> Decimal:
         return max(ZERO, self.qty - self.filled_qty)
 
     @property
+    def is_actionable(self) -> bool:
+        """Ours and live on the book (``pending``/``partially_filled``): the only orders the
+        planner may cancel, amend or count as reduce-only cover. External orders belong to
+        someone else; untriggered/triggered conditional orders are meant to wait for their
+        trigger; a ``submitting`` intent may not exist on the exchange at all."""
+        return not self.is_external and self.status in _ACTIONABLE
+
+    @property
     def is_unfilled_resting_limit(self) -> bool:
-        """Amendable for many-to-one: a confirmed limit order with nothing filled yet."""
+        """Amendable for many-to-one: one of our confirmed limit orders with nothing filled."""
         return (
-            self.order_type is OrderType.LIMIT
+            self.is_actionable
+            and self.order_type is OrderType.LIMIT
             and self.status is OrderStatus.PENDING
             and self.filled_qty == 0
             and self.order_id is not None
@@ -74,6 +94,7 @@ class OpenOrder:
         leverage: Decimal = ONE,
         reference_price: Decimal | None = None,
         signal_ids: tuple[str, ...] = (),
+        is_external: bool = False,
     ) -> OpenOrder:
         """Planning view of a live order; reservations use its price (or ``reference_price``)."""
         remaining = state.remaining_qty
@@ -109,6 +130,7 @@ class OpenOrder:
             reserved=reserved,
             notional=notional,
             signal_ids=signal_ids,
+            is_external=is_external,
         )
 
 
@@ -143,6 +165,11 @@ class AccountState:
             for o in self.open_orders
             if o.category is category and o.symbol == symbol and o.status.is_open
         )
+
+    def actionable_orders_for(self, category: Category, symbol: str) -> tuple[OpenOrder, ...]:
+        """``orders_for`` narrowed to ``OpenOrder.is_actionable``: cancel, amend and reduce-cover
+        candidates. Reservations and exposure keep counting every open order."""
+        return tuple(o for o in self.orders_for(category, symbol) if o.is_actionable)
 
     def leverage_for(self, symbol: str) -> Decimal:
         return self.leverage.get(symbol, ONE)

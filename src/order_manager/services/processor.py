@@ -313,7 +313,11 @@ class Processor:
             lev = leverage if key == (category, symbol) else Decimal(1)
             open_orders.append(
                 OpenOrder.from_state(
-                    row.state, instruments[key], leverage=lev, signal_ids=row.signal_ids
+                    row.state,
+                    instruments[key],
+                    leverage=lev,
+                    signal_ids=row.signal_ids,
+                    is_external=row.is_external,
                 )
             )
         return AccountState(
