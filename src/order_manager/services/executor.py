@@ -392,6 +392,8 @@ class Executor:
                     if getattr(before, name) != getattr(after, name)
                 }
                 saved = await uow.orders.save(locked, after)
+                if action.added_notional > 0:  # today's volume counts the added part too
+                    await uow.orders.add_notional(locked.uuid, action.added_notional)
                 if change:
                     event = OrderEvent(OrderEventType.MODIFIED, after, before, modification=change)
                     await self._publish(uow, saved, [event], ctx)

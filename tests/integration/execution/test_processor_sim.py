@@ -303,3 +303,44 @@ async def test_daily_volume_counts_what_finished_orders_traded(env: Env) -> None
     async with env.uow() as uow:
         assert await uow.orders.daily_volume(today, is_dry_run=False) == Decimal("450")
         assert await uow.orders.daily_volume(today, is_dry_run=True) == Decimal("0")
+
+
+async def test_an_amend_adds_to_the_daily_volume(env: Env) -> None:
+    """Limit 2500 USDT: a ~975 USDT resting limit, a second limit signal amends it (now ~1950
+    today), a third would make ~2925 and is refused — the amend's added notional counted."""
+    limits = RiskLimits(max_daily_volume=Decimal("2500"))
+    processor = env.processor(limits=limits)
+    outcomes = []
+    for i in range(3):
+        signal = await new_signal(env, amount="1000", metadata={"order_type": "limit"})
+        outcomes.append(await processor.process(signal, f"t-amend-{i}"))
+    first, second, third = outcomes
+    assert isinstance(first, SignalExecuted) and isinstance(second, SignalExecuted)
+    assert second.order_link_ids == first.order_link_ids  # amended, not a new order
+    assert isinstance(third, SignalRejected), third
+    assert third.code is RejectCode.MAX_DAILY_VOLUME
+    [row] = await env.fetch("SELECT qty, price, notional FROM orders")
+    assert row["qty"] == Decimal("0.030")
+    assert row["notional"] == row["qty"] * row["price"]
+
+
+async def test_orders_per_minute_count_opening_orders_only(env: Env) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from order_manager.domain.enums import Category
+
+    now = datetime.now(UTC)
+    for i, reduce_only in enumerate((False, True, True)):
+        await env.pool.execute(
+            "INSERT INTO orders (order_link_id, category, symbol, side, order_type, qty, status,"
+            " reduce_only, created_at) VALUES ($1, 'linear', 'BTCUSDT', 'Sell', 'Market', 1,"
+            " 'filled', $2, $3)",
+            f"opm-{i}",
+            reduce_only,
+            now,
+        )
+    async with env.uow() as uow:
+        times = await uow.orders.recent_order_times(
+            Category.LINEAR, "BTCUSDT", now - timedelta(seconds=60), is_dry_run=False
+        )
+    assert len(times) == 1

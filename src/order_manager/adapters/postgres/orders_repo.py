@@ -306,7 +306,7 @@ class PgOrderRepository:
     ) -> tuple[datetime, ...]:
         rows = await self._conn.fetch(
             "SELECT created_at FROM orders WHERE symbol = $1 AND category = $2 "
-            "AND is_dry_run = $3 AND created_at >= $4 AND NOT is_external "
+            "AND is_dry_run = $3 AND created_at >= $4 AND NOT is_external AND NOT reduce_only "
             "AND status NOT IN ('failed', 'rejected') ORDER BY created_at",
             symbol,
             category.value,
@@ -339,6 +339,14 @@ class PgOrderRepository:
         return Decimal(value)
 
     # ------------------------------------------------------------------ writes
+    async def add_notional(self, order_uuid: str, added: Decimal) -> None:
+        """An amend made the order larger: its planned notional grows by ``added``."""
+        await self._conn.execute(
+            "UPDATE orders SET notional = COALESCE(notional, 0) + $2 WHERE id = $1::uuid",
+            order_uuid,
+            added,
+        )
+
     async def add_intent(
         self,
         state: OrderState,

@@ -146,6 +146,10 @@ class OrderRepository(Protocol):
         """Every row still ``submitting`` (what recovery must resolve), oldest first."""
         ...
 
+    async def add_notional(self, order_uuid: str, added: Decimal) -> None:
+        """An amend added quantity: the order's planned notional grows by ``added``."""
+        ...
+
     async def daily_volume(self, since: datetime, *, is_dry_run: bool) -> Decimal:
         """Opening notional (quote currency) of our orders created since ``since``: active
         orders whole, finished ones by the share that traded (the daily-volume risk limit)."""
@@ -154,7 +158,8 @@ class OrderRepository(Protocol):
     async def recent_order_times(
         self, category: Category, symbol: str, since: datetime, *, is_dry_run: bool
     ) -> tuple[datetime, ...]:
-        """Creation times of our orders for the symbol since ``since`` (orders/minute limit)."""
+        """Creation times of our opening (not reduce-only, not refused) orders for the symbol
+        since ``since`` (the orders-per-minute limit counts opening orders only)."""
         ...
 
     async def record_exchange_call(
