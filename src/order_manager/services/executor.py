@@ -291,8 +291,12 @@ class Executor:
         for place in plan.places:
             if place.order_link_id not in sending:
                 notes.append(f"{place.order_link_id} already answered: not sent again")
-        placed = await asyncio.gather(*(self._place(p, row, ctx) for p, row in to_send))
-        legs += placed
+        # reduce legs first, answered, then the opening legs (docs/decisions.md §7): in a
+        # one-way flip the opening sell must not reach the exchange before the closing one
+        reducing = [(p, row) for p, row in to_send if p.reduce_only]
+        opening = [(p, row) for p, row in to_send if not p.reduce_only]
+        for group in (reducing, opening):
+            legs += await asyncio.gather(*(self._place(p, row, ctx) for p, row in group))
         # legs answered in an earlier run of this signal count as placed
         if len(sending) < len(plan.places):
             async with self.uow_factory() as uow:

@@ -344,3 +344,30 @@ async def test_orders_per_minute_count_opening_orders_only(env: Env) -> None:
             Category.LINEAR, "BTCUSDT", now - timedelta(seconds=60), is_dry_run=False
         )
     assert len(times) == 1
+
+
+async def test_a_flip_sends_the_closing_leg_before_the_opening_one(env: Env) -> None:
+    """allow_position_flip: a sell larger than the long closes it (reduce-only) and opens a
+    short. The closing leg is answered before the opening leg is sent, so the exchange sees
+    them in that order and the short is exactly the rest."""
+    processor = env.processor(planner=PlannerConfig(allow_position_flip=True))
+    buy = await new_signal(env, amount="1000")
+    assert isinstance(await processor.process(buy, "t-buy"), SignalExecuted)
+    sell = await new_signal(env, side="sell", amount="3000")
+    outcome = await processor.process(sell, "t-flip")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    sells = [o for o in await env.sim_orders() if o["side"] == "Sell"]
+    assert [o["reduceOnly"] for o in sorted(sells, key=lambda o: int(o["createdTime"]))] == [
+        True,
+        False,
+    ]
+    audit = await env.fetch(
+        "SELECT request FROM audit_log WHERE action = 'order.create' AND trace_id = 't-flip'"
+        " ORDER BY id"
+    )
+    assert [bool(a["request"].get("reduceOnly")) for a in audit] == [True, False]
+    positions = (await env.state())["positions"]
+    btc = next(p for p in positions if p["symbol"] == "BTCUSDT" and p["category"] == "linear")
+    opening = next(o for o in sells if not o["reduceOnly"])
+    assert btc["side"] == "Sell" and Decimal(btc["size"]) == Decimal(opening["qty"])
