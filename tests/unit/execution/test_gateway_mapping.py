@@ -107,3 +107,37 @@ def test_positions_are_signed_by_side_with_entry_value() -> None:
     assert position.avg_entry_price == Decimal("64000")
     flat = WirePosition.model_validate({"symbol": "BTCUSDT", "side": "", "size": "0"})
     assert to_position(Category.LINEAR, flat).is_flat
+
+
+def test_a_market_leg_sends_its_slippage_tolerance_as_percent() -> None:
+    body = place_request(_place(slippage_tolerance_bps=Decimal(50))).to_body()
+    assert body["slippageToleranceType"] == "Percent"
+    assert body["slippageTolerance"] == "0.5"
+
+
+def test_a_tolerance_outside_bybits_range_is_clamped_into_it() -> None:
+    tight = place_request(_place(slippage_tolerance_bps=Decimal("0.5"))).to_body()
+    assert tight["slippageTolerance"] == "0.01"  # 0.005 % would be refused (min 0.01)
+    wide = place_request(_place(slippage_tolerance_bps=Decimal(2500))).to_body()
+    assert wide["slippageTolerance"] == "10"  # 25 % would be refused (max 10)
+    odd = place_request(_place(slippage_tolerance_bps=Decimal("12.5"))).to_body()
+    assert odd["slippageTolerance"] == "0.12"  # two decimals, rounded down (tighter)
+
+
+def test_a_limit_leg_never_carries_a_slippage_tolerance() -> None:
+    leg = _place(
+        order_type=OrderType.LIMIT,
+        price=Decimal("65010.0"),
+        time_in_force=TimeInForce.GTC,
+        slippage_tolerance_bps=Decimal(50),
+    )
+    body = place_request(leg).to_body()
+    assert "slippageToleranceType" not in body
+    assert "slippageTolerance" not in body
+
+
+def test_a_spot_market_leg_carries_the_tolerance_with_its_base_unit() -> None:
+    leg = _place(category=Category.SPOT, position_idx=None, slippage_tolerance_bps=Decimal(30))
+    body = place_request(leg).to_body()
+    assert body["marketUnit"] == "baseCoin"
+    assert body["slippageTolerance"] == "0.3"

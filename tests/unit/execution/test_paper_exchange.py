@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -142,3 +143,32 @@ def test_a_repeated_order_link_id_returns_the_existing_order() -> None:
     assert again.outcome == "existing"
     assert again.order_id == first.order_id
     assert len(paper.orders) == 1
+
+
+def test_a_market_leg_stops_walking_the_book_at_its_slippage_tolerance() -> None:
+    # asks 3 USDT apart from 60000: a 1 bp band (60000 × 1.0001 = 60006) reaches three levels
+    asks = [(Decimal(60000 + 3 * i), Decimal("0.010")) for i in range(5)]
+    source = Book([(Decimal(59999), Decimal(1))], asks)
+    paper = PaperExchange(source, levels=source)
+    # 0.5 bp is below Bybit's minimum: sent, and applied, as 0.01 % like the live gateway does
+    place = replace(
+        leg(Side.BUY, Decimal("0.050"), OrderType.MARKET, None),
+        slippage_tolerance_bps=Decimal("0.5"),
+    )
+    report = asyncio.run(paper.place(place, trace_id="t"))
+    assert report.ok
+    assert report.request["slippageToleranceType"] == "Percent"
+    assert report.request["slippageTolerance"] == "0.01"
+    order = report.order
+    assert order is not None
+    assert order.cum_exec_qty == Decimal("0.030")
+    assert order.cum_exec_value == Decimal("0.010") * (60000 + 60003 + 60006)
+    assert order.bybit_status.value == "PartiallyFilledCanceled"
+    # without a tolerance only the paper exchange's own 5 % band applies: everything fills
+    wide = PaperExchange(source, levels=source)
+    unbounded = asyncio.run(
+        wide.place(leg(Side.BUY, Decimal("0.050"), OrderType.MARKET, None), trace_id="t")
+    )
+    assert unbounded.order is not None
+    assert unbounded.order.cum_exec_qty == Decimal("0.050")
+    assert "slippageTolerance" not in unbounded.request

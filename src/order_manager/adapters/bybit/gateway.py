@@ -52,6 +52,7 @@ from .metrics import redact
 from .models import Order
 from .models import Position as WirePosition
 from .rest import BybitRestClient, OrderRequest
+from .slippage import PERCENT, percent_from_bps
 
 log = structlog.get_logger("order_manager.adapters.bybit.gateway")
 
@@ -177,8 +178,15 @@ def to_position(category: Category, row: WirePosition) -> Position:
 
 
 def place_request(action: Place) -> OrderRequest:
-    """The ``/v5/order/create`` parameters of a planned leg."""
+    """The ``/v5/order/create`` parameters of a planned leg.
+
+    A market leg's ``slippage_tolerance_bps`` is sent as ``slippageToleranceType=Percent`` with
+    :func:`~.slippage.percent_from_bps` (bps/100, rounded down to 0.01, clamped into Bybit's
+    0.01-10); a limit leg never carries one (its price is its protection)."""
     spot = action.category is Category.SPOT
+    market = action.order_type is OrderType.MARKET
+    tolerance = action.slippage_tolerance_bps
+    slippage = percent_from_bps(tolerance) if market and tolerance is not None else None
     return OrderRequest(
         category=action.category.value,
         symbol=action.symbol,
@@ -192,7 +200,9 @@ def place_request(action: Place) -> OrderRequest:
         reduce_only=True if action.reduce_only and not spot else None,
         take_profit=action.take_profit,
         stop_loss=action.stop_loss,
-        market_unit="baseCoin" if spot and action.order_type is OrderType.MARKET else None,
+        market_unit="baseCoin" if spot and market else None,
+        slippage_tolerance_type=PERCENT if slippage is not None else None,
+        slippage_tolerance=slippage,
     )
 
 

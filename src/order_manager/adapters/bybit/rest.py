@@ -75,6 +75,7 @@ from .retry import (
     is_retryable,
     may_have_executed,
 )
+from .slippage import check_tolerance
 
 log = structlog.get_logger("order_manager.adapters.bybit.rest")
 
@@ -125,6 +126,9 @@ class OrderRequest:
     sl_trigger_by: str | None = None
     tpsl_mode: str | None = None
     market_unit: str | None = None
+    #: market orders only: ``Percent`` or ``TickSize`` with its value (see :mod:`.slippage`)
+    slippage_tolerance_type: str | None = None
+    slippage_tolerance: Decimal | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -135,6 +139,22 @@ class OrderRequest:
             )
         if self.qty <= 0 and not self.reduce_only:
             raise InvalidRequestError(f"qty must be > 0, got {self.qty}", endpoint=CREATE_PATH)
+        self._check_slippage()
+
+    def _check_slippage(self) -> None:
+        """A tolerance is a pair, for market orders only, inside Bybit's range. Anything else is
+        a bug of the caller (the gateway clamps the planner's bps), so ValueError, not a request
+        for the exchange to refuse."""
+        kind, value = self.slippage_tolerance_type, self.slippage_tolerance
+        if kind is None and value is None:
+            return
+        if kind is None or value is None:
+            raise ValueError("slippage_tolerance_type and slippage_tolerance go together")
+        if self.order_type != "Market":
+            raise ValueError(
+                f"slippage tolerance applies to Market orders only, not {self.order_type}"
+            )
+        check_tolerance(kind, value)
 
     def to_body(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -158,6 +178,10 @@ class OrderRequest:
             "slTriggerBy": self.sl_trigger_by,
             "tpslMode": self.tpsl_mode,
             "marketUnit": self.market_unit,
+            "slippageToleranceType": self.slippage_tolerance_type,
+            "slippageTolerance": (
+                None if self.slippage_tolerance is None else format(self.slippage_tolerance, "f")
+            ),
         }
         body.update(self.extra)
         return {k: v for k, v in body.items() if v is not None}

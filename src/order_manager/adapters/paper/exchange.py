@@ -11,8 +11,11 @@ limit; a stale book refuses to price). Fills follow the simulator's rules (docs/
 
 * **market** orders are IOC: they walk the opposite side of the book level by level (the full
   levels when the source offers them, else the touch with its depth, else the touch for the
-  whole quantity) but never beyond a protective band of ``band_bps`` around the touch; what the
-  book cannot fill is cancelled (``PartiallyFilledCanceled``/``Cancelled``);
+  whole quantity) but never beyond a protective band of ``band_bps`` around the touch, narrowed
+  to the leg's ``slippage_tolerance_bps`` when it has one (converted exactly as the live gateway
+  sends it to Bybit, :func:`~order_manager.adapters.bybit.slippage.percent_from_bps`: rounded
+  down to 0.01 %, clamped into 0.01-10 %); what the book cannot fill is cancelled
+  (``PartiallyFilledCanceled``/``Cancelled``);
 * **limit** orders that cross on arrival take liquidity the same way up to their price (PostOnly
   ones are cancelled instead, ``EC_PostOnlyWillTakeLiquidity``), the rest **rests** and fills
   as maker at its own price once a later snapshot of the symbol crosses it (checked whenever
@@ -42,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from order_manager.adapters.bybit.slippage import PERCENT, bps_from_percent, percent_from_bps
 from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
 from order_manager.domain.instruments import Instrument
 from order_manager.domain.market import MarketSnapshot
@@ -117,6 +121,8 @@ class _Order:
     cancel_type: str = ""
     take_profit: Decimal | None = None
     stop_loss: Decimal | None = None
+    #: a market order's slippage tolerance as Bybit would apply it (percent), None without
+    slippage_percent: Decimal | None = None
 
     @property
     def leaves(self) -> Decimal:
@@ -284,6 +290,10 @@ class PaperExchange:
             "orderLinkId": action.order_link_id,
             "reduceOnly": action.reduce_only,
         }
+        slippage = _slippage_percent(action)
+        if slippage is not None:
+            request["slippageToleranceType"] = PERCENT
+            request["slippageTolerance"] = format(slippage, "f")
         async with self._lock:
             existing = self.orders.get(action.order_link_id)
             if existing is not None:
@@ -462,6 +472,7 @@ class PaperExchange:
             updated=now,
             take_profit=action.take_profit,
             stop_loss=action.stop_loss,
+            slippage_percent=_slippage_percent(action),
         )
         self.orders[order.link] = order
         self.by_id[order.order_id] = order
@@ -480,7 +491,10 @@ class PaperExchange:
             order.reject_reason = "EC_PostOnlyWillTakeLiquidity"
             return
         if crosses:
-            band = touch * self.band_bps / BPS
+            band_bps = self.band_bps
+            if order.slippage_percent is not None:
+                band_bps = min(band_bps, bps_from_percent(order.slippage_percent))
+            band = touch * band_bps / BPS
             edge = touch + band if order.side is Side.BUY else touch - band
             if limit is not None:
                 edge = min(edge, limit) if order.side is Side.BUY else max(edge, limit)
@@ -613,6 +627,13 @@ class PaperExchange:
             order=order.update(),
             outcome=outcome,
         )
+
+
+def _slippage_percent(action: Place) -> Decimal | None:
+    """The ``Percent`` tolerance the live gateway would send for this leg (market legs only)."""
+    if action.order_type is not OrderType.MARKET or action.slippage_tolerance_bps is None:
+        return None
+    return percent_from_bps(action.slippage_tolerance_bps)
 
 
 def _elapsed(started: float) -> float:
