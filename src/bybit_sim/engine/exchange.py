@@ -41,6 +41,7 @@ from bybit_sim.engine.params import (
     get_str,
 )
 from bybit_sim.engine.positions import Position
+from bybit_sim.engine.slippage import market_limit
 from bybit_sim.engine.validation import (
     check_band,
     check_price,
@@ -324,6 +325,7 @@ class Exchange:
             last_price_on_created=m.last,
             smp_type=req.smp_type,
             quote_budget=req.quote_budget,
+            slippage=req.slippage,
         )
         spec = req.tpsl
         if spec is not None:
@@ -354,10 +356,17 @@ class Exchange:
 
         self._reserve(order, req.reserve)
         if req.order_type == "Market":
-            order.price = protective_price(inst, m.last, req.side)
+            order.price = self._market_price(order, m)
         self._emit_order(order)
         self._execute_incoming(order, m)
         return order
+
+    @staticmethod
+    def _market_price(order: Order, m: Market) -> Decimal:
+        """IOC limit of a market order: the price-limit band, tightened by its slippage
+        tolerance (measured from the touch at this moment)."""
+        protective = protective_price(m.inst, m.last, order.side)
+        return market_limit(m.inst, m.book, order.side, protective, order.slippage)
 
     def _reserve(self, order: Order, amount: Decimal) -> None:
         order.reserved = amount
@@ -778,7 +787,7 @@ class Exchange:
                 return
             self._reserve(order, need)
         if order.order_type == "Market":
-            order.price = protective_price(inst, m.last, order.side)
+            order.price = self._market_price(order, m)
         order.status = "New"
         self._stamp(order)
         self._emit_order(order)

@@ -8,6 +8,7 @@ from typing import Any
 
 from bybit_sim.engine.instruments import Instrument
 from bybit_sim.engine.numbers import ZERO, fmt
+from bybit_sim.engine.slippage import NO_TOLERANCE, Tolerance
 
 OPEN_STATUSES = frozenset({"New", "PartiallyFilled", "Untriggered"})
 POSITION_TPSL = frozenset({"TakeProfit", "StopLoss", "PartialTakeProfit", "PartialStopLoss"})
@@ -69,6 +70,8 @@ class Order:
     sl_child_id: str = ""
     # quote budget of a spot market buy expressed in quote coin (marketUnit=quoteCoin)
     quote_budget: Decimal | None = None
+    # a market order's slippage tolerance (`slippageToleranceType`/`slippageTolerance`)
+    slippage: Tolerance | None = None
 
     @property
     def category(self) -> str:
@@ -155,8 +158,8 @@ class Order:
             "parentOrderLinkId": self.parent_order_link_id,
             "marketUnit": self.market_unit,
             "ocoTriggerBy": "",
-            "slippageToleranceType": "UNKNOWN",
-            "slippageTolerance": "0",
+            "slippageToleranceType": self.slippage.kind if self.slippage else NO_TOLERANCE,
+            "slippageTolerance": fmt(self.slippage.value) if self.slippage else "0",
             "createdTime": str(self.created_time),
             "updatedTime": str(self.updated_time),
             "extraFees": "",

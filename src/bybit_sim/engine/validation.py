@@ -26,6 +26,7 @@ from bybit_sim.engine.params import (
     get_opt_decimal,
     get_str,
 )
+from bybit_sim.engine.slippage import Tolerance, parse_tolerance
 
 if TYPE_CHECKING:
     from bybit_sim.engine.exchange import Exchange
@@ -76,6 +77,7 @@ class NewOrder:
     trigger_by: str
     tpsl: TpslSpec | None
     smp_type: str
+    slippage: Tolerance | None
     # margin (linear) or coin amount (spot) to reserve for a resting limit order
     reserve: Decimal
 
@@ -210,8 +212,9 @@ def parse_tpsl(
 
 def validate_create(ex: Exchange, p: Params, external: bool) -> NewOrder:
     """All checks of `order/create`, in this order: category → symbol → side/type/tif →
-    orderLinkId format → position idx → qty → price → trigger → duplicate orderLinkId → order
-    caps → price band → trigger direction → reduce-only → min notional → balance/margin."""
+    orderLinkId format → position idx → qty → price → slippage tolerance → trigger → duplicate
+    orderLinkId → order caps → price band → trigger direction → reduce-only → min notional →
+    balance/margin."""
     category = ex.category_of(p)
     inst = ex.instrument(category, get_str(p, "symbol", required=True))
     m = ex.markets[(category, inst.symbol)]
@@ -251,6 +254,7 @@ def validate_create(ex: Exchange, p: Params, external: bool) -> NewOrder:
         if price is None:
             raise params_error("params error: price is required for Limit orders")
         check_price(inst, price)
+    slippage = parse_tolerance(p, order_type)
     trigger_price = get_opt_decimal(p, "triggerPrice")
     market_unit = get_str(p, "marketUnit")
     quote_budget: Decimal | None = None
@@ -396,5 +400,6 @@ def validate_create(ex: Exchange, p: Params, external: bool) -> NewOrder:
         trigger_by=trigger_by,
         tpsl=tpsl,
         smp_type=get_str(p, "smpType", default="None"),
+        slippage=slippage,
         reserve=reserve,
     )
