@@ -18,7 +18,9 @@ advisory snapshot). A limit buy is anchored at the best bid and improved by
 mirrors this), so computed limit orders always rest as maker orders; ``metadata.limit_price``
 is used as given. Buy prices round down to the tick, sell prices up.
 
-Time in force: market -> IOC (Bybit's rule); ``metadata.time_in_force`` for limits; post-only
+Time in force: market -> IOC (Bybit's rule; a market order asked to be post-only, by
+``metadata.post_only`` or ``metadata.time_in_force=PostOnly``, is rejected
+``unsupported_order``); ``metadata.time_in_force`` for limits; post-only
 (``metadata.post_only`` or ``post_only_limits``) -> ``PostOnly``; otherwise
 ``limit_time_in_force`` (GTC).
 
@@ -32,13 +34,18 @@ asked).
 Position logic (derivatives; spot has no positions):
   * same direction as the position (or flat) -> scale-in: an opening leg;
   * opposite direction -> a ``reduceOnly`` leg up to the position size not yet covered by our
-    resting reduce-only orders (the whole position when the amount covers it); the remainder
-    flips the position only with ``allow_position_flip``, otherwise it is dropped (noted);
+    resting reduce-only orders (ours and ``pending``/``partially_filled`` only: external
+    orders, conditional orders and ``submitting`` intents do not cover; the whole position
+    when the amount covers it); the remainder flips the position only with
+    ``allow_position_flip``, otherwise it is dropped (noted);
   * opening a short needs ``allow_short``; ``metadata.reduce_only`` keeps only reducing legs;
   * hedge mode: longs live in positionIdx 1, shorts in 2; a buy first reduces a short (idx 2),
     a sell first reduces a long (idx 1); ``metadata.position_idx`` picks the book explicitly.
 
-Resting orders of the symbol:
+Resting orders of the symbol: only ``OpenOrder.is_actionable`` ones (our own, ``pending`` or
+``partially_filled``) are candidates for any cancel or amend below; external orders, conditional
+orders (``untriggered``/``triggered``) and ``submitting`` intents are never touched (they still
+count for reservations and exposure in risk):
   * opposite-side open orders are cancelled (``cancel_opposite_orders``): the newest signal
     expresses the current view;
   * a same-side **limit** signal amends the newest unfilled resting limit order (quantity
@@ -59,11 +66,13 @@ placed at once (no time slicing).
 TP/SL: ``metadata.stop_loss``/``take_profit`` (or ``default_stop_loss_pct``/
 ``default_take_profit_pct`` of the reference price) are attached to opening legs (exchange-
 native, so they survive our outages); they must lie on the right side of the reference price.
-A signal with TP/SL never amends a resting order (it places its own, carrying them).
+A signal with TP/SL never amends a resting order (it places its own, carrying them). Spot
+orders carry no TP/SL and reduce-only legs cannot: a signal's own stop_loss/take_profit that
+nothing carries is not attached and the plan notes it.
 
 Public API: ``PlannerConfig``, ``PendingLimitPolicy``, ``plan(signal, account, instrument,
-market, config, now) -> Plan``, ``stale_orders(open_orders, now, max_age) -> tuple[Cancel, ...]``,
-``split_quantity(qty, cap, step, max_parts) -> tuple[Decimal, ...]``.
+market, config, now) -> Plan``, ``stale_orders(open_orders, now, max_age) -> tuple[Cancel, ...]``
+(actionable orders only), ``split_quantity(qty, cap, step, max_parts) -> tuple[Decimal, ...]``.
 """
 
 from __future__ import annotations
@@ -240,7 +249,7 @@ def _time_in_force(
 ) -> tuple[TimeInForce, bool]:
     meta = signal.metadata
     if order_type is OrderType.MARKET:
-        if meta.post_only:
+        if meta.post_only or meta.time_in_force is TimeInForce.POST_ONLY:
             raise _Refused(RejectCode.UNSUPPORTED_ORDER, "a market order cannot be post-only")
         return TimeInForce.IOC, False
     post_only = bool(meta.post_only) or meta.time_in_force is TimeInForce.POST_ONLY
@@ -284,7 +293,9 @@ def _intents(
             raise _Refused(RejectCode.SHORT_NOT_ALLOWED, "opening a short position is disabled")
         return _Intent(LegIntent.OPEN, side, amount, idx)
 
-    covering = account.orders_for(category, symbol)
+    # only our own live orders cover the position: an external reduce-only order is someone
+    # else's close, and an untriggered stop or a submitting intent may never trade
+    covering = account.actionable_orders_for(category, symbol)
 
     def free_to_reduce(held: Decimal, idx: PositionIdx) -> Decimal:
         """Position not yet covered by our resting reduce-only orders on the same side."""
@@ -497,7 +508,9 @@ def _plan(
     requested = _requested_qty(signal, instrument, reference, config)
     intents = _intents(signal, account, instrument, requested, config, notes)
 
-    resting = account.orders_for(instrument.category, instrument.symbol)
+    # cancel and amend candidates: our own pending/partially filled orders only (never an
+    # external order, a conditional order waiting for its trigger, or a submitting intent)
+    resting = account.actionable_orders_for(instrument.category, instrument.symbol)
     cancels: list[Cancel] = []
     if config.cancel_opposite_orders:
         cancels += [_cancel(o, CancelReason.OPPOSITE_SIGNAL) for o in resting if o.side is not side]
@@ -526,6 +539,8 @@ def _plan(
     opening_side = next((i.side for i in intents if i.kind is LegIntent.OPEN), None)
     if opening_side is not None and instrument.category.has_positions:
         stop, take = _tpsl(signal, opening_side, reference, instrument, config)
+    else:
+        _note_tpsl_not_attached(signal, instrument, notes)
     can_amend = config.amend_resting_orders and stop is None and take is None
 
     amends: list[Amend] = []
@@ -619,6 +634,28 @@ def _plan(
     )
 
 
+def _note_tpsl_not_attached(
+    signal: TradingSignal, instrument: Instrument, notes: list[str]
+) -> None:
+    """A signal's own stop_loss/take_profit that no leg can carry is noted, never lost
+    silently: spot orders here carry no TP/SL, and reduce-only legs cannot (Bybit forbids
+    it). The ``default_*_pct`` settings are not noted: they apply only where TP/SL attach."""
+    meta = signal.metadata
+    given = [
+        f"{name}={value}"
+        for name, value in (("stop_loss", meta.stop_loss), ("take_profit", meta.take_profit))
+        if value is not None
+    ]
+    if not given:
+        return
+    why = (
+        "spot orders carry no TP/SL"
+        if not instrument.category.has_positions
+        else "no opening leg (reduce-only legs carry no TP/SL)"
+    )
+    notes.append(f"{', '.join(given)} not attached: {why}")
+
+
 def _cancel(order: OpenOrder, reason: CancelReason) -> Cancel:
     return Cancel(
         order_link_id=order.order_link_id,
@@ -674,9 +711,11 @@ def _amend(
 def stale_orders(
     open_orders: Iterable[OpenOrder], now: datetime, max_age: timedelta
 ) -> tuple[Cancel, ...]:
-    """Open orders older than ``max_age`` -> cancels (a partial fill keeps its filled part)."""
+    """Our resting orders older than ``max_age`` -> cancels (a partial fill keeps its filled
+    part). Only ``is_actionable`` orders qualify: never an external order, a conditional order
+    waiting for its trigger, or a ``submitting`` intent."""
     return tuple(
         _cancel(o, CancelReason.STALE)
         for o in open_orders
-        if o.status.is_open and now - o.created_at > max_age
+        if o.is_actionable and now - o.created_at > max_age
     )
