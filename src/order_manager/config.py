@@ -404,6 +404,13 @@ class Settings(BaseSettings):
         return self.api_key.get_secret_value()
 
     @property
+    def traded_categories(self) -> tuple[Category, ...]:
+        """Categories the service trades and watches: ``ORDERMANAGER_CATEGORY`` (the default
+        of signals without ``metadata.category``) plus linear and spot, which signals may
+        always name. Instruments are loaded, and orders reconciled, for exactly these."""
+        return tuple(dict.fromkeys((self.category, Category.LINEAR, Category.SPOT)))
+
+    @property
     def rest_url(self) -> str:
         """Bybit REST base URL: explicit setting, else derived from the environment."""
         if self.bybit_rest_url:

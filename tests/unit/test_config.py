@@ -435,3 +435,15 @@ def test_every_setting_is_read_somewhere() -> None:
     source = "\n".join(path.read_text() for path in package.rglob("*.py"))
     unread = [name for name in Settings.model_fields if not re.search(rf"\.{name}\b", source)]
     assert unread == []
+
+
+def test_the_configured_category_is_the_signals_default_and_is_watched() -> None:
+    from order_manager.bootstrap import intake_config, processor_config
+    from order_manager.config import Settings
+    from order_manager.domain.enums import Category
+
+    s = Settings(category=Category.INVERSE)
+    assert processor_config(s).default_category is Category.INVERSE
+    assert intake_config(s).default_category is Category.INVERSE
+    assert s.traded_categories == (Category.INVERSE, Category.LINEAR, Category.SPOT)
+    assert Settings().traded_categories == (Category.LINEAR, Category.SPOT)

@@ -262,6 +262,7 @@ def intake_config(settings: Settings) -> IntakeConfig:
     return IntakeConfig(
         max_age=timedelta(seconds=settings.signal_max_age_seconds),
         max_future_skew=timedelta(seconds=settings.signal_max_future_skew_seconds),
+        default_category=settings.category,
         warmup=WarmupPolicy(settings.warmup_signals.value),
         dry_run=settings.dry_run,
         lane_capacity=settings.lane_queue_bound,
@@ -304,13 +305,15 @@ def processor_config(settings: Settings) -> ProcessorConfig:
     """Planner and risk settings for the processor: `Settings.planner_config()` and
     `Settings.risk_limits()` are the one mapping of ORDERMANAGER_* onto the domain
     (docs/decisions.md)."""
-    return ProcessorConfig(settings.planner_config(), settings.risk_limits())
+    return ProcessorConfig(
+        settings.planner_config(), settings.risk_limits(), default_category=settings.category
+    )
 
 
 def bybit_client_config(settings: Settings) -> BybitClientConfig:
     s = settings
     assert s.bybit_api_key is not None and s.bybit_api_secret is not None  # Settings defaults
-    categories = tuple(dict.fromkeys((s.category.value, "linear", "spot")))
+    categories = tuple(c.value for c in s.traded_categories)
     if s.bybit_ws_public_url:
         public_ws = s.bybit_ws_public_url
     elif s.is_simulated_exchange:
@@ -501,7 +504,7 @@ def build_api_parts(
     log_store = PgOperatorLog(pool)
     uow = PostgresUnitOfWorkFactory(pool)
     trading = TradingControl(switch, log_store)
-    categories = (settings.category,)
+    categories = settings.traded_categories
     reconciler: Reconciler | None = None
     periodic: PeriodicReconciler | None = None
     operator: OperatorActions | None = None

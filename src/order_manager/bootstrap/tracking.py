@@ -100,7 +100,7 @@ class TrackingComponent:
 
     @property
     def categories(self) -> tuple[Category, ...]:
-        return (Category(self.settings.category),)
+        return self.settings.traded_categories
 
     def _source(self, config: BybitClientConfig) -> ExchangeEventSource:
         settings = self.settings

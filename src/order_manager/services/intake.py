@@ -118,6 +118,8 @@ class IntakeConfig:
     processor_max_attempts: int = 3
     retry_base_delay: float = 0.1
     retry_max_delay: float = 5.0
+    #: category of a signal without ``metadata.category`` (``ORDERMANAGER_CATEGORY``)
+    default_category: Category = Category.LINEAR
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +251,7 @@ class SignalIntake:
             await self._lanes.submit(MALFORMED_LANE, _Work(message, None, parsed, trace_id))
             return
         trace_id = parsed.trace_id or new_trace_id()
-        key = (parsed.category.value, parsed.asset)
+        key = (parsed.category_or(self.config.default_category).value, parsed.asset)
         await self._lanes.submit(key, _Work(message, parsed, None, trace_id))
 
     def _settled(self, outcome: str, work: _Work) -> None:
@@ -343,11 +345,13 @@ class SignalIntake:
         )
 
     def _validate(self, signal: TradingSignal) -> TradingSignal | SignalRejection:
-        instrument = self._instruments(signal.category, signal.asset)
-        known = {} if instrument is None else {(signal.category, signal.asset): instrument}
+        category = signal.category_or(self.config.default_category)
+        instrument = self._instruments(category, signal.asset)
+        known = {} if instrument is None else {(category, signal.asset): instrument}
         return validate_signal(
             signal,
             instruments=known,
+            default_category=self.config.default_category,
             now=self._clock(),
             max_age=self.config.max_age,
             max_future_skew=self.config.max_future_skew,

@@ -109,6 +109,8 @@ class ProcessorConfig:
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     limits: RiskLimits = field(default_factory=RiskLimits)
     account_source: AccountSource = AccountSource.EXCHANGE
+    #: category of a signal without ``metadata.category`` (``ORDERMANAGER_CATEGORY``)
+    default_category: Category = Category.LINEAR
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +196,7 @@ class Processor:
         return outcome
 
     async def _process(self, signal: TradingSignal, trace_id: str) -> SignalOutcome:
-        category, symbol = signal.category, signal.asset
+        category, symbol = signal.category_or(self.config.default_category), signal.asset
         try:
             instrument = await self.gateway.instrument(category, symbol)
         except LookupError as error:

@@ -443,3 +443,22 @@ async def test_unit_of_work_path_keeps_the_same_state_machine(
     assert row is not None and row["attempts"] == 2
     (event,) = await harness.outbox("signal_rejected")
     assert event["aggregate_id"] == stale
+
+
+async def test_a_signal_without_a_category_takes_the_configured_default(
+    harness: Harness,
+) -> None:
+    """ORDERMANAGER_CATEGORY: a signal naming no category is looked up (and laned) under the
+    configured default. Only linear instruments are known here, so with spot as the default
+    the same signal is an unknown asset, while one naming linear still executes."""
+    from order_manager.domain.enums import Category
+
+    harness.intake(default_category=Category.SPOT).start()
+    defaulted = await harness.send("BTCUSDT")
+    named = await harness.send("BTCUSDT", metadata={"category": "linear"})
+    await harness.wait_status(named, "executed")
+    [letter] = await harness.dead_letters(1)
+    assert letter.headers["x-om-reason"] == "unknown_asset"
+    row = await harness.signal_row(defaulted)
+    assert row is not None and row["status"] == "rejected"
+    assert harness.processor.ids() == [named]
