@@ -219,14 +219,16 @@ class Processor:
             else:  # fills of our own taker orders may not be in the store yet: ask the exchange
                 balances, positions = await asyncio.gather(
                     self.gateway.balances(trace_id=trace_id),
-                    self.gateway.positions(category, symbol, trace_id=trace_id),
+                    self.gateway.positions(
+                        category, symbol, trace_id=trace_id, include_others=True
+                    ),
                 )
         else:
             stored, market, balances, positions = await asyncio.gather(
                 self._stored(signal, instrument),
                 self.gateway.market(category, symbol),
                 self.gateway.balances(trace_id=trace_id),
-                self.gateway.positions(category, symbol, trace_id=trace_id),
+                self.gateway.positions(category, symbol, trace_id=trace_id, include_others=True),
             )
         existing, rows, recent = stored.existing, stored.open_rows, stored.recent
         own = [row for row in existing if row.signal_id == signal.signal_id]
@@ -281,11 +283,8 @@ class Processor:
                 return _Stored(existing, rows, recent, store_current=False, daily_volume=volume)
             balances = await uow.tracking.available_balances(is_dry_run=dry)
             books = await uow.tracking.positions(is_dry_run=dry)
-        positions = tuple(
-            b.position
-            for b in books
-            if b.position.category is instrument.category and b.position.symbol == instrument.symbol
-        )
+        # every position of the category: the symbol's for planning, all for total exposure
+        positions = tuple(b.position for b in books if b.position.category is instrument.category)
         return _Stored(
             existing, rows, recent, dict(balances) or None, positions, daily_volume=volume
         )

@@ -371,3 +371,22 @@ async def test_a_flip_sends_the_closing_leg_before_the_opening_one(env: Env) -> 
     btc = next(p for p in positions if p["symbol"] == "BTCUSDT" and p["category"] == "linear")
     opening = next(o for o in sells if not o["reduceOnly"])
     assert btc["side"] == "Sell" and Decimal(btc["size"]) == Decimal(opening["qty"])
+
+
+async def test_total_exposure_counts_positions_in_other_symbols(env: Env) -> None:
+    """Limit 1500 USDT of total exposure: a ~975 USDT long in ETHUSDT leaves room for less than
+    a 1000 USDT BTCUSDT buy — the BTC signal is refused because of the ETH position."""
+    limits = RiskLimits(max_total_exposure=Decimal("1500"), max_order_size_ratio=None)
+    processor = env.processor(limits=limits)
+    eth = await new_signal(env, amount="1000", asset="ETHUSDT")
+    assert isinstance(await processor.process(eth, "t-eth"), SignalExecuted)
+
+    btc = await new_signal(env, amount="1000", asset="BTCUSDT")
+    outcome = await processor.process(btc, "t-btc")
+
+    assert isinstance(outcome, SignalRejected), outcome
+    assert outcome.code is RejectCode.MAX_TOTAL_EXPOSURE
+    assert [o["symbol"] for o in await env.sim_orders()] == ["ETHUSDT"]
+    # a 400 USDT BTC buy still fits next to the ETH position (~975 + ~400 <= 1500)
+    small = await processor.process(await new_signal(env, amount="400"), "t-small")
+    assert isinstance(small, SignalExecuted), small

@@ -430,12 +430,20 @@ class BybitGateway:
         return out
 
     async def positions(
-        self, category: Category, symbol: str, *, trace_id: str
+        self, category: Category, symbol: str, *, trace_id: str, include_others: bool = False
     ) -> tuple[Position, ...]:
         if not category.has_positions:
             return ()
+        # linear: one call lists every USDT-settled position (Bybit: symbol or settleCoin);
+        # inverse positions settle in their own coin, so only the symbol's are listed
+        every = include_others and category is Category.LINEAR
         try:
-            rows = await self.rest.get_positions(category.value, symbol=symbol, trace_id=trace_id)
+            rows = await self.rest.get_positions(
+                category.value,
+                symbol=None if every else symbol,
+                settle_coin=_LINEAR_SETTLE_COIN if every else None,
+                trace_id=trace_id,
+            )
         except AuthError as error:
             raise ExchangeAuthError(str(error)) from error
         except BybitError as error:
@@ -443,11 +451,14 @@ class BybitGateway:
         for row in rows:
             if row.leverage:
                 self._leverage[(category, row.symbol)] = row.leverage
-        return tuple(to_position(category, row) for row in rows if row.symbol == symbol)
+        return tuple(to_position(category, row) for row in rows if every or row.symbol == symbol)
 
     async def leverage(self, category: Category, symbol: str) -> Decimal:
         """The symbol's leverage as last reported with its positions (1 until known)."""
         return self._leverage.get((category, symbol), _ONE)
+
+
+_LINEAR_SETTLE_COIN = "USDT"
 
 
 def _ms_since(started: float) -> float:

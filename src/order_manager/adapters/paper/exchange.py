@@ -267,10 +267,12 @@ class PaperExchange:
         return out
 
     async def positions(
-        self, category: Category, symbol: str, *, trace_id: str
+        self, category: Category, symbol: str, *, trace_id: str, include_others: bool = False
     ) -> tuple[Position, ...]:
         return tuple(
-            p for (cat, sym, _), p in self.books.items() if cat is category and sym == symbol
+            p
+            for (cat, sym, _), p in self.books.items()
+            if cat is category and (include_others or sym == symbol)
         )
 
     async def leverage(self, category: Category, symbol: str) -> Decimal:

@@ -133,8 +133,12 @@ class ExchangeGateway(Protocol):
         ...
 
     async def positions(
-        self, category: Category, symbol: str, *, trace_id: str
-    ) -> tuple[Position, ...]: ...
+        self, category: Category, symbol: str, *, trace_id: str, include_others: bool = False
+    ) -> tuple[Position, ...]:
+        """The symbol's positions; with ``include_others`` every position of the category the
+        exchange can list in the same call (linear: all USDT-settled ones) — for the total
+        exposure limit. Callers pick the symbol's own with ``AccountState.position``."""
+        ...
 
     async def leverage(self, category: Category, symbol: str) -> Decimal:
         """The symbol's leverage (margin = notional / leverage); 1 when unknown."""
