@@ -230,6 +230,13 @@ class ExchangePosition:
     mark_price: Decimal | None
     unrealized_pnl: Decimal
     cum_realized_pnl: Decimal
+    #: the exchange's own figures, kept for display (None when not given; an empty string or
+    #: "0" from Bybit means "none" for the price fields)
+    position_value: Decimal | None = None
+    leverage: Decimal | None = None
+    liq_price: Decimal | None = None
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
 
     @classmethod
     def from_bybit(
@@ -253,6 +260,11 @@ class ExchangePosition:
             mark_price=dec("markPrice") or None,
             unrealized_pnl=dec("unrealisedPnl"),
             cum_realized_pnl=dec("cumRealisedPnl"),
+            position_value=dec("positionValue") if obj.get("positionValue") else None,
+            leverage=dec("leverage") or None,
+            liq_price=dec("liqPrice") or None,
+            take_profit=dec("takeProfit") or None,
+            stop_loss=dec("stopLoss") or None,
         )
 
 

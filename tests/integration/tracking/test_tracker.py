@@ -268,3 +268,23 @@ async def test_the_loss_monitor_warns_once_per_crossing(pool: asyncpg.Pool) -> N
     )
     assert event["payload"]["position"]["mark_price"] == "60900"
     assert event["payload"]["position"]["size"] == "0.015"  # nothing was closed
+
+
+async def test_a_position_push_keeps_the_exchanges_display_figures(pool: asyncpg.Pool) -> None:
+    """Leverage, position value, liquidation price and TP/SL come from the exchange's push
+    (the API shows them); Bybit's "0" for an unset stop means none."""
+    tracker = Tracker(uow_factory(pool), link_prefix=PREFIX)
+    push = _position_push("64000") | {
+        "leverage": "10",
+        "positionValue": "963.6",
+        "liqPrice": "58000.5",
+        "takeProfit": "70000",
+        "stopLoss": "0",
+    }
+    await tracker.handle("position", [push])
+    row = await one_row(pool, "SELECT * FROM positions WHERE symbol = 'BTCUSDT'")
+    assert row["leverage"] == Decimal("10")
+    assert row["position_value"] == Decimal("963.6")
+    assert row["liq_price"] == Decimal("58000.5")
+    assert row["take_profit"] == Decimal("70000")
+    assert row["stop_loss"] is None

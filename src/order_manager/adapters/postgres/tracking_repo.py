@@ -334,6 +334,8 @@ class PgTrackingRepository:
             UPDATE positions SET exchange_size = $5, exchange_avg_price = $6,
                 mark_price = COALESCE($7, mark_price),
                 exchange_updated_time = $8,
+                position_value = $9, leverage = COALESCE($10, leverage), liq_price = $11,
+                take_profit = $12, stop_loss = $13,
                 unrealized_pnl = CASE
                     WHEN size = 0 OR COALESCE($7, mark_price) IS NULL THEN 0
                     WHEN category = 'inverse' THEN
@@ -351,6 +353,11 @@ class PgTrackingRepository:
             exchange.avg_entry_price,
             exchange.mark_price,
             int(observed_at.timestamp() * 1000),
+            exchange.position_value,
+            exchange.leverage,
+            exchange.liq_price,
+            exchange.take_profit,
+            exchange.stop_loss,
         )
         row = await self._conn.fetchrow(query, *args)
         if row is None:
