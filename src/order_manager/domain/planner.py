@@ -39,8 +39,9 @@ Position logic (derivatives; spot has no positions):
     when the amount covers it); the remainder flips the position only with
     ``allow_position_flip``, otherwise it is dropped (noted);
   * opening a short needs ``allow_short``; ``metadata.reduce_only`` keeps only reducing legs;
-  * hedge mode: longs live in positionIdx 1, shorts in 2; a buy first reduces a short (idx 2),
-    a sell first reduces a long (idx 1); ``metadata.position_idx`` picks the book explicitly.
+  * hedge mode (linear only; inverse always runs one-way): longs live in positionIdx 1,
+    shorts in 2; a buy first reduces a short (idx 2), a sell first reduces a long (idx 1);
+    ``metadata.position_idx`` picks the book explicitly.
 
 Resting orders of the symbol: only ``OpenOrder.is_actionable`` ones (our own, ``pending`` or
 ``partially_filled``) are candidates for any cancel or amend below; external orders, conditional
@@ -334,7 +335,8 @@ def _intents(
             )
         return legs
 
-    if config.position_mode is PositionMode.ONE_WAY:
+    # only linear (USDT perpetual) books can be in hedge mode on Bybit: inverse runs one-way
+    if config.position_mode is PositionMode.ONE_WAY or category is not Category.LINEAR:
         if meta.position_idx not in (None, PositionIdx.ONE_WAY):
             raise _Refused(
                 RejectCode.POSITION_MODE_MISMATCH,

@@ -369,6 +369,30 @@ def test_hedge_mode_books() -> None:
     assert rejected_code(nothing) is RejectCode.NO_POSITION_TO_REDUCE
 
 
+def test_inverse_runs_one_way_even_when_hedge_mode_is_configured() -> None:
+    """Only linear books can be in hedge mode on Bybit: an inverse signal opens on index 0,
+    and an explicit hedge index is refused before Bybit would answer 10001."""
+    inverse = btc(category=Category.INVERSE)
+    hedge = replace(CONFIG, position_mode=PositionMode.HEDGE)
+    opened = only_place(
+        plan(
+            make_signal(metadata={"category": Category.INVERSE}), EMPTY, inverse, book(), hedge, NOW
+        )
+    )
+    assert opened.position_idx is PositionIdx.ONE_WAY
+    explicit = plan(
+        make_signal(
+            metadata={"category": Category.INVERSE, "position_idx": PositionIdx.HEDGE_LONG}
+        ),
+        EMPTY,
+        inverse,
+        book(),
+        hedge,
+        NOW,
+    )
+    assert rejected_code(explicit) is RejectCode.POSITION_MODE_MISMATCH
+
+
 def test_spot_has_no_positions_or_reduce_only() -> None:
     spot = btc(category=Category.SPOT, min_notional=D("5"))
     p = plan(
