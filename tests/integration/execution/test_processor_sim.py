@@ -390,3 +390,35 @@ async def test_total_exposure_counts_positions_in_other_symbols(env: Env) -> Non
     # a 400 USDT BTC buy still fits next to the ETH position (~975 + ~400 <= 1500)
     small = await processor.process(await new_signal(env, amount="400"), "t-small")
     assert isinstance(small, SignalExecuted), small
+
+
+async def test_an_external_resting_order_is_never_amended_or_cancelled(env: Env) -> None:
+    """A resting limit the tracker adopted as external (placed by someone else) is not ours:
+    a same-side limit signal places its own order instead of amending it, and an opposite
+    signal cancels only our order, leaving the external one on the book."""
+    processor = env.processor()
+    first = await processor.process(
+        await new_signal(env, amount="1000", metadata={"order_type": "limit"}), "t-ext"
+    )
+    assert isinstance(first, SignalExecuted), first
+    [external_link] = first.order_link_ids
+    await env.pool.execute(
+        "UPDATE orders SET is_external = true, signal_id = NULL WHERE order_link_id = $1",
+        external_link,
+    )
+
+    ours = await processor.process(
+        await new_signal(env, amount="1000", metadata={"order_type": "limit"}), "t-ours"
+    )
+    assert isinstance(ours, SignalExecuted), ours
+    assert ours.order_link_ids != first.order_link_ids  # a new order, no amend
+    opposite = await processor.process(
+        await new_signal(env, side="sell", amount="500", metadata={"order_type": "limit"}),
+        "t-opposite",
+    )
+    assert isinstance(opposite, SignalExecuted), opposite
+
+    by_link = {o["orderLinkId"]: o for o in await env.sim_orders()}
+    assert by_link[external_link]["orderStatus"] == "New"
+    assert Decimal(by_link[external_link]["qty"]) == Decimal("0.015")  # never amended
+    assert by_link[ours.order_link_ids[0]]["orderStatus"] == "Cancelled"
