@@ -97,6 +97,8 @@ async def test_malformed_messages_are_dead_lettered_and_the_next_signal_still_ru
         assert headers["x-om-trace-id"]
         assert message.delivery_mode == 2  # persistent
         if (signal_id and reason != "invalid_value") or reason == "unknown_asset":
+            # recorded after its dead letter is confirmed (by design): wait for the row
+            await harness.wait_status(signal_id, "rejected")
             row = await harness.signal_row(signal_id)
             assert row is not None, (reason, body)
             assert row["status"] == "rejected"
@@ -386,11 +388,14 @@ async def test_prefetch_bounds_what_the_consumer_takes(harness: Harness) -> None
 
 
 async def test_uuid_less_malformed_message_is_not_recorded(harness: Harness) -> None:
-    harness.intake().start()
+    intake = harness.intake()
+    intake.start()
     body = json.dumps({"signal_id": "abc", "asset": "BTCUSDT"}).encode()
     await harness.publish(body)
     (letter,) = await harness.dead_letters(1)
     assert letter.body == body
+    # settled (dead letter confirmed, recording step done) before we look for a row
+    await eventually(lambda: intake.stats.dead_lettered == 1, what="malformed message settled")
     async with harness.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM signals") == 0
 
@@ -459,6 +464,6 @@ async def test_a_signal_without_a_category_takes_the_configured_default(
     await harness.wait_status(named, "executed")
     [letter] = await harness.dead_letters(1)
     assert letter.headers["x-om-reason"] == "unknown_asset"
-    row = await harness.signal_row(defaulted)
-    assert row is not None and row["status"] == "rejected"
+    # the row is recorded after the dead letter is confirmed (by design): wait for it
+    await harness.wait_status(defaulted, "rejected")
     assert harness.processor.ids() == [named]
