@@ -78,6 +78,12 @@ from order_manager.services.ports.uow import UnitOfWork, UnitOfWorkFactory
 log = structlog.get_logger("order_manager.services.executor")
 
 _AMEND_TARGET_GONE = frozenset({ExchangeErrorKind.NOT_FOUND, ExchangeErrorKind.INVALID_REQUEST})
+#: a failed amend of these kinds may still have landed (a lost answer, or a retry of one that
+#: had: Bybit answers the repeat "not modified"/"not exists"): the order is looked up first
+_AMEND_VERIFY = _AMEND_TARGET_GONE | {
+    ExchangeErrorKind.UNKNOWN_OUTCOME,
+    ExchangeErrorKind.RETRYABLE,
+}
 _REFUSED = frozenset(
     {
         ExchangeErrorKind.INSUFFICIENT_FUNDS,
@@ -107,10 +113,14 @@ class LegResult:
     error_kind: str | None = None
     ret_code: int | None = None
     message: str = ""
+    #: an amend that did not land (the exchange's order was looked up): its quantity may be
+    #: placed as an order of its own
+    replaceable: bool = False
 
     @property
     def unresolved(self) -> bool:
-        """The outcome is not known yet (intent left ``submitting``)."""
+        """The outcome is not known yet (intent left ``submitting``, or an amend whose order
+        could not be looked up)."""
         return not self.ok and self.error_kind in (
             ExchangeErrorKind.UNKNOWN_OUTCOME,
             ExchangeErrorKind.RETRYABLE,
@@ -137,7 +147,9 @@ class ExecutionResult:
 
     @property
     def unresolved(self) -> tuple[LegResult, ...]:
-        return tuple(leg for leg in self.legs if leg.unresolved and leg.action == "place")
+        return tuple(
+            leg for leg in self.legs if leg.unresolved and leg.action in ("place", "amend")
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,9 +287,9 @@ class Executor:
                 continue
             leg = await self._amend(amend, plan, ctx)
             legs.append(leg)
-            if not leg.ok and leg.error_kind in _AMEND_TARGET_GONE:
-                # the resting order filled or vanished since planning: the signal's quantity
-                # becomes an order of its own instead of being lost
+            if leg.replaceable:
+                # the amend did not land (the order filled, vanished or refused it): the
+                # signal's quantity becomes an order of its own instead of being lost
                 next_leg = max((p.leg for p in plan.places), default=0) + 1 + len(fallbacks)
                 fallback = await self._replace_amend(amend, plan, ctx, next_leg)
                 if fallback is not None:
@@ -376,13 +388,31 @@ class Executor:
 
     # ------------------------------------------------------------------ amend
     async def _amend(self, action: Amend, plan: Plan, ctx: ExecutionContext) -> LegResult:
+        """Amend, then record. A failed amend that may have landed is checked against the
+        exchange's order (by orderLinkId) before anything else happens: at the target quantity
+        (and price) it DID land — recorded as done, never replaced (replacing would double the
+        signal's quantity); otherwise it is ``replaceable``; when the lookup fails too, the
+        leg stays unresolved (the signal fails retryable, nothing is replaced)."""
         report = await self.gateway.amend(action, trace_id=ctx.trace_id)
+        landed = report.ok
+        lookup: CallReport | None = None
+        if not report.ok and report.error_kind in _AMEND_VERIFY:
+            lookup = await self.gateway.find_order(
+                action.category, action.symbol, action.order_link_id, trace_id=ctx.trace_id
+            )
+            found = lookup.order if lookup.ok else None
+            landed = (
+                found is not None
+                and found.qty == action.qty
+                and (action.price is None or found.price == action.price)
+            )
         async with self.uow_factory() as uow:
             locked = await uow.orders.get(action.order_link_id, for_update=True)
-            await self._audit(
-                uow, report, ctx, locked.uuid if locked else None, action.order_link_id
-            )
-            if report.ok and locked is not None:
+            order_uuid = locked.uuid if locked else None
+            await self._audit(uow, report, ctx, order_uuid, action.order_link_id)
+            if lookup is not None:
+                await self._audit(uow, lookup, ctx, order_uuid, action.order_link_id)
+            if landed and locked is not None:
                 before = locked.state
                 after = replace(
                     before,
@@ -402,14 +432,37 @@ class Executor:
                     event = OrderEvent(OrderEventType.MODIFIED, after, before, modification=change)
                     await self._publish(uow, saved, [event], ctx)
             await uow.commit()
+        if landed:
+            if not report.ok:
+                log.warning(
+                    "executor.amend_landed_despite_error",
+                    order_link_id=action.order_link_id,
+                    error_kind=report.error_kind,
+                    ret_code=report.ret_code,
+                    trace_id=ctx.trace_id,
+                )
+            return LegResult(
+                action.order_link_id, "amend", True, report.order_id or action.order_id
+            )
+        if lookup is not None and not lookup.ok:
+            return LegResult(
+                action.order_link_id,
+                "amend",
+                False,
+                action.order_id,
+                ExchangeErrorKind.UNKNOWN_OUTCOME.value,
+                report.ret_code,
+                f"{report.message}; the order lookup failed too ({lookup.message}): not replaced",
+            )
         return LegResult(
             action.order_link_id,
             "amend",
-            report.ok,
+            False,
             report.order_id or action.order_id,
             report.error_kind,
             report.ret_code,
             report.message,
+            replaceable=lookup is not None,
         )
 
     async def _replace_amend(

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
+from prometheus_client import CollectorRegistry
+
+from order_manager.adapters.bybit.config import RetryConfig
+from order_manager.adapters.bybit.gateway import BybitGateway
+from order_manager.adapters.bybit.instruments import InstrumentCache
+from order_manager.adapters.bybit.metrics import metrics_for
+from order_manager.adapters.bybit.rest import BybitRestClient
 from order_manager.domain.planner import PlannerConfig
 from order_manager.domain.rejections import RejectCode
 from order_manager.domain.risk import RiskLimits
-from order_manager.services.ports.processing import SignalExecuted, SignalRejected
+from order_manager.services.ports.processing import (
+    SignalExecuted,
+    SignalFailed,
+    SignalRejected,
+)
 from order_manager.services.processor import Processor
 
-from .conftest import Env, new_signal
+from .conftest import Env, client_config, new_signal
 
 
 async def test_a_1000_usdt_buy_becomes_the_right_order(env: Env) -> None:
@@ -224,8 +237,11 @@ async def test_an_amend_whose_order_filled_meanwhile_becomes_a_new_order(env: En
         (two.order_link_ids[0], "create")
     ]
     audit = await env.fetch("SELECT action, ret_code FROM audit_log ORDER BY id")
-    assert [(a["action"], a["ret_code"]) for a in audit][-2:] == [
+    # the refused amend, the lookup that proved it had not landed (the order is filled at its
+    # old quantity), then the signal's own order
+    assert [(a["action"], a["ret_code"]) for a in audit][-3:] == [
         ("order.amend", 110001),
+        ("order.get", 0),
         ("order.create", 0),
     ]
 
@@ -422,3 +438,79 @@ async def test_an_external_resting_order_is_never_amended_or_cancelled(env: Env)
     assert by_link[external_link]["orderStatus"] == "New"
     assert Decimal(by_link[external_link]["qty"]) == Decimal("0.015")  # never amended
     assert by_link[ours.order_link_ids[0]]["orderStatus"] == "Cancelled"
+
+
+@contextlib.asynccontextmanager
+async def one_attempt_processor(env: Env) -> AsyncIterator[Processor]:
+    """A processor whose client makes one attempt per call and waits 0.5 s for an answer."""
+    config = client_config(env.sim_url, retry=RetryConfig(max_attempts=1), read_timeout=0.5)
+    async with BybitRestClient(config, metrics=metrics_for(CollectorRegistry())) as rest:
+        cache = InstrumentCache(rest, ["linear"])
+        await cache.refresh()
+        yield Processor(env.uow, BybitGateway(rest, cache))
+
+
+async def test_an_amend_whose_answer_is_lost_is_recorded_not_replaced(env: Env) -> None:
+    """The exchange applies the amend but its answer never arrives (and, one attempt only,
+    the client cannot retry). The order is looked up by orderLinkId: it is at the target
+    quantity, so the amend landed — recorded with its `modified` event, and no replacement
+    order doubles the signal's quantity."""
+    first = await env.processor().process(
+        await new_signal(env, amount="1000", metadata={"order_type": "limit"}), "t-a1"
+    )
+    assert isinstance(first, SignalExecuted), first
+    await env.admin_post(
+        "/sim/faults",
+        {
+            "target": "rest",
+            "endpoint": "/v5/order/amend",
+            "kind": "timeout_after_execute",
+            "count": 1,
+        },
+    )
+    async with one_attempt_processor(env) as processor:
+        second = await processor.process(
+            await new_signal(env, amount="1000", metadata={"order_type": "limit"}), "t-a2"
+        )
+
+    assert isinstance(second, SignalExecuted), second
+    assert second.order_link_ids == first.order_link_ids
+    orders = await env.sim_orders()
+    assert len(orders) == 1  # no replacement order
+    assert Decimal(orders[0]["qty"]) == Decimal("0.030")
+    events = await env.fetch("SELECT event_type FROM outbox ORDER BY id")
+    assert [e["event_type"] for e in events] == ["created", "modified"]
+    actions = await env.fetch("SELECT action FROM audit_log WHERE trace_id = 't-a2' ORDER BY id")
+    assert [a["action"] for a in actions] == ["order.amend", "order.get"]
+
+
+async def test_a_failed_amend_whose_order_cannot_be_looked_up_is_neither_replaced_nor_final(
+    env: Env,
+) -> None:
+    """The amend fails (503) and so does the lookup that would tell whether it landed: nothing
+    is replaced (that could double the quantity) and the signal fails retryable instead of
+    being recorded as refused."""
+    first = await env.processor().process(
+        await new_signal(env, amount="1000", metadata={"order_type": "limit"}), "t-u1"
+    )
+    assert isinstance(first, SignalExecuted), first
+    for endpoint in ("/v5/order/amend", "/v5/order/realtime", "/v5/order/history"):
+        await env.admin_post(
+            "/sim/faults",
+            {
+                "target": "rest",
+                "endpoint": endpoint,
+                "kind": "http_status",
+                "count": 1,
+                "params": {"status": 503},
+            },
+        )
+    async with one_attempt_processor(env) as processor:
+        second = await processor.process(
+            await new_signal(env, amount="1000", metadata={"order_type": "limit"}), "t-u2"
+        )
+
+    assert isinstance(second, SignalFailed), second
+    assert second.retryable and second.code == "exchange_outcome_unknown"
+    orders = await env.sim_orders()
+    assert len(orders) == 1 and Decimal(orders[0]["qty"]) == Decimal("0.015")
