@@ -132,6 +132,12 @@ class Container:
     api_routers: list[APIRouter] = field(default_factory=list)
     components: list[Component] = field(default_factory=list)
     startup_tasks: list[tuple[str, StartupTask]] = field(default_factory=list)
+    #: run after every start-up task, whatever was added later (e.g. consuming signals only
+    #: once tracking is up and the start-up reconciliation has brought our rows up to date)
+    final_startup_tasks: list[tuple[str, StartupTask]] = field(default_factory=list)
+    #: called first on stop, in registration order, before any component stops (the intake
+    #: finishes its in-flight signals while tracking and the outbox relay still run)
+    drains: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     db_pool: asyncpg.Pool | None = None
     amqp: Any = None  # aio_pika.abc.AbstractRobustConnection (aio-pika ships no type stubs)
     http: aiohttp.ClientSession | None = None
@@ -146,6 +152,12 @@ class Container:
 
     def add_startup_task(self, name: str, task: StartupTask) -> None:
         self.startup_tasks.append((name, task))
+
+    def add_final_startup_task(self, name: str, task: StartupTask) -> None:
+        self.final_startup_tasks.append((name, task))
+
+    def add_drain(self, drain: Callable[[], Awaitable[None]]) -> None:
+        self.drains.append(drain)
 
     def require_db(self) -> asyncpg.Pool:
         if self.db_pool is None:
@@ -214,7 +226,7 @@ class Container:
                 self.probes.add_check(name, check)
 
     async def _run_startup_tasks(self) -> None:
-        for name, task in self.startup_tasks:
+        for name, task in [*self.startup_tasks, *self.final_startup_tasks]:
             log.info("start-up task running", task=name)
             try:
                 await task()
@@ -223,13 +235,21 @@ class Container:
                 self.probes.mark_startup_failed(f"{name}: {type(exc).__name__}: {exc}")
                 return
         self.probes.mark_startup_complete()
-        log.info("start-up complete", tasks=[name for name, _ in self.startup_tasks])
+        log.info(
+            "start-up complete",
+            tasks=[name for name, _ in [*self.startup_tasks, *self.final_startup_tasks]],
+        )
 
     async def stop(self) -> None:
         log.info("stopping")
         if self._startup is not None and not self._startup.done():
             self._startup.cancel()
             await asyncio.gather(self._startup, return_exceptions=True)
+        for drain in self.drains:
+            try:
+                await drain()
+            except Exception as exc:  # stopping goes on: every component still gets stop()
+                log.error("drain failed", exc_info=exc)
         await self._stack.aclose()
         self.db_pool = None
         self.amqp = None
@@ -345,9 +365,12 @@ class SignalPipeline:
     """Live signal path: exchange client → processor → recovery → intake.
 
     `open()` runs as a start-up task (so `/ready` waits for it): it retries the exchange until
-    reachable, resolves every write-ahead intent left `submitting` by a previous process
-    (recovery), and only then starts consuming signals. `stop()` (SIGTERM) stops the intake
-    gracefully — in-flight signals finish, the rest stays unacked — then closes the client."""
+    reachable and resolves every write-ahead intent left `submitting` by a previous process
+    (recovery). Consuming starts in `start_consuming()`, the container's *final* start-up task,
+    after tracking and the start-up reconciliation. On SIGTERM `drain()` runs before any
+    component stops: the intake stops gracefully — in-flight signals finish, the rest stays
+    unacked — while the tracker and the outbox relay still record and publish their events;
+    `stop()` then closes the client."""
 
     name = "signal-pipeline"
 
@@ -362,6 +385,8 @@ class SignalPipeline:
         self.intake: SignalIntake | None = None
         self.sweepers: list[StaleOrderSweeper] = []
         self._sweeps: list[asyncio.Task[None]] = []
+        self._uow: PostgresUnitOfWorkFactory | None = None
+        self._gateways: list[ExchangeGateway] = []
 
     async def start(self) -> None:
         """Nothing to do before the start-up tasks (see `open`)."""
@@ -418,10 +443,21 @@ class SignalPipeline:
         self.intake = build_signal_intake(
             self.container, processor, lookup, dry_run_processor=warmup_processor
         )
+        self._uow = uow
+        self._gateways = [g for g in (None if settings.dry_run else live, paper) if g is not None]
+
+    async def start_consuming(self) -> None:
+        """The last start-up task: consume signals (and sweep stale orders) only once every
+        other part — tracking, the start-up reconciliation — has run, so the first signal is
+        planned against up-to-date order rows."""
+        settings = self.container.settings
+        uow = self._uow
+        if self.intake is None or uow is None:
+            raise RuntimeError("the signal pipeline did not open")
         self.intake.start()
         if settings.cancel_stale_orders:
             # one sweeper per exchange in use: live orders, and paper ones (dry-run / warm-ups)
-            used = [g for g in (None if settings.dry_run else live, paper) if g is not None]
+            used = self._gateways
             self.sweepers = [
                 StaleOrderSweeper(
                     uow,
@@ -436,14 +472,21 @@ class SignalPipeline:
                 for sweeper in self.sweepers
             ]
 
-    async def stop(self) -> None:
+    async def drain(self) -> None:
+        """First step of a graceful stop: no new signals, in-flight ones finish (the rest stays
+        unacked), sweeps end — while tracking and the outbox relay still run."""
         for task in self._sweeps:
             task.cancel()
         for task in self._sweeps:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._sweeps = []
         if self.intake is not None:
-            await self.intake.stop()
+            intake, self.intake = self.intake, None
+            await intake.stop()
+
+    async def stop(self) -> None:
+        await self.drain()
         if self.instruments is not None:
             await self.instruments.stop()
         if self.rest is not None:
@@ -460,6 +503,8 @@ def add_signal_pipeline(
     pipeline = SignalPipeline(container, switch=switch)
     container.add_component(pipeline)
     container.add_startup_task("signal-pipeline", pipeline.open)
+    container.add_final_startup_task("consume-signals", pipeline.start_consuming)
+    container.add_drain(pipeline.drain)
     return pipeline
 
 
@@ -687,8 +732,10 @@ def add_service(container: Container) -> tuple[SignalPipeline, TrackingWiring, A
     """Everything `order-manager run` runs: signal pipeline, tracking, API and reconciliation.
 
     Start-up order: trading switch (a persisted pause holds first) → signal pipeline (exchange,
-    recovery, consuming) → tracking (relay, private stream, positions) → API (routes bound,
-    start-up reconciliation, periodic timer). `/ready` waits for all of them.
+    recovery) → tracking (relay, private stream, positions) → API (routes bound, start-up
+    reconciliation, periodic timer) → consuming signals and sweeping stale orders (last, so the
+    first signal sees reconciled rows). `/ready` waits for all of them. Stop: the intake drains
+    first, then API, tracking and the pipeline stop in reverse order.
     """
     pipeline = add_signal_pipeline(container)
     tracking = TrackingWiring(container, pipeline)

@@ -57,6 +57,10 @@ async def service(
 
     wiring = add_api(container, pipeline, tracker=tracker)
     assert [name for name, _ in container.startup_tasks][:1] == ["trading-switch"]
+    # consuming starts last, after the API's start-up reconciliation; the intake drains first
+    assert [name for name, _ in container.startup_tasks][-1] == "api"
+    assert [name for name, _ in container.final_startup_tasks] == ["consume-signals"]
+    assert container.drains == [pipeline.drain]
     assert container.app is not None
     await container.start()
     try:
