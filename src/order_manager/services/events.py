@@ -11,9 +11,13 @@ Shapes:
 
 - order events (`created`, `modified`, `partially_filled`, `filled`, `cancelled`, `rejected`,
   `expired`): `order_event_payload(event, context, market=..., signal=...)` ->
-  `{schema_version, order, execution_details, market_conditions, signal, rejection_reason,
-  modification}`;
-- `signal_rejected`: `signal_rejected_payload(rejection, signal=...)` (``order`` is null);
+  `{schema_version, is_dry_run, order, execution_details, market_conditions, signal,
+  rejection_reason, modification}`;
+- `signal_rejected`: `signal_rejected_payload(rejection, signal=..., is_dry_run=...)`
+  (``order`` is null, so the dry-run flag is carried at the top level of the body; every event
+  on `order-manager.order_events` has a top-level ``is_dry_run``, not only the AMQP header
+  ``x-om-dry-run``);
+- ``signal`` (`SignalSummary`): `{signal_id, strategy_id, confidence, amount, is_warmup}`;
 - `position_updated`: `position_updated_payload(position, is_dry_run=..., source=...)`.
 
 Publishing them: `publish_order_event(uow.outbox, ...)`, `publish_signal_rejected(...)`,
@@ -107,14 +111,24 @@ class MarketConditions:
 
 @dataclass(frozen=True, slots=True)
 class SignalSummary:
+    """The `signal` object of an event: which signal caused it, and whether it was a warm-up
+    signal (messages.md §1 `is_warmup`), so consumers can report warm-up trading separately."""
+
     signal_id: str
     strategy_id: str | None = None
     confidence: Decimal | None = None
     amount: Decimal | None = None
+    is_warmup: bool = False
 
     @classmethod
     def from_signal(cls, signal: TradingSignal) -> SignalSummary:
-        return cls(signal.signal_id, signal.strategy_id, signal.confidence, signal.amount)
+        return cls(
+            signal.signal_id,
+            signal.strategy_id,
+            signal.confidence,
+            signal.amount,
+            is_warmup=signal.is_warmup,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +137,7 @@ class SignalSummary:
             # confidence is a ratio, published as a number like the existing service does
             "confidence": float(self.confidence) if self.confidence is not None else None,
             "amount": dec(self.amount),
+            "is_warmup": self.is_warmup,
         }
 
 
@@ -239,6 +254,7 @@ def order_event_payload(
     return {
         "event_type": event.event_type.value,
         "schema_version": SCHEMA_VERSION,
+        "is_dry_run": context.is_dry_run,
         "order": order_payload(event.order, context),
         "execution_details": execution_details(event, context),
         "market_conditions": market.as_dict() if market else None,
@@ -253,11 +269,14 @@ def signal_rejected_payload(
     *,
     signal: SignalSummary | None = None,
     market: MarketConditions | None = None,
+    is_dry_run: bool = False,
 ) -> dict[str, Any]:
-    """`signal_rejected`: no order reached the exchange; `order` is null."""
+    """`signal_rejected`: no order reached the exchange; `order` is null, so `is_dry_run`
+    (the signal was handled by the paper path) is a top-level field."""
     return {
         "event_type": SIGNAL_REJECTED,
         "schema_version": SCHEMA_VERSION,
+        "is_dry_run": is_dry_run,
         "order": None,
         "execution_details": None,
         "market_conditions": market.as_dict() if market else None,
@@ -341,7 +360,9 @@ async def publish_signal_rejected(
         event_type=SIGNAL_REJECTED,
         aggregate_type=AGGREGATE_SIGNAL,
         aggregate_id=signal_id,
-        payload=signal_rejected_payload(rejection, signal=summary, market=market),
+        payload=signal_rejected_payload(
+            rejection, signal=summary, market=market, is_dry_run=is_dry_run
+        ),
         trace_id=trace_id,
         is_dry_run=is_dry_run,
     )

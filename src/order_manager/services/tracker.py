@@ -746,7 +746,11 @@ def signal_enrichment(
     if info is None:
         return events.SignalSummary(signal_id), None
     summary = events.SignalSummary(
-        signal_id, info.get("strategy_id"), info.get("confidence"), info.get("amount")
+        signal_id,
+        info.get("strategy_id"),
+        info.get("confidence"),
+        info.get("amount"),
+        is_warmup=bool(info.get("is_warmup", False)),
     )
     snapshot = info.get("market_data_snapshot")
     if not isinstance(snapshot, Mapping):

@@ -21,12 +21,14 @@ pytestmark = pytest.mark.integration
 PREFIX = "om"
 
 
-async def insert_signal(pool: asyncpg.Pool, signal_id: str) -> None:
+async def insert_signal(pool: asyncpg.Pool, signal_id: str, *, is_warmup: bool = False) -> None:
     await pool.execute(
-        "INSERT INTO signals (signal_id, status, symbol, strategy_id, amount, confidence, raw)"
-        " VALUES ($1::uuid, 'executed', 'BTCUSDT', 'momentum_v1', 1000, 0.82, $2)",
+        "INSERT INTO signals"
+        " (signal_id, status, symbol, strategy_id, amount, confidence, is_warmup, raw)"
+        " VALUES ($1::uuid, 'executed', 'BTCUSDT', 'momentum_v1', 1000, 0.82, $3, $2)",
         signal_id,
         {"signal_id": signal_id, "market_data_snapshot": {"price": "64250.5", "spread": "0.5"}},
+        is_warmup,
     )
 
 
@@ -59,7 +61,7 @@ async def feed(tracker: Tracker, stream: list[tuple[str, dict[str, object]]]) ->
 
 async def test_partial_fills_give_exact_cumulative_figures_and_events(pool: asyncpg.Pool) -> None:
     signal_id = str(uuid.uuid4())
-    await insert_signal(pool, signal_id)
+    await insert_signal(pool, signal_id, is_warmup=True)
     link = await insert_intent(pool, signal_id, "0.015", "64240.0")
     fills = [
         Fill("0.004", "64240.0", "0.0514"),
@@ -105,6 +107,8 @@ async def test_partial_fills_give_exact_cumulative_figures_and_events(pool: asyn
     assert last["order"]["filled_quantity"] == "0.015"
     assert last["order"]["fees"] == "0.19273"
     assert last["signal"]["strategy_id"] == "momentum_v1"
+    assert last["signal"]["is_warmup"] is True  # read back from signals.is_warmup
+    assert last["is_dry_run"] is False
     assert last["market_conditions"] == {
         "mid_price": "64250.5",
         "spread": "0.5",

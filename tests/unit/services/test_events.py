@@ -36,6 +36,7 @@ from order_manager.services.events import (
     position_updated_payload,
     signal_rejected_payload,
 )
+from order_manager.services.tracker import signal_enrichment
 
 NOW = datetime(2026, 11, 23, 10, 15, 30, tzinfo=UTC)
 ORDER_UUID = uuid.UUID("11111111-2222-3333-4444-555555555555")
@@ -130,7 +131,10 @@ def test_partial_fill_payload_has_the_messages_md_shape() -> None:
         "strategy_id": "momentum_v1",
         "confidence": 0.82,
         "amount": "1000",
+        "is_warmup": False,
     }
+    assert payload["is_dry_run"] is False  # top level, mirrors order.is_dry_run
+    assert order["is_dry_run"] is False
     assert payload["rejection_reason"] is None
     assert payload["modification"] is None
     assert payload["schema_version"] == 1
@@ -223,6 +227,65 @@ def test_signal_rejected_payload() -> None:
     assert payload["signal"]["amount"] == "1000"
     assert payload["market_conditions"]["source"] == "signal"
     assert payload["market_conditions"]["mid_price"] == "64250.5"
+    assert payload["is_dry_run"] is False
+    assert payload["signal"]["is_warmup"] is False
+
+
+def test_signal_rejected_payload_carries_dry_run_and_warmup_in_the_body() -> None:
+    """`order` is null on signal_rejected, so the paper/warm-up flags live at the top level and
+    in `signal` (not only in the AMQP header x-om-dry-run)."""
+    rejection = Rejection(RejectCode.STALE_SIGNAL, "too old", {})
+    warm = TradingSignal(
+        signal_id=SIGNAL_ID,
+        signal_type=SignalType.SELL,
+        asset="BTCUSDT",
+        amount=Decimal("250.5"),
+        confidence=Decimal("0.4"),
+        timestamp=NOW,
+        strategy_id="warm_v1",
+        is_warmup=True,
+    )
+    payload = signal_rejected_payload(
+        rejection, signal=SignalSummary.from_signal(warm), is_dry_run=True
+    )
+    assert json.loads(json.dumps(payload)) == payload
+    assert payload["is_dry_run"] is True
+    assert payload["order"] is None
+    assert payload["signal"] == {
+        "signal_id": SIGNAL_ID,
+        "strategy_id": "warm_v1",
+        "confidence": 0.4,
+        "amount": "250.5",
+        "is_warmup": True,
+    }
+
+
+def test_order_event_payload_top_level_dry_run_follows_the_order_context() -> None:
+    (event,) = mark_rejected(intent(), "110007", "insufficient balance", NOW).events
+    paper = OrderContext(order_uuid=ORDER_UUID, signal_id=SIGNAL_ID, is_dry_run=True)
+    payload = order_event_payload(
+        event, paper, signal=SignalSummary(SIGNAL_ID, "s1", is_warmup=True)
+    )
+    assert payload["is_dry_run"] is True
+    assert payload["order"]["is_dry_run"] is True
+    assert payload["signal"]["is_warmup"] is True
+
+
+def test_signal_enrichment_reads_is_warmup_from_the_stored_signal() -> None:
+    info = {
+        "strategy_id": "warm_v1",
+        "confidence": Decimal("0.4"),
+        "amount": Decimal("250.5"),
+        "is_warmup": True,
+        "market_data_snapshot": None,
+    }
+    summary, market = signal_enrichment(SIGNAL_ID, info)
+    assert summary == SignalSummary(
+        SIGNAL_ID, "warm_v1", Decimal("0.4"), Decimal("250.5"), is_warmup=True
+    )
+    assert market is None
+    unknown, _ = signal_enrichment(SIGNAL_ID, None)
+    assert unknown is not None and unknown.as_dict()["is_warmup"] is False
 
 
 def test_market_conditions_from_snapshot() -> None:

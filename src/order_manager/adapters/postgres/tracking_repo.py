@@ -170,7 +170,8 @@ class PgTrackingRepository:
 
     async def signal_info(self, signal_id: str) -> Mapping[str, Any] | None:
         row = await self._conn.fetchrow(
-            "SELECT strategy_id, confidence, amount, raw FROM signals WHERE signal_id = $1::uuid",
+            "SELECT strategy_id, confidence, amount, is_warmup, raw"
+            " FROM signals WHERE signal_id = $1::uuid",
             signal_id,
         )
         if row is None:
@@ -181,6 +182,7 @@ class PgTrackingRepository:
             "strategy_id": row["strategy_id"],
             "confidence": row["confidence"],
             "amount": row["amount"],
+            "is_warmup": row["is_warmup"],
             "market_data_snapshot": snapshot if isinstance(snapshot, Mapping) else None,
         }
 

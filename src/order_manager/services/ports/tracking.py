@@ -70,8 +70,8 @@ class TrackingRepository(Protocol):
     async def signal_exists(self, signal_id: str) -> bool: ...
 
     async def signal_info(self, signal_id: str) -> Mapping[str, Any] | None:
-        """`strategy_id`, `confidence`, `amount` (Decimal or None) and `market_data_snapshot`
-        (the raw object or None) of a stored signal."""
+        """`strategy_id`, `confidence`, `amount` (Decimal or None), `is_warmup` (bool) and
+        `market_data_snapshot` (the raw object or None) of a stored signal."""
         ...
 
     # -- executions --------------------------------------------------------------------------
