@@ -10,7 +10,9 @@ Public API:
   raw text, never via float), required fields, types, ranges (amount > 0, confidence 0..1),
   ``signal_type`` case-insensitive, ``asset`` upper-cased, ISO 8601 timestamps (no offset or
   ``Z`` = UTC), recognised ``metadata`` keys, advisory ``market_data_snapshot``. Unknown fields
-  are kept in ``TradingSignal.extra`` (and everything in ``TradingSignal.raw``).
+  are kept in ``TradingSignal.extra`` (and everything in ``TradingSignal.raw``). An empty or
+  whitespace-only ``trace_id`` is treated as absent (``trace_id=None``; the intake generates
+  one), never as a reason to dead-letter the signal.
 - ``validate_signal(signal, *, instruments, now, max_age, max_future_skew, default_category)
   -> TradingSignal | SignalRejection`` — checks that need state: the asset exists in the
   instrument cache under ``metadata.category`` or ``default_category`` (``unknown_asset``) and
@@ -319,10 +321,20 @@ def _readable_signal_id(obj: object) -> str | None:
         return value
 
 
+def _trace_id(obj: Mapping[str, Any]) -> str | None:
+    """The optional ``trace_id``; empty or whitespace-only counts as absent (None), so one is
+    generated downstream exactly as for a missing one instead of dead-lettering the signal.
+    A non-string or an over-long one is still refused (``bad_type`` / ``invalid_value``)."""
+    value = obj.get("trace_id")
+    if isinstance(value, str) and not value.strip():
+        return None
+    return _optional_text(obj, "trace_id")
+
+
 def _readable_trace_id(obj: object) -> str | None:
     if isinstance(obj, dict):
         value = obj.get("trace_id")
-        if isinstance(value, str) and 0 < len(value) <= MAX_TEXT_LENGTH:
+        if isinstance(value, str) and value.strip() and len(value) <= MAX_TEXT_LENGTH:
             return value
     return None
 
@@ -448,7 +460,7 @@ def _build(obj: Mapping[str, Any]) -> TradingSignal:
         is_warmup=is_warmup,
         market_data_snapshot=_market_data(obj.get("market_data_snapshot")),
         metadata=_metadata(obj.get("metadata")),
-        trace_id=_optional_text(obj, "trace_id"),
+        trace_id=_trace_id(obj),
         extra={k: v for k, v in obj.items() if k not in KNOWN_FIELDS},
         raw=obj,
     )

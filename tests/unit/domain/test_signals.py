@@ -13,6 +13,7 @@ from order_manager.domain.enums import Category, OrderType, PositionIdx, TimeInF
 from order_manager.domain.instruments import InstrumentStatus
 from order_manager.domain.rejections import RejectCode
 from order_manager.domain.signals import (
+    MAX_TEXT_LENGTH,
     AmountUnit,
     SignalRejection,
     SignalType,
@@ -128,6 +129,26 @@ def test_optional_fields_may_be_absent() -> None:
     )
     assert signal.model_version is None and signal.trace_id is None
     assert signal.market_data_snapshot is None and signal.is_warmup is False
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n"])
+def test_an_empty_trace_id_counts_as_absent(blank: str) -> None:
+    """The contract says trace_id is generated if absent: an empty one must not dead-letter
+    an otherwise valid signal; it parses as None and the intake generates one."""
+    signal = parsed(trace_id=blank)
+    assert signal.trace_id is None
+    assert signal.signal_id == SIGNAL_ID
+    # a malformed signal with a blank trace_id is recorded without one
+    rejection = rejected(trace_id=blank, amount=0)
+    assert rejection.code is RejectCode.AMOUNT_NOT_POSITIVE and rejection.trace_id is None
+
+
+def test_trace_id_rules_other_than_blank_are_unchanged() -> None:
+    assert parsed(trace_id=" t-1 ").trace_id == " t-1 "  # kept verbatim, not rewritten
+    wrong_type = rejected(trace_id=12)
+    assert wrong_type.code is RejectCode.BAD_TYPE and wrong_type.details["field"] == "trace_id"
+    too_long = rejected(trace_id="x" * (MAX_TEXT_LENGTH + 1))
+    assert too_long.code is RejectCode.INVALID_VALUE and too_long.details["field"] == "trace_id"
 
 
 def test_recognised_metadata() -> None:
