@@ -247,6 +247,44 @@ async def test_trace_id_is_generated_when_absent_and_reaches_the_processor(
     assert trace_id == row["trace_id"]
 
 
+@pytest.mark.parametrize("blank", ["", "  "])
+async def test_an_empty_trace_id_is_treated_as_absent_not_dead_lettered(
+    harness: Harness, blank: str
+) -> None:
+    harness.intake().start()
+    signal = build_signal(asset="BTCUSDT", side="buy", amount=Decimal("10"))
+    signal["trace_id"] = blank
+    await harness.publish(encode_signal(signal))
+    await harness.wait_status(signal["signal_id"], "executed")
+    row = await harness.signal_row(signal["signal_id"])
+    assert row is not None and row["trace_id"] and row["trace_id"].strip()
+    ((_, _, trace_id),) = harness.processor.calls
+    assert trace_id == row["trace_id"]
+    assert await harness.queue_depth(DLQ) == 0
+
+
+async def test_signal_rejected_event_body_carries_dry_run_and_warmup(harness: Harness) -> None:
+    """`order` is null on signal_rejected: the paper flag is a top-level body field (not only
+    the x-om-dry-run header) and the warm-up flag is in `signal`."""
+    from order_manager.services.intake import WarmupPolicy
+
+    paper = RecordingProcessor(is_dry_run=True)
+    harness.intake(
+        warmup=WarmupPolicy.DRY_RUN, dry_run_processor=paper, max_age=timedelta(seconds=60)
+    ).start()
+    warm = await harness.send("BTCUSDT", is_warmup=True, timestamp=aged(61))
+    live = await harness.send("BTCUSDT", timestamp=aged(61))
+    await harness.wait_status(warm, "rejected")
+    await harness.wait_status(live, "rejected")
+    events = {e["aggregate_id"]: e for e in await harness.outbox("signal_rejected")}
+    assert set(events) == {warm, live}
+    warm_body, live_body = events[warm]["payload"], events[live]["payload"]
+    assert warm_body["order"] is None and warm_body["is_dry_run"] is True
+    assert warm_body["signal"]["is_warmup"] is True
+    assert live_body["is_dry_run"] is False and live_body["signal"]["is_warmup"] is False
+    assert paper.calls == [] and harness.processor.calls == []
+
+
 async def test_per_symbol_order_holds_for_200_interleaved_signals(harness: Harness) -> None:
     harness.processor.yields = 3
     intake = harness.intake(prefetch=64)
