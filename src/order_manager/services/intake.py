@@ -20,6 +20,9 @@ At-least-once delivery, exactly-once effect (architecture mechanism 3):
 4. The ``SignalProcessor`` (execution) plans, checks risk, commits its own order rows and
    returns the outcome; the intake commits the signal's final status — with a
    ``signal_rejected`` outbox event in the same transaction when rejected — and only then acks.
+   A retryable ``failed`` outcome (exchange unavailable, outcome unknown, our own error after
+   its retries) is also republished to the dead-letter queue with its reason before the ack,
+   so it is never dropped silently; replaying it retries the signal.
 
 Malformed messages (not JSON, missing/badly typed fields, out-of-range values, unknown asset)
 are republished unchanged to the dead-letter queue with reason headers (the sink returns after
@@ -517,8 +520,20 @@ class SignalIntake:
         else:
             await self._commit_outcome_in_uow(work, signal, outcome)
         self._after_outcome(work, signal, outcome)
-        if isinstance(outcome, SignalFailed) and not outcome.retryable:
-            return  # left unacked: redelivered (and retried) after the cause is fixed
+        if isinstance(outcome, SignalFailed):
+            if not outcome.retryable:
+                return  # left unacked: redelivered (and retried) after the cause is fixed
+            # nothing is dropped silently: the message goes to the dead-letter queue with the
+            # reason, where an operator or the model service can replay it (a replay of a
+            # `failed` signal is retried; intents left `submitting` are resumed, never doubled).
+            # After the commit: a crash in between means a redelivery, which retries.
+            await self._dead_letters.dead_letter(
+                work.message.body,
+                reason=outcome.code,
+                error=outcome.message,
+                failed_at=self._clock(),
+                trace_id=work.trace_id,
+            )
         await work.message.ack()
 
     async def _commit_outcome_in_uow(

@@ -168,7 +168,12 @@ async def test_duplicate_after_failure_retries(harness: Harness) -> None:
     await harness.wait_status(signal_id, "failed")
     row = await harness.signal_row(signal_id)
     assert row is not None and row["reason_code"] == "exchange_unavailable"
-    await harness.publish(body)
+    # not dropped silently: the message is in the DLQ with its reason, byte for byte
+    (letter,) = await harness.dead_letters(1)
+    assert letter.body == body
+    assert letter.headers["x-om-reason"] == "exchange_unavailable"
+    assert letter.headers["x-om-error"] == "503 from Bybit"
+    await harness.publish(body)  # the replay
     await harness.wait_status(signal_id, "executed")
     assert harness.processor.ids() == [signal_id, signal_id]
     row = await harness.signal_row(signal_id)
