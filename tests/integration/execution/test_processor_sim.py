@@ -21,7 +21,7 @@ from order_manager.services.ports.processing import (
     SignalFailed,
     SignalRejected,
 )
-from order_manager.services.processor import Processor
+from order_manager.services.processor import Processor, ProcessorConfig
 
 from .conftest import Env, client_config, new_signal
 
@@ -514,3 +514,31 @@ async def test_a_failed_amend_whose_order_cannot_be_looked_up_is_neither_replace
     assert second.retryable and second.code == "exchange_outcome_unknown"
     orders = await env.sim_orders()
     assert len(orders) == 1 and Decimal(orders[0]["qty"]) == Decimal("0.015")
+
+
+async def test_with_the_balance_checks_off_no_wallet_is_read(env: Env) -> None:
+    """Balance check and order-size ratio both off: no wallet call per signal (the spec's
+    "disabling the balance check reduces API calls"); with the check on, one per signal."""
+    registry = CollectorRegistry()
+    async with BybitRestClient(client_config(env.sim_url), metrics=metrics_for(registry)) as rest:
+        cache = InstrumentCache(rest, ["linear"])
+        await cache.refresh()
+        gateway = BybitGateway(rest, cache)
+
+        def wallet_reads() -> float:
+            labels = {"method": "GET", "endpoint": "/v5/account/wallet-balance", "outcome": "ok"}
+            return registry.get_sample_value("bybit_requests_total", labels) or 0.0
+
+        off = RiskLimits(enable_balance_check=False, max_order_size_ratio=None)
+        unchecked = Processor(env.uow, gateway, ProcessorConfig(limits=off))
+        assert isinstance(
+            await unchecked.process(await new_signal(env, amount="1000"), "t-off"),
+            SignalExecuted,
+        )
+        assert wallet_reads() == 0
+        checked = Processor(env.uow, gateway, ProcessorConfig())
+        assert isinstance(
+            await checked.process(await new_signal(env, amount="1000", asset="ETHUSDT"), "t-on"),
+            SignalExecuted,
+        )
+        assert wallet_reads() == 1
