@@ -208,7 +208,10 @@ class Settings(BaseSettings):
     max_order_size_usdt: PositiveDecimal = Decimal("10000")
     max_position_size_usdt: PositiveDecimal = Decimal("50000")
     max_total_exposure_usdt: PositiveDecimal = Decimal("100000")
-    max_order_size_ratio: Fraction = Decimal("0.5")
+    #: 0 = off (then, with the balance check off too, no wallet is read per signal)
+    max_order_size_ratio: Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)] = Decimal(
+        "0.5"
+    )
     max_daily_volume_usdt: NonNegativeDecimal = Decimal("0")
     risk_reduce_instead_of_reject: bool = False
     max_orders_per_minute_per_symbol: int = Field(default=30, ge=1)
@@ -481,7 +484,7 @@ class Settings(BaseSettings):
             max_order_notional=self.max_order_size_usdt,
             max_position_notional=self.max_position_size_usdt,
             max_total_exposure=self.max_total_exposure_usdt,
-            max_order_size_ratio=self.max_order_size_ratio,
+            max_order_size_ratio=self.max_order_size_ratio or None,
             max_daily_volume=self.max_daily_volume_usdt or None,
             max_orders_per_minute_per_symbol=self.max_orders_per_minute_per_symbol,
             reduce_instead_of_reject=self.risk_reduce_instead_of_reject,

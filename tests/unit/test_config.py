@@ -447,3 +447,10 @@ def test_the_configured_category_is_the_signals_default_and_is_watched() -> None
     assert intake_config(s).default_category is Category.INVERSE
     assert s.traded_categories == (Category.INVERSE, Category.LINEAR, Category.SPOT)
     assert Settings().traded_categories == (Category.LINEAR, Category.SPOT)
+
+
+def test_a_zero_order_size_ratio_turns_the_limit_off() -> None:
+    from order_manager.config import Settings
+
+    assert Settings(max_order_size_ratio=Decimal("0")).risk_limits().max_order_size_ratio is None
+    assert Settings().risk_limits().max_order_size_ratio == Decimal("0.5")
