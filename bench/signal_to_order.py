@@ -60,6 +60,7 @@ from order_manager.adapters.paper.exchange import PaperExchange
 from order_manager.adapters.paper.feed import PaperFeedSource
 from order_manager.adapters.postgres.migrate import upgrade
 from order_manager.adapters.postgres.pool import create_pool
+from order_manager.adapters.postgres.signals_repo import PgSignalStore
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
 from order_manager.adapters.rabbitmq.connection import connect
 from order_manager.adapters.rabbitmq.dead_letters import RabbitDeadLetterPublisher
@@ -316,6 +317,7 @@ async def one_run(
                 dead_letters=RabbitDeadLetterPublisher(connection, DLQ),
                 uow_factory=uow,
                 processor=processor,
+                signal_store=PgSignalStore(pool),  # as the service wires it (autocommit)
                 instruments=lookup,
                 config=IntakeConfig(dry_run=mode == "dry-run", lane_capacity=1024),
             )
