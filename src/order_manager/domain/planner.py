@@ -514,6 +514,7 @@ def _plan(
     # external order, a conditional order waiting for its trigger, or a submitting intent)
     resting = account.actionable_orders_for(instrument.category, instrument.symbol)
     cancels: list[Cancel] = []
+    converted = ZERO
     if config.cancel_opposite_orders:
         cancels += [_cancel(o, CancelReason.OPPOSITE_SIGNAL) for o in resting if o.side is not side]
     same_side = [o for o in resting if o.side is side and not o.reduce_only]
@@ -532,6 +533,7 @@ def _plan(
                 for i in intents
             ]
             if extra:
+                converted = extra
                 notes.append(f"convert: {extra} from cancelled resting limits added")
 
     # TP/SL are validated up front (a bad one rejects the signal) and attach to opening legs;
@@ -633,6 +635,7 @@ def _plan(
         order_type=order_type,
         reference_price=reference,
         notes=tuple(notes),
+        converted_qty=converted,
     )
 
 

@@ -177,6 +177,10 @@ class Plan:
     order_type: OrderType | None = None
     reference_price: Decimal | None = None
     notes: tuple[str, ...] = ()
+    #: quantity the opening legs took over from resting limits cancelled for a market signal
+    #: (``pending_limits_on_market=convert``): the executor sends those cancels first and
+    #: places this quantity only for the limits whose cancel the exchange confirmed
+    converted_qty: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
         rejects = [a for a in self.actions if isinstance(a, Rejection)]

@@ -40,6 +40,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import structlog
 
@@ -55,8 +56,10 @@ from order_manager.domain.orders import (
     mark_rejected,
 )
 from order_manager.domain.plans import (
+    Action,
     Amend,
     Cancel,
+    CancelReason,
     LegIntent,
     LinkType,
     Place,
@@ -116,6 +119,9 @@ class LegResult:
     #: an amend that did not land (the exchange's order was looked up): its quantity may be
     #: placed as an order of its own
     replaceable: bool = False
+    #: a cancel the exchange answered "not found": the order was already gone (filled or
+    #: cancelled) — counted as done, but not a confirmation that this call removed it
+    gone: bool = False
 
     @property
     def unresolved(self) -> bool:
@@ -272,12 +278,25 @@ class Executor:
     async def execute(self, plan: Plan, ctx: ExecutionContext) -> ExecutionResult:
         if plan.is_rejected:
             raise ValueError("a rejected plan is never executed")
-        to_send, done_amends = await self.write_intents(plan, ctx)
         legs: list[LegResult] = []
         notes: list[str] = []
         auth_failed = False
-
-        cancels = await asyncio.gather(*(self._cancel(c, plan, ctx) for c in plan.cancels))
+        cancels: list[LegResult] = []
+        if plan.converted_qty > 0:
+            # convert: the cancels go first, and the opening legs keep only the quantity of
+            # limits the exchange confirmed cancelled — a limit that filled meanwhile ("not
+            # found") or a refused cancel must not be traded a second time. A crash between
+            # the cancels and the intents re-plans without them: the quantity can be lost,
+            # never doubled.
+            cancels = list(
+                await asyncio.gather(*(self._cancel(c, plan, ctx) for c in plan.cancels))
+            )
+            plan = _keep_confirmed_conversions(plan, cancels, notes)
+        to_send, done_amends = await self.write_intents(plan, ctx)
+        if plan.converted_qty == 0 and not cancels:
+            cancels = list(
+                await asyncio.gather(*(self._cancel(c, plan, ctx) for c in plan.cancels))
+            )
         legs += cancels
         fallbacks: list[LegResult] = []
         for amend in plan.amends:
@@ -545,6 +564,7 @@ class Executor:
             None if gone else report.error_kind,
             report.ret_code,
             report.message,
+            gone=gone,
         )
 
     # ------------------------------------------------------------------ helpers
@@ -600,6 +620,47 @@ class Executor:
                 market=ctx.market_conditions,
                 signal=ctx.summary,
             )
+
+
+def _keep_confirmed_conversions(plan: Plan, cancels: Sequence[LegResult], notes: list[str]) -> Plan:
+    """The plan with its opening legs shrunk by the converted quantity of every limit whose
+    cancel was not confirmed (taken from the last opening leg backwards; a leg left at zero, or
+    under the instrument's minimums, is dropped — its link goes with it)."""
+    unconfirmed = sum(
+        (
+            cancel.remaining_qty
+            for cancel, leg in zip(plan.cancels, cancels, strict=True)
+            if cancel.reason is CancelReason.REPLACED_BY_MARKET and (not leg.ok or leg.gone)
+        ),
+        Decimal(0),
+    )
+    excess = min(unconfirmed, plan.converted_qty)
+    if excess == 0:
+        return plan
+    notes.append(f"convert: {excess} not added (its limit was not confirmed cancelled)")
+    instrument = plan.instrument
+    places: dict[str, Place | None] = {}
+    for place in reversed(plan.places):
+        if excess == 0 or place.reduce_only or place.intent is not LegIntent.OPEN:
+            continue
+        cut = min(excess, place.qty)
+        excess -= cut
+        left = place.qty - cut
+        keep = left > 0 and (
+            instrument is None or instrument.meets_minimums(left, place.reference_price)
+        )
+        notional = instrument.notional(left, place.reference_price) if instrument else Decimal(0)
+        places[place.order_link_id] = replace(place, qty=left, notional=notional) if keep else None
+    actions: list[Action] = []
+    for action in plan.actions:
+        if isinstance(action, Place) and action.order_link_id in places:
+            changed = places[action.order_link_id]
+            if changed is not None:
+                actions.append(changed)
+        else:
+            actions.append(action)
+    # links follow the actions (Plan.links is derived from them)
+    return replace(plan, actions=tuple(actions), converted_qty=Decimal(0))
 
 
 def _fmt(value: object) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -19,6 +20,7 @@ from order_manager.domain.risk import RiskLimits
 from order_manager.services.ports.processing import (
     SignalExecuted,
     SignalFailed,
+    SignalOutcome,
     SignalRejected,
 )
 from order_manager.services.processor import Processor, ProcessorConfig
@@ -542,3 +544,41 @@ async def test_with_the_balance_checks_off_no_wallet_is_read(env: Env) -> None:
             SignalExecuted,
         )
         assert wallet_reads() == 1
+
+
+async def _convert_case(
+    env: Env, *, fill_the_limit_first: bool
+) -> tuple[SignalOutcome, list[dict[str, Any]]]:
+    from order_manager.domain.planner import PendingLimitPolicy
+
+    planner = PlannerConfig(pending_limits_on_market=PendingLimitPolicy.CONVERT)
+    processor = env.processor(planner=planner)
+    limit = await processor.process(
+        await new_signal(env, amount="1000", metadata={"order_type": "limit"}), "t-limit"
+    )
+    assert isinstance(limit, SignalExecuted), limit
+    if fill_the_limit_first:  # on the exchange only: our row still says pending (no tracker)
+        await env.admin_post("/sim/fill", {"orderId": limit.order_ids[0]})
+    outcome = await processor.process(
+        await new_signal(env, amount="1000", metadata={"order_type": "market"}), "t-market"
+    )
+    markets = [o for o in await env.sim_orders() if o["orderType"] == "Market"]
+    return outcome, markets
+
+
+async def test_convert_adds_a_cancelled_limits_quantity_to_the_market_order(env: Env) -> None:
+    outcome, markets = await _convert_case(env, fill_the_limit_first=False)
+    assert isinstance(outcome, SignalExecuted), outcome
+    assert [Decimal(o["qty"]) for o in markets] == [Decimal("0.030")]  # 0.015 own + 0.015
+    statuses = {o["orderType"]: o["orderStatus"] for o in await env.sim_orders()}
+    assert statuses["Limit"] == "Cancelled"
+
+
+async def test_convert_never_trades_a_limit_that_filled_before_its_cancel(env: Env) -> None:
+    """The resting limit filled on the exchange before the market signal's cancel reached it
+    ("not found"): its quantity was already traded, so the market order carries only the
+    signal's own 0.015 — not 0.030."""
+    outcome, markets = await _convert_case(env, fill_the_limit_first=True)
+    assert isinstance(outcome, SignalExecuted), outcome
+    assert [Decimal(o["qty"]) for o in markets] == [Decimal("0.015")]
+    assert any("not added" in note for note in outcome.notes)

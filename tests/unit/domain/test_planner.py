@@ -475,6 +475,8 @@ def test_pending_limits_when_a_market_signal_arrives() -> None:
     assert cancel.places[0].qty == D("0.015")
     convert = run(kw, account=account, pending_limits_on_market=PendingLimitPolicy.CONVERT)
     assert convert.places[0].qty == D("0.025")
+    # the executor places the converted part only for limits whose cancel is confirmed
+    assert convert.converted_qty == D("0.010") and cancel.converted_qty == 0
 
 
 def test_stale_orders() -> None:
