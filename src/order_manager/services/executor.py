@@ -282,7 +282,8 @@ class Executor:
         notes: list[str] = []
         auth_failed = False
         cancels: list[LegResult] = []
-        if plan.converted_qty > 0:
+        cancel_first = plan.converted_qty > 0
+        if cancel_first:
             # convert: the cancels go first, and the opening legs keep only the quantity of
             # limits the exchange confirmed cancelled — a limit that filled meanwhile ("not
             # found") or a refused cancel must not be traded a second time. A crash between
@@ -293,7 +294,7 @@ class Executor:
             )
             plan = _keep_confirmed_conversions(plan, cancels, notes)
         to_send, done_amends = await self.write_intents(plan, ctx)
-        if plan.converted_qty == 0 and not cancels:
+        if not cancel_first:
             cancels = list(
                 await asyncio.gather(*(self._cancel(c, plan, ctx) for c in plan.cancels))
             )
