@@ -70,6 +70,7 @@ from order_manager.domain.plans import (
 )
 from order_manager.domain.signals import TradingSignal
 from order_manager.services import events
+from order_manager.services.audit import record_call
 from order_manager.services.ports.exchange import (
     CallReport,
     ExchangeErrorKind,
@@ -577,21 +578,9 @@ class Executor:
         order_uuid: str | None,
         order_link_id: str,
     ) -> None:
-        response: dict[str, object] = {"attempts": report.attempts}
-        if report.order_id:
-            response["orderId"] = report.order_id
-        outcome = getattr(report, "outcome", None)
-        if outcome:
-            response["outcome"] = outcome
-        await uow.orders.record_exchange_call(
-            action=report.action,
-            request=report.request,
-            response=response,
-            ok=report.ok,
-            ret_code=report.ret_code,
-            error_kind=report.error_kind,
-            message=report.message,
-            duration_ms=report.duration_ms,
+        await record_call(
+            uow.orders,
+            report,
             trace_id=ctx.trace_id,
             signal_id=ctx.signal.signal_id,
             order_uuid=order_uuid,

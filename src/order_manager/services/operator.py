@@ -25,6 +25,7 @@ import structlog
 from order_manager.domain.enums import Category, Side
 from order_manager.domain.orders import OrderStatus
 from order_manager.domain.plans import Cancel, CancelReason
+from order_manager.services.audit import record_call
 from order_manager.services.ports.exchange import ExchangeErrorKind, ExchangeGateway
 from order_manager.services.ports.exchange_queries import ReconcileExchange
 from order_manager.services.ports.operator_log import OperatorLog
@@ -122,20 +123,15 @@ class OperatorActions:
         )
         report = await self._gateway.cancel(action, trace_id=trace_id)
         async with self._uow_factory() as uow:
-            await uow.orders.record_exchange_call(
-                action=report.action,
-                request=report.request,
-                response={"orderId": report.order_id} if report.ok else None,
-                ok=report.ok,
-                ret_code=report.ret_code,
-                error_kind=report.error_kind,
-                message=report.message,
-                duration_ms=report.duration_ms,
+            await record_call(
+                uow.orders,
+                report,
                 trace_id=trace_id,
                 signal_id=None,
                 order_uuid=str(order["id"]),
                 order_link_id=str(order["order_link_id"]),
                 is_dry_run=bool(order["is_dry_run"]),
+                extra={"reason": CancelReason.OPERATOR.value},
             )
             await uow.commit()
         await self._log.record(

@@ -34,6 +34,7 @@ from order_manager.domain.orders import (
     mark_failed,
 )
 from order_manager.services import events
+from order_manager.services.audit import record_call
 from order_manager.services.ports.exchange import ExchangeGateway
 from order_manager.services.ports.orders import StoredOrder
 from order_manager.services.ports.uow import UnitOfWorkFactory
@@ -118,15 +119,9 @@ class Recovery:
         )
         now = self.clock()
         async with self.uow_factory() as uow:
-            await uow.orders.record_exchange_call(
-                action=lookup.action,
-                request=lookup.request,
-                response={"orderId": lookup.order_id} if lookup.order_id else None,
-                ok=lookup.ok,
-                ret_code=lookup.ret_code,
-                error_kind=lookup.error_kind,
-                message=lookup.message,
-                duration_ms=lookup.duration_ms,
+            await record_call(
+                uow.orders,
+                lookup,
                 trace_id=trace_id,
                 signal_id=row.signal_id,
                 order_uuid=row.uuid,

@@ -38,6 +38,7 @@ from order_manager.domain.enums import OrderType, TimeInForce
 from order_manager.domain.orders import OrderStatus
 from order_manager.domain.planner import stale_orders
 from order_manager.domain.plans import Cancel
+from order_manager.services.audit import record_call
 from order_manager.services.ports.exchange import ExchangeErrorKind, ExchangeGateway
 from order_manager.services.ports.orders import StoredOrder
 from order_manager.services.ports.uow import UnitOfWorkFactory
@@ -140,20 +141,15 @@ class StaleOrderSweeper:
         trace_id = row.trace_id or uuid.uuid4().hex
         result = await self._gateway.cancel(action, trace_id=trace_id)
         async with self._uow_factory(atomic=False) as uow:
-            await uow.orders.record_exchange_call(
-                action=result.action,
-                request=result.request,
-                response={"orderId": result.order_id, "reason": action.reason.value},
-                ok=result.ok,
-                ret_code=result.ret_code,
-                error_kind=result.error_kind,
-                message=result.message,
-                duration_ms=result.duration_ms,
+            await record_call(
+                uow.orders,
+                result,
                 trace_id=trace_id,
                 signal_id=row.signal_id,
                 order_uuid=row.uuid,
                 order_link_id=action.order_link_id,
                 is_dry_run=row.is_dry_run,
+                extra={"reason": action.reason.value},
             )
         link = action.order_link_id
         if result.ok:
