@@ -344,6 +344,8 @@ def _check_contract(body: bytes, metadata_json_keys: Collection[str]) -> None:
     if isinstance(parsed, SignalRejection):
         field_path = str(parsed.details.get("field", ""))
         _usage_error(_option_for(field_path, metadata_json_keys), parsed.message)
+    if parsed.notes:  # the service would set these parts aside; a person typed them: say so
+        _usage_error("--market-data-snapshot", "; ".join(parsed.notes))
 
 
 @app.command("send-signal")

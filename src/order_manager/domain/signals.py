@@ -9,7 +9,8 @@ Public API:
   Structural validation that needs no outside state: JSON (numbers parsed to ``Decimal`` from the
   raw text, never via float), required fields, types, ranges (amount > 0, confidence 0..1),
   ``signal_type`` case-insensitive, ``asset`` upper-cased, ISO 8601 timestamps (no offset or
-  ``Z`` = UTC), recognised ``metadata`` keys, advisory ``market_data_snapshot``. Unknown fields
+  ``Z`` = UTC), recognised ``metadata`` keys, advisory ``market_data_snapshot`` (an invalid one
+  is set aside with a note in ``TradingSignal.notes``, never a reason to refuse). Unknown fields
   are kept in ``TradingSignal.extra`` (and everything in ``TradingSignal.raw``). An empty or
   whitespace-only ``trace_id`` is treated as absent (``trace_id=None``; the intake generates
   one), never as a reason to dead-letter the signal.
@@ -167,6 +168,9 @@ class TradingSignal:
     trace_id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: what the parser set aside without refusing the signal (an invalid advisory
+    #: ``market_data_snapshot``); the intake logs them
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.timestamp.tzinfo is None:
@@ -447,6 +451,12 @@ def _build(obj: Mapping[str, Any]) -> TradingSignal:
     timestamp = _timestamp(_required(obj, "timestamp"), "timestamp")
     strategy_id = _text(_required(obj, "strategy_id"), "strategy_id")
     is_warmup = _bool(obj["is_warmup"], "is_warmup") if _present(obj, "is_warmup") else False
+    notes: list[str] = []
+    try:
+        snapshot = _market_data(obj.get("market_data_snapshot"))
+    except _Invalid as problem:  # advisory data: set aside, never a reason to refuse
+        snapshot = None
+        notes.append(f"{problem.field_name} ignored: {problem.message}")
     return TradingSignal(
         signal_id=signal_id,
         signal_type=signal_type,
@@ -458,11 +468,12 @@ def _build(obj: Mapping[str, Any]) -> TradingSignal:
         strategy_id=strategy_id,
         model_version=_optional_text(obj, "model_version"),
         is_warmup=is_warmup,
-        market_data_snapshot=_market_data(obj.get("market_data_snapshot")),
+        market_data_snapshot=snapshot,
         metadata=_metadata(obj.get("metadata")),
         trace_id=_trace_id(obj),
         extra={k: v for k, v in obj.items() if k not in KNOWN_FIELDS},
         raw=obj,
+        notes=tuple(notes),
     )
 
 

@@ -254,6 +254,9 @@ class SignalIntake:
             await self._lanes.submit(MALFORMED_LANE, _Work(message, None, parsed, trace_id))
             return
         trace_id = parsed.trace_id or new_trace_id()
+        if parsed.notes:
+            with trace_context(trace_id):
+                log.warning("signal accepted with parts set aside", notes=list(parsed.notes))
         key = (parsed.category_or(self.config.default_category).value, parsed.asset)
         await self._lanes.submit(key, _Work(message, parsed, None, trace_id))
 

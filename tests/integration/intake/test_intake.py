@@ -510,3 +510,13 @@ async def test_a_signal_without_a_category_takes_the_configured_default(
     # the row is recorded after the dead letter is confirmed (by design): wait for it
     await harness.wait_status(defaulted, "rejected")
     assert harness.processor.ids() == [named]
+
+
+async def test_a_bad_advisory_snapshot_does_not_stop_a_valid_signal(harness: Harness) -> None:
+    """market_data_snapshot is advisory: an invalid one is set aside (logged) and the signal
+    executes — it is not dead-lettered."""
+    harness.intake().start()
+    signal_id = await harness.send("BTCUSDT", market_data_snapshot={"price": -1})
+    await harness.wait_status(signal_id, "executed")
+    assert harness.processor.ids() == [signal_id]
+    assert await harness.queue_depth(DLQ) == 0

@@ -215,11 +215,6 @@ def test_recognised_metadata() -> None:
         ({"metadata": {"position_idx": 3}}, RejectCode.INVALID_VALUE, "metadata.position_idx"),
         ({"metadata": {"category": "option"}}, RejectCode.INVALID_VALUE, "metadata.category"),
         ({"metadata": {"expires_at": "soon"}}, RejectCode.INVALID_VALUE, "metadata.expires_at"),
-        (
-            {"market_data_snapshot": {"price": -1}},
-            RejectCode.INVALID_VALUE,
-            "market_data_snapshot.price",
-        ),
     ],
 )
 def test_each_invalid_field_has_a_precise_code(
@@ -364,3 +359,15 @@ def test_default_category_is_configurable() -> None:
         default_category=Category.SPOT,
     )
     assert isinstance(refused, SignalRejection) and refused.code is RejectCode.UNKNOWN_ASSET
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [{"price": -1}, {"spread": "wide"}, [1, 2], {"orderbook_depth": {"bid_depth": -5}}],
+)
+def test_an_invalid_advisory_snapshot_is_set_aside_not_refused(snapshot: Any) -> None:
+    """market_data_snapshot is advisory (prices come from the exchange's book): a bad one is
+    dropped with a note the intake logs; the signal itself stands."""
+    signal = parsed(market_data_snapshot=snapshot)
+    assert signal.market_data_snapshot is None
+    assert len(signal.notes) == 1 and signal.notes[0].startswith("market_data_snapshot")
