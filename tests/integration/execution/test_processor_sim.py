@@ -14,6 +14,7 @@ from order_manager.adapters.bybit.gateway import BybitGateway
 from order_manager.adapters.bybit.instruments import InstrumentCache
 from order_manager.adapters.bybit.metrics import metrics_for
 from order_manager.adapters.bybit.rest import BybitRestClient
+from order_manager.domain.enums import Category
 from order_manager.domain.planner import PlannerConfig
 from order_manager.domain.rejections import RejectCode
 from order_manager.domain.risk import RiskLimits
@@ -345,8 +346,6 @@ async def test_an_amend_adds_to_the_daily_volume(env: Env) -> None:
 async def test_orders_per_minute_count_opening_orders_only(env: Env) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from order_manager.domain.enums import Category
-
     now = datetime.now(UTC)
     for i, reduce_only in enumerate((False, True, True)):
         await env.pool.execute(
@@ -582,3 +581,25 @@ async def test_convert_never_trades_a_limit_that_filled_before_its_cancel(env: E
     assert isinstance(outcome, SignalExecuted), outcome
     assert [Decimal(o["qty"]) for o in markets] == [Decimal("0.015")]
     assert any("not added" in note for note in outcome.notes)
+
+
+async def test_the_all_positions_read_still_learns_a_flat_symbols_leverage(env: Env) -> None:
+    """Total exposure reads every USDT position in one call; a flat symbol may be missing from
+    such a list, and its leverage must still be learnt (margin = notional / leverage), not
+    assumed to be 1."""
+    async with BybitRestClient(
+        client_config(env.sim_url), metrics=metrics_for(CollectorRegistry())
+    ) as rest:
+        cache = InstrumentCache(rest, ["linear"])
+        await cache.refresh()
+        gateway = BybitGateway(rest, cache)
+        listed = await rest.get_positions("linear", settle_coin="USDT")
+        flat = await gateway.positions(
+            Category.LINEAR, "BTCUSDT", trace_id="t-lev", include_others=True
+        )
+        assert all(p.size == 0 for p in flat)
+        [row] = await rest.get_positions("linear", symbol="BTCUSDT")
+        assert row.leverage and row.leverage > 1
+        assert await gateway.leverage(Category.LINEAR, "BTCUSDT") == row.leverage
+        # (whether or not the settleCoin list held the flat BTCUSDT row)
+        assert all(p.symbol for p in listed)

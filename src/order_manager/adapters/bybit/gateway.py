@@ -444,6 +444,19 @@ class BybitGateway:
                 settle_coin=_LINEAR_SETTLE_COIN if every else None,
                 trace_id=trace_id,
             )
+            if (
+                every
+                and (category, symbol) not in self._leverage
+                and not any(row.symbol == symbol for row in rows)
+            ):
+                # a settleCoin list may leave flat positions out: ask for the symbol once, so
+                # its leverage (margin = notional / leverage) is known, not assumed to be 1
+                rows = [
+                    *rows,
+                    *await self.rest.get_positions(
+                        category.value, symbol=symbol, trace_id=trace_id
+                    ),
+                ]
         except AuthError as error:
             raise ExchangeAuthError(str(error)) from error
         except BybitError as error:
