@@ -26,6 +26,7 @@ import typer
 
 from order_manager.config import ConfigError, Settings, load_settings, redact_url
 from order_manager.domain.money import parse_decimal
+from order_manager.services.events import iso
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -289,11 +290,6 @@ def _timestamp_option(option: str, text: str | None) -> datetime | None:
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         _usage_error(option, f"{text!r} has no timezone; expected {hint}")
     return parsed.astimezone(UTC)
-
-
-def _utc_text(moment: datetime) -> str:
-    """The contract's timestamp text: UTC with a ``Z`` suffix (as ``build_signal`` writes)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -583,7 +579,7 @@ def send_signal(
             ("category", category.lower() if category is not None else None),
             ("position_idx", _position_idx_option(position_idx)),
             ("max_slippage_bps", _decimal_option("--max-slippage-bps", max_slippage_bps)),
-            ("expires_at", None if expiry is None else _utc_text(expiry)),
+            ("expires_at", iso(expiry)),
             ("urgency", urgency),
         )
         if value is not None

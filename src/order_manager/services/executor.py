@@ -81,13 +81,16 @@ from order_manager.services.ports.uow import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("order_manager.services.executor")
 
-_AMEND_TARGET_GONE = frozenset({ExchangeErrorKind.NOT_FOUND, ExchangeErrorKind.INVALID_REQUEST})
 #: a failed amend of these kinds may still have landed (a lost answer, or a retry of one that
 #: had: Bybit answers the repeat "not modified"/"not exists"): the order is looked up first
-_AMEND_VERIFY = _AMEND_TARGET_GONE | {
-    ExchangeErrorKind.UNKNOWN_OUTCOME,
-    ExchangeErrorKind.RETRYABLE,
-}
+_AMEND_VERIFY = frozenset(
+    {
+        ExchangeErrorKind.NOT_FOUND,
+        ExchangeErrorKind.INVALID_REQUEST,
+        ExchangeErrorKind.UNKNOWN_OUTCOME,
+        ExchangeErrorKind.RETRYABLE,
+    }
+)
 _REFUSED = frozenset(
     {
         ExchangeErrorKind.INSUFFICIENT_FUNDS,
@@ -282,7 +285,6 @@ class Executor:
         legs: list[LegResult] = []
         notes: list[str] = []
         auth_failed = False
-        cancels: list[LegResult] = []
         cancel_first = plan.converted_qty > 0
         if cancel_first:
             # convert: the cancels go first, and the opening legs keep only the quantity of
@@ -290,15 +292,11 @@ class Executor:
             # found") or a refused cancel must not be traded a second time. A crash between
             # the cancels and the intents re-plans without them: the quantity can be lost,
             # never doubled.
-            cancels = list(
-                await asyncio.gather(*(self._cancel(c, plan, ctx) for c in plan.cancels))
-            )
+            cancels = await self._cancel_all(plan, ctx)
             plan = _keep_confirmed_conversions(plan, cancels, notes)
         to_send, done_amends = await self.write_intents(plan, ctx)
         if not cancel_first:
-            cancels = list(
-                await asyncio.gather(*(self._cancel(c, plan, ctx) for c in plan.cancels))
-            )
+            cancels = await self._cancel_all(plan, ctx)
         legs += cancels
         fallbacks: list[LegResult] = []
         for amend in plan.amends:
@@ -537,6 +535,9 @@ class Executor:
         return await self._place(place, row, ctx)
 
     # ------------------------------------------------------------------ cancel
+    async def _cancel_all(self, plan: Plan, ctx: ExecutionContext) -> list[LegResult]:
+        return list(await asyncio.gather(*(self._cancel(c, plan, ctx) for c in plan.cancels)))
+
     async def _cancel(self, action: Cancel, plan: Plan, ctx: ExecutionContext) -> LegResult:
         report = await self.gateway.cancel(action, trace_id=ctx.trace_id)
         gone = report.error_kind == ExchangeErrorKind.NOT_FOUND
@@ -639,7 +640,7 @@ def _keep_confirmed_conversions(plan: Plan, cancels: Sequence[LegResult], notes:
         keep = left > 0 and (
             instrument is None or instrument.meets_minimums(left, place.reference_price)
         )
-        notional = instrument.notional(left, place.reference_price) if instrument else Decimal(0)
+        notional = place.notional * left / place.qty  # the same price, less quantity
         places[place.order_link_id] = replace(place, qty=left, notional=notional) if keep else None
     actions: list[Action] = []
     for action in plan.actions:

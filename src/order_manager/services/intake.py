@@ -311,16 +311,19 @@ class SignalIntake:
             return False
         return True
 
-    async def _handle_malformed(self, work: _Work, rejection: SignalRejection) -> None:
-        body = work.message.body
-        now = self._clock()
+    async def _dead_letter(self, work: _Work, reason: str, error: str) -> None:
+        """The message, unchanged, to the DLQ with its reason (returns after the confirm)."""
         await self._dead_letters.dead_letter(
-            body,
-            reason=rejection.code.value,
-            error=rejection.message,
-            failed_at=now,
+            work.message.body,
+            reason=reason,
+            error=error,
+            failed_at=self._clock(),
             trace_id=work.trace_id,
         )
+
+    async def _handle_malformed(self, work: _Work, rejection: SignalRejection) -> None:
+        body = work.message.body
+        await self._dead_letter(work, rejection.code.value, rejection.message)
         recorded = False
         signal_id = _uuid_or_none(rejection.signal_id)
         if signal_id is not None:
@@ -440,13 +443,7 @@ class SignalIntake:
         if checked.dead_letter:
             # DLQ first: a crash before the commit means a second dead letter at worst,
             # never a recorded outcome whose dead letter is missing.
-            await self._dead_letters.dead_letter(
-                work.message.body,
-                reason=checked.code.value,
-                error=checked.message,
-                failed_at=self._clock(),
-                trace_id=work.trace_id,
-            )
+            await self._dead_letter(work, checked.code.value, checked.message)
         async with self._uow_factory() as uow:
             await uow.signals.finish(
                 signal.signal_id,
@@ -530,13 +527,7 @@ class SignalIntake:
             # reason, where an operator or the model service can replay it (a replay of a
             # `failed` signal is retried; intents left `submitting` are resumed, never doubled).
             # After the commit: a crash in between means a redelivery, which retries.
-            await self._dead_letters.dead_letter(
-                work.message.body,
-                reason=outcome.code,
-                error=outcome.message,
-                failed_at=self._clock(),
-                trace_id=work.trace_id,
-            )
+            await self._dead_letter(work, outcome.code, outcome.message)
         await work.message.ack()
 
     async def _commit_outcome_in_uow(

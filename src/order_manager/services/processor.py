@@ -275,7 +275,10 @@ class Processor:
         dry = self.is_dry_run
         async with self.uow_factory(atomic=False) as uow:
             existing = list(await uow.orders.for_signal(signal.signal_id))
-            rows = list(await uow.orders.all_open_orders(is_dry_run=dry, resting_only=True))
+            # the store path also needs the symbol's acknowledged takers (below): one read of
+            # every open order serves both
+            every = await uow.orders.all_open_orders(is_dry_run=dry, resting_only=not with_account)
+            rows = [row for row in every if not _settled_taker(row)]
             recent: tuple[datetime, ...] = ()
             if self.config.limits.max_orders_per_minute_per_symbol is not None:
                 recent = await uow.orders.recent_order_times(
@@ -286,10 +289,12 @@ class Processor:
                 volume = await uow.orders.daily_volume(trading_day_start(now), is_dry_run=dry)
             if not with_account:
                 return _Stored(existing, rows, recent, daily_volume=volume)
-            symbol_rows = await uow.orders.open_orders(
-                instrument.category, instrument.symbol, is_dry_run=dry
-            )
-            if any(_settled_taker(row) for row in symbol_rows):
+            if any(
+                _settled_taker(row)
+                and row.state.category is instrument.category
+                and row.state.symbol == instrument.symbol
+                for row in every
+            ):
                 return _Stored(existing, rows, recent, store_current=False, daily_volume=volume)
             balances = await uow.tracking.available_balances(is_dry_run=dry)
             books = await uow.tracking.positions(is_dry_run=dry)
@@ -312,9 +317,7 @@ class Processor:
         category, symbol = instrument.category, instrument.symbol
         instruments: dict[tuple[Category, str], Instrument] = {(category, symbol): instrument}
         open_orders: list[OpenOrder] = []
-        for row in rows:
-            if _settled_taker(row):
-                continue
+        for row in rows:  # acknowledged takers are already left out (`_stored`)
             key = (row.state.category, row.state.symbol)
             if key not in instruments:
                 try:

@@ -34,8 +34,6 @@ import structlog
 from prometheus_client import Counter
 
 from order_manager.domain.account import OpenOrder
-from order_manager.domain.enums import OrderType, TimeInForce
-from order_manager.domain.orders import OrderStatus
 from order_manager.domain.planner import stale_orders
 from order_manager.domain.plans import Cancel
 from order_manager.services.audit import record_call
@@ -51,8 +49,6 @@ STALE_CANCELS = Counter(
     ["result"],
 )
 
-_RESTING = (OrderStatus.PENDING, OrderStatus.PARTIALLY_FILLED)
-
 
 @dataclass(slots=True)
 class SweepReport:
@@ -60,17 +56,6 @@ class SweepReport:
     cancelled: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-
-
-def _rests(row: StoredOrder) -> bool:
-    state = row.state
-    return (
-        not row.is_external
-        and state.status in _RESTING
-        and state.order_id is not None
-        and state.order_type is not OrderType.MARKET
-        and state.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK)
-    )
 
 
 class StaleOrderSweeper:
@@ -113,17 +98,19 @@ class StaleOrderSweeper:
             rows = await uow.orders.all_open_orders(
                 is_dry_run=self._gateway.is_dry_run, resting_only=True
             )
+        # takers never rest (`resting_only`); of the rest, only ours on the book qualify
+        # (`OpenOrder.is_actionable`: not external, pending or partially filled)
         candidates: list[OpenOrder] = []
         for row in rows:
-            if not _rests(row):
-                continue
             try:
                 instrument = await self._gateway.instrument(row.state.category, row.state.symbol)
             except LookupError:
                 continue  # an instrument no longer listed: the reconciler reports the order
-            candidates.append(
-                OpenOrder.from_state(row.state, instrument, signal_ids=row.signal_ids)
+            order = OpenOrder.from_state(
+                row.state, instrument, signal_ids=row.signal_ids, is_external=row.is_external
             )
+            if order.is_actionable:
+                candidates.append(order)
         report.checked = len(candidates)
         by_link = {row.state.order_link_id: row for row in rows}
         for cancel in stale_orders(candidates, self._clock(), self._max_age):

@@ -52,7 +52,7 @@ from .metrics import redact
 from .models import Order
 from .models import Position as WirePosition
 from .rest import BybitRestClient, OrderRequest
-from .slippage import PERCENT, percent_from_bps
+from .slippage import PERCENT, leg_tolerance_percent
 
 log = structlog.get_logger("order_manager.adapters.bybit.gateway")
 
@@ -181,12 +181,11 @@ def place_request(action: Place) -> OrderRequest:
     """The ``/v5/order/create`` parameters of a planned leg.
 
     A market leg's ``slippage_tolerance_bps`` is sent as ``slippageToleranceType=Percent`` with
-    :func:`~.slippage.percent_from_bps` (bps/100, rounded down to 0.01, clamped into Bybit's
+    :func:`~.slippage.leg_tolerance_percent` (bps/100, rounded down to 0.01, clamped into Bybit's
     0.01-10); a limit leg never carries one (its price is its protection)."""
     spot = action.category is Category.SPOT
     market = action.order_type is OrderType.MARKET
-    tolerance = action.slippage_tolerance_bps
-    slippage = percent_from_bps(tolerance) if market and tolerance is not None else None
+    slippage = leg_tolerance_percent(action)
     return OrderRequest(
         category=action.category.value,
         symbol=action.symbol,

@@ -23,6 +23,9 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Decimal
 from typing import Final
 
+from order_manager.domain.enums import OrderType
+from order_manager.domain.plans import Place
+
 #: the two values of ``slippageToleranceType``
 PERCENT: Final = "Percent"
 TICK_SIZE: Final = "TickSize"
@@ -47,6 +50,14 @@ def percent_from_bps(bps: Decimal) -> Decimal:
     percent = (bps / _BPS_PER_PERCENT).quantize(PERCENT_STEP, rounding=ROUND_DOWN)
     # normalize: the wire text is the plain number ("0.5", not "0.50"; "10", not "1E+1")
     return min(max(percent, MIN_PERCENT), MAX_PERCENT).normalize()
+
+
+def leg_tolerance_percent(action: Place) -> Decimal | None:
+    """The ``Percent`` tolerance a planned leg is sent with: market legs that carry
+    ``slippage_tolerance_bps`` only (a limit leg's price is its protection)."""
+    if action.order_type is not OrderType.MARKET or action.slippage_tolerance_bps is None:
+        return None
+    return percent_from_bps(action.slippage_tolerance_bps)
 
 
 def bps_from_percent(percent: Decimal) -> Decimal:

@@ -13,7 +13,7 @@ limit; a stale book refuses to price). Fills follow the simulator's rules (docs/
   levels when the source offers them, else the touch with its depth, else the touch for the
   whole quantity) but never beyond a protective band of ``band_bps`` around the touch, narrowed
   to the leg's ``slippage_tolerance_bps`` when it has one (converted exactly as the live gateway
-  sends it to Bybit, :func:`~order_manager.adapters.bybit.slippage.percent_from_bps`: rounded
+  sends it to Bybit, :func:`~order_manager.adapters.bybit.slippage.leg_tolerance_percent`: rounded
   down to 0.01 %, clamped into 0.01-10 %); what the book cannot fill is cancelled
   (``PartiallyFilledCanceled``/``Cancelled``);
 * **limit** orders that cross on arrival take liquidity the same way up to their price (PostOnly
@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from order_manager.adapters.bybit.slippage import PERCENT, bps_from_percent, percent_from_bps
+from order_manager.adapters.bybit.slippage import PERCENT, bps_from_percent, leg_tolerance_percent
 from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
 from order_manager.domain.instruments import Instrument
 from order_manager.domain.market import MarketSnapshot
@@ -292,7 +292,7 @@ class PaperExchange:
             "orderLinkId": action.order_link_id,
             "reduceOnly": action.reduce_only,
         }
-        slippage = _slippage_percent(action)
+        slippage = leg_tolerance_percent(action)
         if slippage is not None:
             request["slippageToleranceType"] = PERCENT
             request["slippageTolerance"] = format(slippage, "f")
@@ -301,7 +301,7 @@ class PaperExchange:
             if existing is not None:
                 return self._ok("order.create", request, started, existing, "existing")
             try:
-                order = await self._accept(action)
+                order = await self._accept(action, slippage)
             except _Refusal as refusal:
                 return PaperReport(
                     "order.create",
@@ -418,7 +418,7 @@ class PaperExchange:
                     self._fill(order, order.leaves, order.price, maker=True)
                     self._emit(order)
 
-    async def _accept(self, action: Place) -> _Order:
+    async def _accept(self, action: Place, slippage: Decimal | None) -> _Order:
         instrument = await self.source.instrument(action.category, action.symbol)
         snapshot = await self._fresh(action.category, action.symbol)
         if snapshot is None or not snapshot.is_usable:
@@ -474,7 +474,7 @@ class PaperExchange:
             updated=now,
             take_profit=action.take_profit,
             stop_loss=action.stop_loss,
-            slippage_percent=_slippage_percent(action),
+            slippage_percent=slippage,
         )
         self.orders[order.link] = order
         self.by_id[order.order_id] = order
@@ -629,13 +629,6 @@ class PaperExchange:
             order=order.update(),
             outcome=outcome,
         )
-
-
-def _slippage_percent(action: Place) -> Decimal | None:
-    """The ``Percent`` tolerance the live gateway would send for this leg (market legs only)."""
-    if action.order_type is not OrderType.MARKET or action.slippage_tolerance_bps is None:
-        return None
-    return percent_from_bps(action.slippage_tolerance_bps)
 
 
 def _elapsed(started: float) -> float:

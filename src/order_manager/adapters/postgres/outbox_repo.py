@@ -11,10 +11,11 @@ row's `id` is taken after the lock too, id order within one aggregate equals seq
 which is what lets the relay publish in plain id order.
 
 Batching: `add_event` only queues the event (its `event_id` is generated here, so the caller
-has it at once); the unit of work writes the queue with one `om_outbox_add_many` call (revision
-0003) just before it commits, and any outbox read in the same transaction writes it first. One
-round trip per transaction instead of one per event, same rows, same order, same atomicity: a
-rollback drops the queue together with everything else.
+has it at once); `flush` writes the queue with one `om_outbox_add_many` call (revision 0003),
+together with the transaction's queued audit rows, just before the unit of work commits; any
+outbox read in the same transaction flushes first. One round trip per transaction instead of
+one per event, same rows, same order, same atomicity: a rollback drops the queue together with
+everything else.
 
 The relay claims a different transaction-scoped advisory lock (inside `fetch_unpublished`), so
 at most one relay publishes at any moment (several service instances may run one each).
@@ -30,6 +31,8 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+
+from order_manager.adapters.postgres.orders_repo import AUDIT_INSERT
 
 # Advisory lock namespaces (first key of the two-int form).
 _AGGREGATE_LOCK_NS = 0x0B0C
@@ -54,8 +57,8 @@ class PgOutboxRecord:
     attempts: int
 
 
-OUTBOX_ADD_MANY = "SELECT om_outbox_add_many($1::jsonb, $2)"
-AGGREGATE_LOCK_NAMESPACE = _AGGREGATE_LOCK_NS
+#: the transaction's queued audit rows ($1) and outbox events ($2), one statement
+_WRITE_QUEUED = f"WITH audit AS ({AUDIT_INSERT}) SELECT om_outbox_add_many($2::jsonb, $3)"
 
 
 class PgOutboxRepository:
@@ -71,16 +74,13 @@ class PgOutboxRepository:
         """Events queued for this transaction and not yet written."""
         return len(self._pending)
 
-    def take_pending(self) -> list[list[Any]]:
-        """The queued events, in order, for the unit of work's commit-time write."""
-        events, self._pending = self._pending, []
-        return events
-
-    async def flush(self) -> None:
-        """Write the queued events (one round trip), in the order they were added."""
-        if not self._pending:
+    async def flush(self, audit: Sequence[Mapping[str, object]] = ()) -> None:
+        """Write the queued events in the order they were added — with the unit of work's
+        queued audit rows when it commits — in ONE statement."""
+        if not self._pending and not audit:
             return
-        await self._conn.fetchval(OUTBOX_ADD_MANY, self.take_pending(), _AGGREGATE_LOCK_NS)
+        events, self._pending = self._pending, []
+        await self._conn.fetchval(_WRITE_QUEUED, list(audit), events, _AGGREGATE_LOCK_NS)
 
     async def add_event(
         self,

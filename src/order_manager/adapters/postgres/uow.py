@@ -20,12 +20,8 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from asyncpg.transaction import Transaction
 
-from order_manager.adapters.postgres.orders_repo import AUDIT_INSERT, PgOrderRepository
-from order_manager.adapters.postgres.outbox_repo import (
-    AGGREGATE_LOCK_NAMESPACE,
-    OUTBOX_ADD_MANY,
-    PgOutboxRepository,
-)
+from order_manager.adapters.postgres.orders_repo import PgOrderRepository
+from order_manager.adapters.postgres.outbox_repo import PgOutboxRepository
 from order_manager.adapters.postgres.signals_repo import PgSignalRepository
 from order_manager.adapters.postgres.tracking_repo import PgTrackingRepository
 
@@ -75,24 +71,10 @@ class PostgresUnitOfWork:
         if self._tx is None:  # atomic=False: every statement has committed already
             self._committed = True
             return
-        await self._write_queued()
+        # what the transaction queued — audit rows and outbox events — in one statement
+        await self.outbox.flush(audit=self.orders.take_audit())
         await self._tx.commit()
         self._committed = True
-
-    async def _write_queued(self) -> None:
-        """The audit rows and outbox events this transaction queued: one statement."""
-        audit, events = self.orders.take_audit(), self.outbox.take_pending()
-        if audit and events:
-            await self.connection.fetchval(
-                f"WITH audit AS ({AUDIT_INSERT}) SELECT om_outbox_add_many($2::jsonb, $3)",
-                audit,
-                events,
-                AGGREGATE_LOCK_NAMESPACE,
-            )
-        elif audit:
-            await self.connection.execute(AUDIT_INSERT, audit)
-        elif events:
-            await self.connection.fetchval(OUTBOX_ADD_MANY, events, AGGREGATE_LOCK_NAMESPACE)
 
     async def __aexit__(
         self,
