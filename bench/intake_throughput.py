@@ -111,7 +111,9 @@ class NoopProcessor:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def process(self, signal: TradingSignal, trace_id: str) -> SignalOutcome:
+    async def process(
+        self, signal: TradingSignal, trace_id: str, *, is_new: bool = False
+    ) -> SignalOutcome:
         self.calls += 1
         return SignalExecuted(order_link_ids=(f"om-{signal.signal_id[:8]}",))
 

@@ -119,10 +119,10 @@ class TimedProcessor:
         self._acks = acks
         self.durations: list[float] = []
 
-    async def process(self, signal: Any, trace_id: str) -> Any:
+    async def process(self, signal: Any, trace_id: str, *, is_new: bool = False) -> Any:
         started = time.perf_counter()
         try:
-            outcome = await self._inner.process(signal, trace_id)
+            outcome = await self._inner.process(signal, trace_id, is_new=is_new)
         finally:
             self.durations.append((time.perf_counter() - started) * 1000)
         if isinstance(outcome, SignalRejected):  # refused before any exchange call

@@ -376,8 +376,11 @@ class SignalIntake:
             return
         self._in_flight.add(signal.signal_id)
         try:
-            if await self._claim_and_check(work, signal):
-                outcome = await self._run_processor(signal, trace_id, give_up=give_up)
+            claim = await self._claim_and_check(work, signal)
+            if claim is not None:
+                outcome = await self._run_processor(
+                    signal, trace_id, give_up=give_up, is_new=claim.previous_status is None
+                )
                 await self._commit_outcome(work, signal, outcome)
         finally:
             self._in_flight.discard(signal.signal_id)
@@ -397,8 +400,9 @@ class SignalIntake:
             await uow.commit()
         return claim
 
-    async def _claim_and_check(self, work: _Work, signal: TradingSignal) -> bool:
-        """Claim the signal; settle duplicates and refusals here. True: go on and process."""
+    async def _claim_and_check(self, work: _Work, signal: TradingSignal) -> SignalClaim | None:
+        """Claim the signal; settle duplicates and refusals here (None). The claim: go on and
+        process."""
         claim = await self._claim(work, signal)
         if claim.is_duplicate:
             self.stats.duplicates += 1
@@ -410,7 +414,7 @@ class SignalIntake:
                 redelivered=work.message.redelivered,
             )
             await work.message.ack()
-            return False
+            return None
         if claim.previous_status is not None:
             log.info(
                 "signal retried" if claim.previous_status == "failed" else "signal resumed",
@@ -421,7 +425,7 @@ class SignalIntake:
         checked = self._validate(signal)
         if isinstance(checked, SignalRejection):
             await self._refuse(work, signal, checked)
-            return False
+            return None
         if signal.is_warmup and self.config.warmup is WarmupPolicy.IGNORE:
             async with self._uow_factory() as uow:
                 await uow.signals.finish(
@@ -435,8 +439,8 @@ class SignalIntake:
             self._settled("rejected", work)
             log.info("warm-up signal ignored", signal_id=signal.signal_id)
             await work.message.ack()
-            return False
-        return True
+            return None
+        return claim
 
     async def _refuse(self, work: _Work, signal: TradingSignal, checked: SignalRejection) -> None:
         """A claimed signal failed a stateful check: dead letter (malformed) or rejection."""
@@ -482,7 +486,7 @@ class SignalIntake:
         await work.message.ack()
 
     async def _run_processor(
-        self, signal: TradingSignal, trace_id: str, *, give_up: bool
+        self, signal: TradingSignal, trace_id: str, *, give_up: bool, is_new: bool = False
     ) -> SignalOutcome:
         processor = self._processor
         if (
@@ -492,7 +496,7 @@ class SignalIntake:
         ):
             processor = self._dry_run_processor
         try:
-            return await processor.process(signal, trace_id)
+            return await processor.process(signal, trace_id, is_new=is_new)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

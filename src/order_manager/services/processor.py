@@ -176,10 +176,12 @@ class Processor:
     def is_dry_run(self) -> bool:
         return self.gateway.is_dry_run
 
-    async def process(self, signal: TradingSignal, trace_id: str) -> SignalOutcome:
+    async def process(
+        self, signal: TradingSignal, trace_id: str, *, is_new: bool = False
+    ) -> SignalOutcome:
         log.debug("processor.start", signal_id=signal.signal_id, trace_id=trace_id)
         try:
-            outcome = await self._process(signal, trace_id)
+            outcome = await self._process(signal, trace_id, is_new=is_new)
         except PermissionError as error:
             log.error("processor.exchange_auth_failed", error=str(error), trace_id=trace_id)
             return SignalFailed("exchange_auth", str(error), False, self.is_dry_run)
@@ -195,7 +197,9 @@ class Processor:
         )
         return outcome
 
-    async def _process(self, signal: TradingSignal, trace_id: str) -> SignalOutcome:
+    async def _process(
+        self, signal: TradingSignal, trace_id: str, *, is_new: bool
+    ) -> SignalOutcome:
         category, symbol = signal.category_or(self.config.default_category), signal.asset
         try:
             instrument = await self.gateway.instrument(category, symbol)
@@ -210,7 +214,7 @@ class Processor:
         )
         if from_store:
             stored, market = await asyncio.gather(
-                self._stored(signal, instrument, with_account=True),
+                self._stored(signal, instrument, with_account=True, is_new=is_new),
                 self.gateway.market(category, symbol),
             )
             if stored.store_current:
@@ -225,7 +229,7 @@ class Processor:
                 )
         else:
             stored, market, balances, positions = await asyncio.gather(
-                self._stored(signal, instrument),
+                self._stored(signal, instrument, is_new=is_new),
                 self.gateway.market(category, symbol),
                 self._balances(trace_id),
                 self.gateway.positions(category, symbol, trace_id=trace_id, include_others=True),
@@ -263,10 +267,16 @@ class Processor:
         return await self.gateway.balances(trace_id=trace_id)
 
     async def _stored(
-        self, signal: TradingSignal, instrument: Instrument, *, with_account: bool = False
+        self,
+        signal: TradingSignal,
+        instrument: Instrument,
+        *,
+        with_account: bool = False,
+        is_new: bool = False,
     ) -> _Stored:
-        """This signal's existing orders, our open orders, our recent order times (and with
-        ``with_account`` the tracker's balances and positions). Plain reads of committed rows, no
+        """This signal's existing orders (none to look for when the claim is ``is_new``), our
+        open orders, our recent order times (and with ``with_account`` the tracker's balances
+        and positions). Plain reads of committed rows, no
         transaction (``atomic=False``: no BEGIN/ROLLBACK round trips): this signal's lane is the
         only writer of its symbol's new orders, and a tracker update landing between two reads
         is no different from one landing just after them."""
@@ -274,7 +284,7 @@ class Processor:
         since = now - RATE_WINDOW
         dry = self.is_dry_run
         async with self.uow_factory(atomic=False) as uow:
-            existing = list(await uow.orders.for_signal(signal.signal_id))
+            existing = [] if is_new else list(await uow.orders.for_signal(signal.signal_id))
             # the store path also needs the symbol's acknowledged takers (below): one read of
             # every open order serves both
             every = await uow.orders.all_open_orders(is_dry_run=dry, resting_only=not with_account)

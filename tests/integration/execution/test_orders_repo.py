@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from order_manager.adapters.postgres.orders_repo import FOR_SIGNAL_SQL
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
 from order_manager.domain.enums import Category, OrderType, Side, TimeInForce
 from order_manager.domain.orders import (
@@ -152,3 +153,49 @@ async def test_exchange_calls_are_audited(pool: asyncpg.Pool) -> None:
     assert row["request"] == {"symbol": "BTCUSDT", "qty": "0.015"}
     assert row["error"] == "ab not enough for new order"
     assert row["entity_id"] == "om-x-1"
+
+
+async def test_for_signal_finds_own_and_linked_orders_through_indexes(
+    pool: asyncpg.Pool,
+) -> None:
+    """A signal's orders = the ones it created + the ones linked to it (an amend of another
+    signal's resting order); found by index lookups, never by scanning the orders table (the
+    query runs for every resumed signal and the table holds the whole history)."""
+    first, second, unrelated = [await insert_signal(pool) for _ in range(3)]
+    factory = PostgresUnitOfWorkFactory(pool)
+    async with factory() as uow:
+        own, _ = await uow.orders.add_intent(
+            _intent(order_link_id("om", first, 1)),
+            signal_id=first,
+            leg=1,
+            trace_id="t",
+            is_dry_run=False,
+        )
+        later, _ = await uow.orders.add_intent(
+            _intent(order_link_id("om", second, 1)),
+            signal_id=second,
+            leg=1,
+            trace_id="t",
+            is_dry_run=False,
+        )
+        # the second signal also amended the first one's resting order
+        amend = SignalOrderLink(
+            second,
+            own.state.order_link_id,
+            LinkType.MANY_TO_ONE,
+            Relation.AMEND,
+            1,
+            Decimal("0.015"),
+        )
+        await uow.orders.add_link(amend, own.uuid)
+        await uow.commit()
+    async with factory() as uow:
+        assert [o.uuid for o in await uow.orders.for_signal(first)] == [own.uuid]
+        assert sorted(o.uuid for o in await uow.orders.for_signal(second)) == sorted(
+            [own.uuid, later.uuid]
+        )
+        assert await uow.orders.for_signal(unrelated) == []
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {FOR_SIGNAL_SQL}", first))
+    assert "Seq Scan on orders" not in plan, plan

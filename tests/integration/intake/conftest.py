@@ -79,6 +79,8 @@ class RecordingProcessor:
     )
     gates: dict[str, asyncio.Event] = field(default_factory=dict)
     entered: dict[str, asyncio.Event] = field(default_factory=lambda: defaultdict(asyncio.Event))
+    #: the ``is_new`` flag of each call, per signal
+    is_new: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
     yields: int = 0
     is_dry_run: bool = False
 
@@ -92,8 +94,11 @@ class RecordingProcessor:
     def ids(self, asset: str | None = None) -> list[str]:
         return [sid for a, sid, _ in self.calls if asset is None or a == asset]
 
-    async def process(self, signal: TradingSignal, trace_id: str) -> SignalOutcome:
+    async def process(
+        self, signal: TradingSignal, trace_id: str, *, is_new: bool = False
+    ) -> SignalOutcome:
         self.calls.append((signal.asset, signal.signal_id, trace_id))
+        self.is_new[signal.signal_id].append(is_new)
         self.entered[signal.signal_id].set()
         for _ in range(self.yields):
             await asyncio.sleep(0)  # let other lanes interleave

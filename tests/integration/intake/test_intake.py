@@ -176,6 +176,8 @@ async def test_duplicate_after_failure_retries(harness: Harness) -> None:
     await harness.publish(body)  # the replay
     await harness.wait_status(signal_id, "executed")
     assert harness.processor.ids() == [signal_id, signal_id]
+    # only the first claim created the row: the retry must look for orders to resume
+    assert harness.processor.is_new[signal_id] == [True, False]
     row = await harness.signal_row(signal_id)
     assert row is not None and row["attempts"] == 2
     assert await harness.queue_depth(SIGNALS_QUEUE) == 0
@@ -366,6 +368,8 @@ async def test_processor_errors_are_retried_in_the_lane_then_recorded(harness: H
     assert row is not None and row["reason_code"] == "processing_error"
     assert "bug" in row["reason_message"]
     assert harness.processor.ids() == [flaky, flaky, broken, broken, broken]
+    # a retry in the lane re-claims a row that is already `processing`: not new any more
+    assert harness.processor.is_new[flaky] == [True, False]
 
 
 async def test_non_retryable_failure_stops_the_intake_and_leaves_the_message(

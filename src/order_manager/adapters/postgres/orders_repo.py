@@ -45,6 +45,16 @@ SELECT o.*,
 FROM orders o
 """
 
+#: A signal's own orders and the orders linked to it (e.g. one it amended). Two index lookups
+#: (``orders_signal_idx``, the links' unique key) joined on the primary key: the obvious
+#: ``signal_id = $1 OR id IN (...)`` cannot use an index for the OR and scanned the whole
+#: orders table for every signal (O(history); a test EXPLAINs this query).
+FOR_SIGNAL_SQL = f"""{_SELECT}
+WHERE o.id IN (SELECT id FROM orders WHERE signal_id = $1::uuid
+               UNION SELECT order_uuid FROM signal_order_links WHERE signal_id = $1::uuid)
+ORDER BY o.leg NULLS LAST, o.created_at
+"""
+
 
 class _Identified(Protocol):
     @property
@@ -255,12 +265,7 @@ class PgOrderRepository:
         return await self._one("o.order_id = $1", order_id, for_update)
 
     async def for_signal(self, signal_id: str) -> list[OrderRecord]:
-        rows = await self._conn.fetch(
-            f"{_SELECT} WHERE o.signal_id = $1::uuid OR o.id IN "
-            "(SELECT order_uuid FROM signal_order_links WHERE signal_id = $1::uuid) "
-            "ORDER BY o.leg NULLS LAST, o.created_at",
-            signal_id,
-        )
+        rows = await self._conn.fetch(FOR_SIGNAL_SQL, signal_id)
         return await self._records(rows)
 
     async def open_orders(

@@ -98,8 +98,15 @@ SignalOutcome = SignalExecuted | SignalRejected | SignalFailed
 
 
 class SignalProcessor(Protocol):
-    async def process(self, signal: TradingSignal, trace_id: str) -> SignalOutcome:
+    async def process(
+        self, signal: TradingSignal, trace_id: str, *, is_new: bool = False
+    ) -> SignalOutcome:
         """Plan, risk-check and execute ``signal``; commit order rows; return the outcome.
+
+        ``is_new``: the intake's claim just created the signal's row, so no order of this
+        signal can exist yet (``orders.signal_id`` and ``signal_order_links`` reference the
+        signals table): the processor may skip looking for orders to resume. ``False`` (the
+        safe default) always looks.
 
         Never raises for business or exchange reasons (those are outcomes). Raises only for
         programming errors or a lost database (then nothing is acked and the message returns).
