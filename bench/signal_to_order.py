@@ -361,6 +361,7 @@ async def one_run(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(acks.done.wait(), 120)
             cpu_end = time.process_time(), cpu_seconds_by_command(PEERS)
+            shared_reads = live.shared_read_counts() if mode == "sim" else {}
             await intake.stop()
             await publisher.close()
             await market.stop()
@@ -393,6 +394,8 @@ async def one_run(
         "acknowledged": len(latencies),
         "errors": acks.errors,
         "publish_seconds": round(publish_done - start, 3),
+        # planning reads (wallet, position list) sent vs answers handed to signals
+        "shared_reads": shared_reads,
         "publish_rate": round(count / (publish_done - start), 1),
         "throughput_signals_per_s": round(len(latencies) / (last_ack - start), 1),
         "tracker": with_tracker,

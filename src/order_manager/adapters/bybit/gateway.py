@@ -49,15 +49,19 @@ from .errors import (
 from .instruments import InstrumentCache, InstrumentInfo
 from .market_data import MarketData
 from .metrics import redact
-from .models import Order
+from .models import Order, WalletAccount
 from .models import Position as WirePosition
 from .rest import BybitRestClient, OrderRequest
+from .shared_read import SharedRead
 from .slippage import PERCENT, leg_tolerance_percent
 
 log = structlog.get_logger("order_manager.adapters.bybit.gateway")
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
+
+#: one position-list request: (category, symbol, settleCoin), one of the last two set
+_PositionQuery = tuple[Category, str | None, str | None]
 Levels = tuple[tuple[tuple[Decimal, Decimal], ...], tuple[tuple[Decimal, Decimal], ...]]
 
 
@@ -228,6 +232,20 @@ class BybitGateway:
         self._clock = clock
         self._leverage: dict[tuple[Category, str], Decimal] = {}
         self._books: dict[tuple[Category, str], tuple[float, Levels]] = {}
+        # planning reads shared by concurrent lanes, never older than the caller's ask
+        self._wallet: SharedRead[str, WalletAccount] = SharedRead(
+            self._fetch_wallet, name="wallet-balance"
+        )
+        self._position_lists: SharedRead[_PositionQuery, list[WirePosition]] = SharedRead(
+            self._fetch_positions, name="position-list"
+        )
+
+    def shared_read_counts(self) -> dict[str, dict[str, int]]:
+        """Per shared planning read: requests sent and answers handed out (since start)."""
+        return {
+            read.name: {"requests": read.requests, "answers": read.answers}
+            for read in (self._wallet, self._position_lists)
+        }
 
     @property
     def recv_window_ms(self) -> int:
@@ -413,9 +431,22 @@ class BybitGateway:
             return None
         return self._books[(category, symbol)][1]
 
+    async def _fetch_wallet(self, account_type: str, trace_id: str) -> WalletAccount:
+        return await self.rest.get_wallet_balance(account_type, trace_id=trace_id)
+
+    async def _fetch_positions(self, query: _PositionQuery, trace_id: str) -> list[WirePosition]:
+        category, symbol, settle_coin = query
+        return list(
+            await self.rest.get_positions(
+                category.value, symbol=symbol, settle_coin=settle_coin, trace_id=trace_id
+            )
+        )
+
     async def balances(self, *, trace_id: str) -> Mapping[str, Decimal]:
+        """The wallet before OUR open-order reservations (the domain subtracts those itself).
+        Concurrent callers share one request sent after they asked (``SharedRead``)."""
         try:
-            account = await self.rest.get_wallet_balance(self.account_type, trace_id=trace_id)
+            account = await self._wallet.get(self.account_type, trace_id)
         except AuthError as error:
             raise ExchangeAuthError(str(error)) from error
         except BybitError as error:
@@ -424,7 +455,6 @@ class BybitGateway:
         for coin in account.coin:
             wallet = coin.wallet_balance or _ZERO
             upl = coin.unrealised_pnl or _ZERO
-            # before OUR open-order reservations (the domain subtracts those itself)
             out[coin.coin] = wallet + min(upl, _ZERO) - (coin.total_position_im or _ZERO)
         return out
 
@@ -435,14 +465,11 @@ class BybitGateway:
             return ()
         # linear: one call lists every USDT-settled position (Bybit: symbol or settleCoin);
         # inverse positions settle in their own coin, so only the symbol's are listed
+        # (concurrent callers of the same list share one request sent after they asked)
         every = include_others and category is Category.LINEAR
+        query = (category, None, _LINEAR_SETTLE_COIN) if every else (category, symbol, None)
         try:
-            rows = await self.rest.get_positions(
-                category.value,
-                symbol=None if every else symbol,
-                settle_coin=_LINEAR_SETTLE_COIN if every else None,
-                trace_id=trace_id,
-            )
+            rows = await self._position_lists.get(query, trace_id)
             if (
                 every
                 and (category, symbol) not in self._leverage
