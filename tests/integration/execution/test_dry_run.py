@@ -15,6 +15,7 @@ from order_manager.domain.rejections import RejectCode
 from order_manager.domain.risk import RiskLimits
 from order_manager.services.ports.processing import SignalExecuted, SignalRejected
 from order_manager.services.processor import Processor, ProcessorConfig
+from order_manager.services.tracker import Tracker
 
 from .conftest import Env, new_signal
 
@@ -121,3 +122,43 @@ async def test_paper_refuses_what_the_balance_cannot_carry_with_110007(env: Env)
     assert outcome.details["ret_code"] == "110007"
     rows = await env.fetch("SELECT status, is_dry_run FROM orders")
     assert [(r["status"], r["is_dry_run"]) for r in rows] == [("rejected", True)]
+
+
+async def test_a_paper_position_under_water_raises_the_loss_warning(env: Env) -> None:
+    """Dry-run gets the loss monitor too: paper fills and mark moves are pushed as Bybit-shaped
+    `position` items, which the tracker applies like the private stream's."""
+    paper = PaperExchange(env.gateway, levels=env.gateway)
+    tracker = Tracker(
+        env.uow, link_prefix="om", is_dry_run=True, loss_warning_ratio=Decimal("0.05")
+    )
+
+    async def apply_paper_feed() -> None:
+        batch = []
+        while not paper.updates.empty():
+            item = paper.updates.get_nowait()
+            batch.append((item["topic"], [item["data"]], None))
+        await tracker.handle_many(batch)
+
+    outcome = await paper_processor(env, paper).process(await new_signal(env, amount="1000"), "t")
+    assert isinstance(outcome, SignalExecuted), outcome
+    await apply_paper_feed()
+    (row,) = await env.fetch("SELECT * FROM positions WHERE symbol = 'BTCUSDT'")
+    assert row["is_dry_run"] is True
+    assert row["mark_price"] == Decimal("65000.10")  # marked at its fill
+    assert row["leverage"] == Decimal(10)
+
+    # the live price falls ~7.7 %: the next read re-marks the paper long, which is now > 5 %
+    # under water
+    await env.admin_post(
+        "/sim/price", {"category": "linear", "symbol": "BTCUSDT", "price": "60000"}
+    )
+    await paper.market(Category.LINEAR, "BTCUSDT")
+    await apply_paper_feed()
+    warnings = await env.fetch(
+        "SELECT is_dry_run, payload FROM outbox WHERE payload->>'source' = 'loss_warning'"
+    )
+    assert len(warnings) == 1
+    assert warnings[0]["is_dry_run"] is True
+    assert warnings[0]["payload"]["position"]["size"] == "0.015"  # nothing was closed
+    (row,) = await env.fetch("SELECT * FROM positions WHERE symbol = 'BTCUSDT'")
+    assert Decimal(59000) < row["mark_price"] < Decimal(61000)

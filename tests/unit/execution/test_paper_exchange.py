@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, T
 from order_manager.domain.instruments import Instrument
 from order_manager.domain.market import MarketSnapshot
 from order_manager.domain.plans import LegIntent, Place
+from order_manager.domain.positions import ExchangePosition
 
 BTC = Instrument(
     category=Category.LINEAR,
@@ -172,3 +174,55 @@ def test_a_market_leg_stops_walking_the_book_at_its_slippage_tolerance() -> None
     assert unbounded.order is not None
     assert unbounded.order.cum_exec_qty == Decimal("0.050")
     assert "slippageTolerance" not in unbounded.request
+
+
+def drain(paper: PaperExchange) -> list[dict[str, Any]]:
+    items = []
+    while not paper.updates.empty():
+        items.append(paper.updates.get_nowait())
+    return items
+
+
+def test_fills_and_mark_moves_push_bybit_shaped_positions() -> None:
+    source = book(60000, [100])
+    paper = PaperExchange(source, levels=source)
+    buy = leg(Side.BUY, Decimal("0.010"), OrderType.MARKET, None)
+    assert asyncio.run(paper.place(buy, trace_id="t")).ok
+    pushed = [item for item in drain(paper) if item["topic"] == "position"]
+    assert len(pushed) == 1  # one fill, one position item
+    at_fill = ExchangePosition.from_bybit(pushed[0]["data"])
+    assert at_fill.size == Decimal("0.010")
+    assert at_fill.avg_entry_price == Decimal("60000.1")  # the ask it took
+    assert at_fill.mark_price == Decimal("60000.1")
+    assert at_fill.leverage == Decimal(10)
+
+    # the book drops 1 000: the next read re-marks the position at the mid and pushes it
+    lower = book(59000, [100])
+    source.bids, source.asks = lower.bids, lower.asks
+    asyncio.run(paper.market(Category.LINEAR, "BTCUSDT"))
+    (moved,) = drain(paper)
+    assert moved["topic"] == "position"
+    marked = ExchangePosition.from_bybit(moved["data"])
+    assert marked.mark_price == Decimal(59000)
+    # 0.010 × (59 000 − 60 000.1)
+    assert marked.unrealized_pnl == Decimal("-10.001")
+    assert paper.position_markets() == {(Category.LINEAR, "BTCUSDT")}
+    # an unchanged mark pushes nothing
+    asyncio.run(paper.market(Category.LINEAR, "BTCUSDT"))
+    assert drain(paper) == []
+
+
+def test_a_flat_position_is_pushed_flat_and_no_longer_marked() -> None:
+    source = book(60000, [100])
+    paper = PaperExchange(source, levels=source)
+    asyncio.run(paper.place(leg(Side.BUY, Decimal("0.010"), OrderType.MARKET, None), trace_id="t"))
+    close = replace(leg(Side.SELL, Decimal("0.010"), OrderType.MARKET, None), order_link_id="x")
+    asyncio.run(paper.place(close, trace_id="t"))
+    last = [item for item in drain(paper) if item["topic"] == "position"][-1]
+    assert ExchangePosition.from_bybit(last["data"]).size == 0
+    assert last["data"]["side"] == ""
+    assert paper.position_markets() == set()
+    lower = book(59000, [100])
+    source.bids, source.asks = lower.bids, lower.asks
+    asyncio.run(paper.market(Category.LINEAR, "BTCUSDT"))
+    assert drain(paper) == []

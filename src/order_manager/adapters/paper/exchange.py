@@ -28,8 +28,10 @@ limit; a stale book refuses to price). Fills follow the simulator's rules (docs/
 Fees: taker/maker rates per category (Bybit's defaults). Positions are the domain's
 average-cost positions; balances are the quote wallet minus position margin plus realised PnL.
 Every order change is also published on :attr:`PaperExchange.updates` as Bybit-shaped ``order``
-and ``execution`` items (numbers as strings), so a tracker can consume paper fills exactly like
-private-stream events (e.g. a resting limit that fills later).
+and ``execution`` items (numbers as strings), every fill and every move of a position's mark
+price (the book's mid, re-read by :meth:`PaperExchange.watch` for open positions) as a
+``position`` item, so a tracker consumes paper fills and marks exactly like private-stream
+events (e.g. a resting limit that fills later; the loss monitor on a paper position).
 """
 
 from __future__ import annotations
@@ -160,6 +162,27 @@ class _Order:
         )
 
 
+def _wire_position(position: Position, leverage: Decimal) -> dict[str, Any]:
+    """A Bybit-shaped ``position`` item (numbers as strings), as the private stream sends."""
+    side = position.side
+    mark = position.mark_price
+    avg = position.avg_entry_price
+    return {
+        "category": position.category.value,
+        "symbol": position.symbol,
+        "positionIdx": int(position.position_idx),
+        "side": side.value if side is not None else "",
+        "size": str(position.abs_size),
+        "avgPrice": str(avg if avg is not None else ZERO),
+        "markPrice": str(mark) if mark is not None else "",
+        "positionValue": str(position.entry_value),
+        "unrealisedPnl": str(position.unrealized_pnl()),
+        "cumRealisedPnl": str(position.realized_pnl),
+        "leverage": str(leverage),
+        "updatedTime": _ms(datetime.now(UTC)),
+    }
+
+
 class _Refusal(Exception):
     def __init__(self, ret_code: int, kind: str, message: str) -> None:
         super().__init__(message)
@@ -245,7 +268,23 @@ class PaperExchange:
         if snapshot is not None:
             self._snapshots[(category, symbol)] = snapshot
             await self.match(category, symbol, snapshot)
+            self._mark(category, symbol, snapshot)
         return snapshot
+
+    def _mark(self, category: Category, symbol: str, snapshot: MarketSnapshot) -> None:
+        """Re-mark the symbol's open positions at the book's mid (paper's mark price) and push
+        a ``position`` item when the mark moved, as Bybit does on price changes: the tracker's
+        loss monitor and the positions API then see paper unrealised PnL too."""
+        if not category.has_positions or not snapshot.is_usable:
+            return
+        mark = snapshot.mid
+        for key, position in list(self.books.items()):
+            if key[0] is not category or key[1] != symbol or position.size == 0:
+                continue
+            if position.mark_price == mark:
+                continue
+            self.books[key] = position.with_mark(mark)
+            self._emit_position(self.books[key])
 
     async def _fresh(self, category: Category, symbol: str) -> MarketSnapshot | None:
         """The snapshot just read for planning when it is recent, else a new one."""
@@ -391,12 +430,21 @@ class PaperExchange:
             (o.category, o.symbol) for o in self._open_orders() if o.order_type is OrderType.LIMIT
         }
 
+    def position_markets(self) -> set[tuple[Category, str]]:
+        """(category, symbol) of every open paper position: `watch` keeps their marks current."""
+        return {
+            (category, symbol)
+            for (category, symbol, _), position in self.books.items()
+            if position.size != 0 and category.has_positions
+        }
+
     async def watch(self, stop: asyncio.Event, interval: float = 0.2) -> None:
-        """Until `stop`: read fresh market data for every symbol with resting paper orders, so
-        they fill when the live price crosses them even when no new signal reads that symbol
-        (on a real exchange the matching engine does this; here the live book drives it)."""
+        """Until `stop`: read fresh market data for every symbol with resting paper orders or an
+        open paper position, so resting orders fill when the live price crosses them and
+        positions are re-marked even when no new signal reads that symbol (on a real exchange
+        the matching and mark-price engines do this; here the live book drives it)."""
         while not stop.is_set():
-            for category, symbol in sorted(self.resting_markets()):
+            for category, symbol in sorted(self.resting_markets() | self.position_markets()):
                 await self.market(category, symbol)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
@@ -583,6 +631,8 @@ class PaperExchange:
                     },
                 }
             )
+            if order.category.has_positions:
+                self._emit_position(self.books[key])
 
     def _open_orders(self) -> list[_Order]:
         """The open orders in arrival order; forgets the ones closed since the last call."""
@@ -608,6 +658,12 @@ class PaperExchange:
     def _emit(self, order: _Order) -> None:
         if self._publish:
             self.updates.put_nowait({"topic": "order", "data": _wire(order.update())})
+
+    def _emit_position(self, position: Position) -> None:
+        if self._publish:
+            self.updates.put_nowait(
+                {"topic": "position", "data": _wire_position(position, self.default_leverage)}
+            )
 
     def _ok(
         self,
