@@ -226,3 +226,28 @@ def test_a_flat_position_is_pushed_flat_and_no_longer_marked() -> None:
     source.bids, source.asks = lower.bids, lower.asks
     asyncio.run(paper.market(Category.LINEAR, "BTCUSDT"))
     assert drain(paper) == []
+
+
+def test_mark_pushes_are_throttled_per_position_fills_are_not() -> None:
+    now = [100.0]
+    source = book(60000, [100])
+    paper = PaperExchange(source, levels=source, mark_interval=1.0, clock=lambda: now[0])
+    asyncio.run(paper.place(leg(Side.BUY, Decimal("0.010"), OrderType.MARKET, None), trace_id="t"))
+    drain(paper)
+
+    def move_to(mid: int) -> list[dict[str, Any]]:
+        moved = book(mid, [100])
+        source.bids, source.asks = moved.bids, moved.asks
+        asyncio.run(paper.market(Category.LINEAR, "BTCUSDT"))
+        return [item for item in drain(paper) if item["topic"] == "position"]
+
+    assert len(move_to(59900)) == 1  # first mark push
+    now[0] += 0.5
+    assert move_to(59800) == []  # within the interval: held back
+    now[0] += 0.6
+    (later,) = move_to(59700)  # the interval passed: the current mark is pushed
+    assert ExchangePosition.from_bybit(later["data"]).mark_price == Decimal(59700)
+    # a fill pushes at once, whatever the interval
+    more = replace(leg(Side.BUY, Decimal("0.010"), OrderType.MARKET, None), order_link_id="m")
+    asyncio.run(paper.place(more, trace_id="t"))
+    assert [i["topic"] for i in drain(paper)].count("position") == 1

@@ -41,7 +41,7 @@ import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -238,6 +238,8 @@ class PaperExchange:
         band_bps: Decimal = Decimal(500),
         fees: Mapping[Category, tuple[Decimal, Decimal]] = DEFAULT_FEES,
         publish_updates: bool = True,
+        mark_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self.level_source = levels
@@ -256,6 +258,10 @@ class PaperExchange:
         self.books: dict[tuple[Category, str, PositionIdx], Position] = {}
         self.updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._publish = publish_updates
+        #: seconds between two mark-price pushes of one position (fills always push)
+        self.mark_interval = mark_interval
+        self._clock = clock
+        self._marked_at: dict[tuple[Category, str, PositionIdx], float] = {}
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
 
@@ -278,11 +284,16 @@ class PaperExchange:
         if not category.has_positions or not snapshot.is_usable:
             return
         mark = snapshot.mid
+        now = self._clock()
         for key, position in list(self.books.items()):
             if key[0] is not category or key[1] != symbol or position.size == 0:
                 continue
             if position.mark_price == mark:
                 continue
+            last = self._marked_at.get(key)
+            if last is not None and now - last < self.mark_interval:
+                continue  # at most one mark push per interval (Bybit's stream is throttled too)
+            self._marked_at[key] = now
             self.books[key] = position.with_mark(mark)
             self._emit_position(self.books[key])
 
