@@ -20,9 +20,9 @@ is used as given. Buy prices round down to the tick, sell prices up.
 
 Time in force: market -> IOC (Bybit's rule; a market order asked to be post-only, by
 ``metadata.post_only`` or ``metadata.time_in_force=PostOnly``, is rejected
-``unsupported_order``); ``metadata.time_in_force`` for limits; post-only
-(``metadata.post_only`` or ``post_only_limits``) -> ``PostOnly``; otherwise
-``limit_time_in_force`` (GTC).
+``unsupported_order``; asked for GTC/FOK, it gets a plan note); ``metadata.time_in_force``
+for limits; post-only (``metadata.post_only`` or ``post_only_limits``) -> ``PostOnly``;
+otherwise ``limit_time_in_force`` (GTC).
 
 Quantity: ``amount`` is quote currency unless ``amount_unit`` says ``base`` (sells without
 ``amount_unit`` use ``sell_amount_unit``). Quote amounts are converted at the order's reference
@@ -501,6 +501,10 @@ def _plan(
     order_type, why = _choose_order_type(signal, market, config)
     notes.append(f"{order_type.value}: {why}")
     tif, post_only = _time_in_force(signal, order_type, config)
+    asked_tif = signal.metadata.time_in_force
+    if order_type is OrderType.MARKET and asked_tif not in (None, TimeInForce.IOC):
+        assert asked_tif is not None
+        notes.append(f"time_in_force {asked_tif.value} not applied: market orders are IOC")
     price = (
         _limit_price(signal, side, instrument, market, config)
         if order_type is OrderType.LIMIT

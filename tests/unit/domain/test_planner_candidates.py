@@ -256,6 +256,18 @@ def test_market_order_with_post_only_time_in_force_is_rejected() -> None:
     assert place.order_type is OrderType.LIMIT and place.post_only
 
 
+def test_a_market_order_notes_a_time_in_force_it_cannot_apply() -> None:
+    for tif in (TimeInForce.GTC, TimeInForce.FOK):
+        p = run(account(), {"metadata": {"order_type": OrderType.MARKET, "time_in_force": tif}})
+        (place,) = p.places
+        assert place.time_in_force is TimeInForce.IOC  # Bybit: market orders are always IOC
+        assert f"time_in_force {tif.value} not applied: market orders are IOC" in p.notes
+    ioc = run(
+        account(), {"metadata": {"order_type": OrderType.MARKET, "time_in_force": TimeInForce.IOC}}
+    )
+    assert not any("time_in_force" in note for note in ioc.notes)
+
+
 def test_spot_tpsl_is_noted_not_attached() -> None:
     spot = btc(category=Category.SPOT)
     meta = {"category": Category.SPOT, "stop_loss": D("60000"), "take_profit": D("70000")}
