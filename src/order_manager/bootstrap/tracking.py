@@ -148,7 +148,12 @@ class TrackingComponent:
             loss_warning_ratio=self._loss_warning_ratio,
         )
         self.keeper = PositionKeeper(
-            self.uow, queries, categories=self.categories, is_dry_run=False
+            self.uow,
+            queries,
+            categories=self.categories,
+            is_dry_run=False,
+            history=queries,  # drift: look for missed fills before correcting
+            apply_fills=self.tracker.handle,
         )
         self._queries = queries
         tracker = self.tracker
@@ -178,11 +183,12 @@ class TrackingComponent:
         await resync_orders(self.tracker, self.uow, self._queries, categories=self.categories)
 
     async def validate_positions(self) -> int:
-        """For the reconciler: validate now (even busy books); number of corrected books."""
+        """For the reconciler: validate now (even busy books); number of books brought back
+        in line (corrected, or caught up with missed fills)."""
         if self.keeper is None:
             return 0
         report = await self.keeper.validate(force=True)
-        return len(report.corrected)
+        return len(report.corrected) + len(report.caught_up)
 
     @property
     def _loss_warning_ratio(self) -> Decimal:

@@ -9,22 +9,32 @@ WebSocket gap): the exchange's positions are read through REST and compared with
 (size exactly, average entry within a relative tolerance). A difference is drift; it is logged
 and counted. It is corrected only when the book has been quiet (no fill stored for
 `quiet_seconds`): a book in the middle of a burst of fills legitimately differs from a REST view
-taken at another instant. Correction makes the exchange's figures the book's *baseline*, valid
-up to the position's `updatedTime` (fills up to that instant are inside it); stored fills after
-it are replayed on top, and later fills continue from there. Realised PnL and fees stay ours
-(Bybit's cumulative figure includes funding). Every correction writes a snapshot (`validation`)
-and a `position_updated` event.
+taken at another instant.
+
+Before correcting, the keeper looks for the fills we missed (with `history` and `apply_fills`
+configured, as the service does): it lists the exchange's executions of the symbol since the
+book was last found equal to the exchange (`validated_at`, less a minute of slack; an hour back
+when it never was) and hands them to the tracker, which skips the ones it has (execId) and
+applies the rest exactly like stream events — their fees and realised PnL included, which a
+correction cannot recover. If the book then matches, the drift is reported as `caught_up`;
+otherwise (the fills do not explain it, or the listing failed) it is corrected.
+
+Correction makes the exchange's figures the book's *baseline*, valid up to the position's
+`updatedTime` (fills up to that instant are inside it); stored fills after it are replayed on
+top, and later fills continue from there. Realised PnL and fees stay ours (Bybit's cumulative
+figure includes funding). Every correction writes a snapshot (`validation`) and a
+`position_updated` event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter
@@ -44,6 +54,23 @@ DRIFT_DETECTED = Counter(
 )
 SNAPSHOTS = Counter("om_position_snapshots_total", "Position snapshot rows written", ["source"])
 
+#: how far before the last good validation the fill catch-up starts listing executions
+CATCH_UP_SLACK = timedelta(minutes=1)
+#: how far back it lists for a book that was never validated
+CATCH_UP_LOOKBACK = timedelta(hours=1)
+
+
+class ExecutionHistory(Protocol):
+    """The exchange's fills of a symbol (`adapters.bybit.queries.BybitReconcileQueries`)."""
+
+    async def fetch_executions(
+        self, category: str, *, symbol: str | None, since: datetime, until: datetime | None = None
+    ) -> Sequence[Mapping[str, Any]]: ...
+
+
+#: hands raw `execution` items to the tracker (`Tracker.handle("execution", items)`)
+ApplyFills = Callable[[str, Sequence[Mapping[str, Any]]], Awaitable[object]]
+
 #: seq/execId that sort after any real fill of the same millisecond
 _AFTER_ALL_SEQ = 2**62
 _AFTER_ALL_ID = "~"
@@ -58,6 +85,8 @@ class ValidationReport:
     checked: int = 0
     drift: list[str] = field(default_factory=list)
     corrected: list[str] = field(default_factory=list)
+    #: drift explained by fills the exchange listed and the tracker had missed
+    caught_up: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -86,6 +115,8 @@ class PositionKeeper:
         quiet_seconds: float = 5.0,
         price_tolerance: Decimal = Decimal("0.0001"),
         clock: Callable[[], datetime] = _now,
+        history: ExecutionHistory | None = None,
+        apply_fills: ApplyFills | None = None,
     ) -> None:
         self._uow_factory = uow_factory
         self._queries = queries
@@ -94,6 +125,8 @@ class PositionKeeper:
         self._quiet = timedelta(seconds=quiet_seconds)
         self._tolerance = price_tolerance
         self._clock = clock
+        self._history = history
+        self._apply_fills = apply_fills
 
     async def snapshot(self, source: str = "periodic") -> int:
         async with self._uow_factory() as uow:
@@ -131,10 +164,31 @@ class PositionKeeper:
                 ]
             keys = {(b.position.symbol, b.position.position_idx) for b in books} | set(exchange)
             for symbol, idx in sorted(keys):
-                await self._validate_book(
-                    category, symbol, idx, exchange.get((symbol, idx)), report, force
+                seen = exchange.get((symbol, idx))
+                since = await self._validate_book(
+                    category, symbol, idx, seen, report, force, may_catch_up=True
                 )
+                if since is not None:
+                    await self._catch_up(category, symbol, since, report)
+                    await self._validate_book(
+                        category, symbol, idx, seen, report, force, may_catch_up=False
+                    )
         return report
+
+    async def _catch_up(
+        self, category: Category, symbol: str, since: datetime, report: ValidationReport
+    ) -> None:
+        """Hand the exchange's fills of the symbol since ``since`` to the tracker (it skips
+        the ones it has). A failed listing is reported; the book is then corrected."""
+        assert self._history is not None and self._apply_fills is not None
+        try:
+            fills = await self._history.fetch_executions(category.value, symbol=symbol, since=since)
+        except Exception as exc:  # recorded; the correction below still applies
+            report.errors.append(f"executions of {category.value}:{symbol}: {exc!r}")
+            log.warning("fill catch-up could not list executions", symbol=symbol, error=repr(exc))
+            return
+        if fills:
+            await self._apply_fills("execution", [{**f, "category": category.value} for f in fills])
 
     async def _validate_book(
         self,
@@ -144,7 +198,12 @@ class PositionKeeper:
         seen: tuple[ExchangePosition, Mapping[str, Any]] | None,
         report: ValidationReport,
         force: bool,
-    ) -> None:
+        *,
+        may_catch_up: bool = False,
+    ) -> datetime | None:
+        """Validate one book. Returns where a fill catch-up should start listing when the book
+        drifted and missed fills may explain it (nothing was concluded yet: the caller lists
+        them, outside this transaction, and validates again); None when done."""
         now = self._clock()
         if seen is None:
             exchange = ExchangePosition(
@@ -154,7 +213,8 @@ class PositionKeeper:
         else:
             exchange, raw = seen
         name = f"{category.value}:{symbol}:{int(idx)}"
-        report.checked += 1
+        if may_catch_up:
+            report.checked += 1
         async with self._uow_factory() as uow:
             book = await uow.tracking.lock_position(
                 category, symbol, idx, is_dry_run=self._is_dry_run
@@ -165,8 +225,13 @@ class PositionKeeper:
                     category, symbol, idx, is_dry_run=self._is_dry_run, at=now
                 )
                 await uow.commit()
-                return
-            report.drift.append(name)
+                if not may_catch_up:  # the drift found a moment ago was missed fills
+                    report.caught_up.append(name)
+                    DRIFT_DETECTED.labels("fills").inc()
+                    log.warning("position drift explained by missed fills, now applied", book=name)
+                return None
+            if may_catch_up:
+                report.drift.append(name)
             fields = [(f.name, str(f.expected), str(f.actual)) for f in drift.fields]
             last_fill = await uow.tracking.last_fill_time(
                 category, symbol, idx, is_dry_run=self._is_dry_run
@@ -179,7 +244,17 @@ class PositionKeeper:
                     book=name,
                     fields=fields,
                 )
-                return
+                return None
+            if may_catch_up and self._history is not None and self._apply_fills is not None:
+                good = max(
+                    (
+                        t
+                        for t in (book.validated_at, book.baseline_key and book.baseline_key[0])
+                        if t is not None
+                    ),
+                    default=None,
+                )
+                return (good - CATCH_UP_SLACK) if good is not None else now - CATCH_UP_LOOKBACK
             updated = raw.get("updatedTime")
             cut = ms_to_datetime(updated) if updated not in (None, "", "0", 0) else now
             baseline_key: ExecKey = (cut, _AFTER_ALL_SEQ, _AFTER_ALL_ID)
@@ -208,6 +283,7 @@ class PositionKeeper:
         report.corrected.append(name)
         DRIFT_DETECTED.labels("yes").inc()
         log.warning("position drift corrected from the exchange", book=name, fields=fields)
+        return None
 
     async def run(
         self, stop: asyncio.Event, *, snapshot_interval: float, validation_interval: float

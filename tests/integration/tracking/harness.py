@@ -49,6 +49,14 @@ class SimTracking:
         self.queries = BybitExchangeQueries(self.rest)
         self.tracker = Tracker(uow_factory(pool), link_prefix=PREFIX, queries=self.queries)
         self.keeper = PositionKeeper(uow_factory(pool), self.queries, quiet_seconds=0.0)
+        # as the service wires it: drift first looks for missed fills
+        self.catching_keeper = PositionKeeper(
+            uow_factory(pool),
+            self.queries,
+            quiet_seconds=0.0,
+            history=self.queries,
+            apply_fills=self.tracker.handle,
+        )
         self.admin = httpx.AsyncClient(base_url=sim.url, timeout=10)
         self._tasks: list[asyncio.Task[None]] = []
         self.relay: OutboxRelay | None = None

@@ -246,6 +246,60 @@ async def test_validation_corrects_lasting_drift_and_later_fills_continue(
     assert await tracking.keeper.snapshot() == 1
 
 
+async def miss_a_fill(tracking: SimTracking) -> str:
+    """A filled 0.010 buy the book has, then a 0.004 buy whose fill the stream loses."""
+    first = await tracking.place("Buy", "0.010")
+    await wait_status(tracking.pool, first, "filled")
+    fault = await tracking.fault(target="ws_private", topic="execution", kind="pause")
+    missed = await tracking.place("Buy", "0.004")
+    await wait_status(tracking.pool, missed, "filled")
+    await tracking.admin.delete(f"/sim/faults/{fault}")
+    book = await one_row(tracking.pool, "SELECT * FROM positions WHERE symbol = 'BTCUSDT'")
+    assert book["size"] == Decimal("0.010")
+    return missed
+
+
+async def test_drift_from_missed_fills_is_caught_up_not_corrected(tracking: SimTracking) -> None:
+    """Validation first lists the exchange's fills: the missed one is applied like a stream
+    event (its fee counted), the book matches without a correction."""
+    missed = await miss_a_fill(tracking)
+    (lost,) = await tracking.exchange_executions(missed)
+    report = await tracking.catching_keeper.validate()
+    assert report.drift == ["linear:BTCUSDT:0"]
+    assert report.caught_up == ["linear:BTCUSDT:0"]
+    assert report.corrected == []
+    book = await one_row(tracking.pool, "SELECT * FROM positions WHERE symbol = 'BTCUSDT'")
+    assert book["size"] == Decimal("0.014")
+    assert book["drift_count"] == 0  # nothing was overwritten
+    assert book["validated_at"] is not None
+    stored = await tracking.pool.fetch("SELECT exec_id, exec_fee FROM executions")
+    assert lost["execId"] in {row["exec_id"] for row in stored}
+    assert book["fees_paid"] == sum((row["exec_fee"] for row in stored), Decimal(0))
+    assert (
+        await tracking.pool.fetchval(
+            "SELECT count(*) FROM position_snapshots WHERE source = 'validation'"
+        )
+        == 0
+    )
+    again = await tracking.catching_keeper.validate()
+    assert (again.drift, again.caught_up, again.corrected) == ([], [], [])
+
+
+async def test_drift_is_corrected_when_the_fills_cannot_be_listed(tracking: SimTracking) -> None:
+    await miss_a_fill(tracking)
+    await tracking.fault(
+        target="rest", endpoint="/v5/execution/list", kind="http_status", params={"status": 503}
+    )
+    report = await tracking.catching_keeper.validate()
+    await tracking.clear_faults()
+    assert report.caught_up == []
+    assert report.corrected == ["linear:BTCUSDT:0"]
+    assert any("executions of linear:BTCUSDT" in error for error in report.errors)
+    book = await one_row(tracking.pool, "SELECT * FROM positions WHERE symbol = 'BTCUSDT'")
+    assert book["size"] == Decimal("0.014")
+    assert book["drift_count"] == 1
+
+
 async def test_resync_after_a_gap_restores_orders_and_fills(tracking: SimTracking) -> None:
     """Events lost while the stream was 'down' (paused on the simulator) are recovered from
     REST by the gap handler, through the same tracker code path."""

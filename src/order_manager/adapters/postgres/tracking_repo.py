@@ -51,6 +51,7 @@ class PositionRecord:
     exchange_avg_price: Decimal | None
     drift_count: int
     updated_at: datetime
+    validated_at: datetime | None = None
 
 
 def synthetic_link_id(order_id: str) -> str:
@@ -105,6 +106,7 @@ def _position_record(row: asyncpg.Record) -> PositionRecord:
         exchange_avg_price=row["exchange_avg_price"],
         drift_count=row["drift_count"],
         updated_at=row["updated_at"],
+        validated_at=row["validated_at"],
     )
 
 

@@ -47,6 +47,10 @@ class StoredPosition(Protocol):
     def drift_count(self) -> int: ...
     @property
     def updated_at(self) -> datetime: ...
+    @property
+    def validated_at(self) -> datetime | None:
+        """When validation last found this book equal to the exchange's (None: never)."""
+        ...
 
 
 class TrackingRepository(Protocol):
