@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -98,6 +99,10 @@ POSITION = "position"
 WALLET = "wallet"
 
 #: execution types that move a position (funding, settlement fees do not)
+#: signals whose event enrichment the tracker keeps in memory (least recently used dropped)
+ENRICHMENT_CACHE_SIZE = 4096
+_Enrichment = tuple[events.SignalSummary | None, events.MarketConditions | None]
+
 POSITION_EXEC_TYPES = frozenset({"Trade", "AdlTrade", "BustTrade", "BlockTrade", "MovePosition"})
 
 
@@ -188,6 +193,10 @@ class Tracker:
         self._queries = queries
         self._is_dry_run = is_dry_run
         self._retries = retries
+        #: event enrichment per signal id, most recently used last. A signal's stored fields
+        #: (strategy, confidence, amount, warm-up, raw body) never change after its claim, so
+        #: this saves one read per fill of a recent signal's order.
+        self._enrichment: OrderedDict[str, _Enrichment] = OrderedDict()
         self._clock = clock
 
     # ------------------------------------------------------------------ entry point
@@ -411,12 +420,16 @@ class Tracker:
     ) -> tuple[events.SignalSummary | None, events.MarketConditions | None]:
         if stored.signal_id is None:
             return None, None
-        cached = work.signals.get(stored.signal_id)
+        cached = self._enrichment.get(stored.signal_id)
         if cached is not None:
+            self._enrichment.move_to_end(stored.signal_id)
             return cached
         info = await work.uow.tracking.signal_info(stored.signal_id)
         result = signal_enrichment(stored.signal_id, info)
-        work.signals[stored.signal_id] = result
+        if info is not None:  # a row that is not there (yet) is asked for again next time
+            self._enrichment[stored.signal_id] = result
+            if len(self._enrichment) > ENRICHMENT_CACHE_SIZE:
+                self._enrichment.popitem(last=False)
         return result
 
     # ------------------------------------------------------------------ executions
@@ -723,9 +736,6 @@ class _Work:
         self.books: dict[BookKey, _Book] = {}
         self.exchange_positions: dict[BookKey, ExchangePosition] = {}
         self.wallet: dict[tuple[str, str], tuple[dict[str, Decimal | None], datetime | None]] = {}
-        self.signals: dict[
-            str, tuple[events.SignalSummary | None, events.MarketConditions | None]
-        ] = {}
 
     def register(self, stored: StoredOrder) -> _Open:
         opened = self.orders.get(stored.uuid)

@@ -103,6 +103,9 @@ async def test_partial_fills_give_exact_cumulative_figures_and_events(pool: asyn
         "filled",
     ]
     assert [e["sequence"] for e in events] == [1, 2, 3, 4]
+    # every event of the order is enriched (one batch per message: the later ones come from
+    # the tracker's memory of the signal, not from a fresh read)
+    assert all(e["payload"]["signal"]["strategy_id"] == "momentum_v1" for e in events)
     last = events[-1]["payload"]
     assert last["order"]["filled_quantity"] == "0.015"
     assert last["order"]["fees"] == "0.19273"
