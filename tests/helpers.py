@@ -1,19 +1,27 @@
 """Small test helpers shared by the suites.
 
-`eventually` polls a condition with a deadline. It is for state that offers no event to await
-(a row in another process's database, a simulator's REST view); where an event, a queue or a
-future exists, await that instead.
+`free_port` is a TCP port nobody listens on right now (for private services and for "the
+broker is down" tests). `eventually` polls a condition with a deadline. It is for state that
+offers no event to await (a row in another process's database, a simulator's REST view); where
+an event, a queue or a future exists, await that instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def eventually(

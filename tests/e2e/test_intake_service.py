@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -25,17 +24,12 @@ from order_manager.adapters.rabbitmq.signal_publisher import (
     build_signal,
     encode_signal,
 )
+from tests.helpers import free_port
 from tests.helpers import until as until_
 
 pytestmark = pytest.mark.e2e
 
 SIGNALS_QUEUE = "model-service.trading_signals"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def until(probe: Callable[[], Awaitable[object]], *, what: str, within: float = 30) -> None:

@@ -8,7 +8,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,17 +25,11 @@ from order_manager.api.app import create_app
 from order_manager.api.probes import Probes
 from order_manager.bootstrap import Container, StartupError, build_container
 from order_manager.config import Settings, load_settings
-from tests.helpers import eventually
+from tests.helpers import eventually, free_port
 
 pytestmark = pytest.mark.integration
 
 API_KEY = "probe-test-key-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def settings_for(db_url: str, amqp_url: str, rest_url: str) -> Settings:

@@ -46,6 +46,7 @@ from order_manager.adapters.bybit.rest import BybitRestClient
 from order_manager.adapters.postgres.pool import create_pool, ping
 from order_manager.adapters.postgres.signals_repo import PgSignalStore
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
+from order_manager.adapters.rabbitmq.connection import open_robust
 from order_manager.adapters.rabbitmq.dead_letters import RabbitDeadLetterPublisher
 from order_manager.adapters.rabbitmq.signal_consumer import RabbitSignalSource
 from order_manager.api.app import create_app
@@ -190,7 +191,7 @@ class Container:
         self._stack.push_async_callback(self.db_pool.close)
         self.amqp = await _retry_until(
             f"RabbitMQ at {redact_url(s.rabbitmq_url)}",
-            lambda: aio_pika.connect_robust(s.rabbitmq_url),
+            lambda: open_robust(s.rabbitmq_url),
             s.startup_timeout_seconds,
         )
         self._stack.push_async_callback(self.amqp.close)

@@ -7,6 +7,12 @@ robust connection cannot restore is the fate of deliveries received before the o
 delivery tags belong to the dead channel, so acking them fails locally (the consumer logs it)
 and the broker redelivers them — harmless, because signals are deduplicated by ``signal_id``.
 
+``open_robust`` / ``open_plain`` are aio-pika's ``connect_robust`` / ``connect`` with one fix:
+aio-pika builds the connection object before connecting and drops it *unclosed* when the
+connect fails (broker down, start-up retries, a publisher reconnecting through an outage); its
+finaliser then schedules ``close()`` on whatever loop is current, or warns when none runs. Here
+a failed attempt's object is closed before the error propagates.
+
 ``ensure_queue`` declares a queue *only when it does not exist yet*. Queues such as
 ``model-service.trading_signals`` are shared with other services; redeclaring them with other
 arguments fails with PRECONDITION_FAILED and closes the channel, so an existing queue is only
@@ -15,12 +21,13 @@ checked passively and its arguments are left exactly as its owner declared them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar, cast
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
 from order_manager.logs import get_logger
 
@@ -35,16 +42,47 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+C = TypeVar("C", bound=AbstractConnection)
+
+
+async def _open(
+    opener: Callable[..., Awaitable[C]], base: Callable[..., C], url: str, **kwargs: Any
+) -> C:
+    made: list[C] = []
+
+    def build(*args: Any, **kw: Any) -> C:
+        connection = base(*args, **kw)
+        made.append(connection)
+        return connection
+
+    try:
+        return await opener(url, connection_class=cast(Any, build), **kwargs)
+    except BaseException:
+        for connection in made:  # never connected: closing only releases it
+            with contextlib.suppress(Exception):
+                await connection.close()
+        raise
+
+
+async def open_robust(url: str, **kwargs: Any) -> AbstractRobustConnection:
+    """``aio_pika.connect_robust`` that closes the connection object of a failed attempt."""
+    return await _open(aio_pika.connect_robust, aio_pika.RobustConnection, url, **kwargs)
+
+
+async def open_plain(url: str, **kwargs: Any) -> AbstractConnection:
+    """``aio_pika.connect`` that closes the connection object of a failed attempt."""
+    return await _open(aio_pika.connect, aio_pika.Connection, url, **kwargs)
+
+
 async def connect(
     url: str, *, name: str = "order-manager", reconnect_interval: float = 1.0
 ) -> AbstractRobustConnection:
     """Open a robust connection (raises when the broker cannot be reached right now)."""
-    connection = await aio_pika.connect_robust(
+    return await open_robust(
         url,
         client_properties={"connection_name": name},
         reconnect_interval=reconnect_interval,
     )
-    return connection
 
 
 async def ensure_queue(

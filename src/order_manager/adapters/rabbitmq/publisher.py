@@ -29,6 +29,8 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
+from order_manager.adapters.rabbitmq.connection import open_plain
+
 log = structlog.get_logger(__name__)
 
 
@@ -78,7 +80,7 @@ class RabbitEventPublisher:
             return self._exchange
         await self._reset()
         try:
-            connection = await aio_pika.connect(
+            connection = await open_plain(
                 self._url,
                 timeout=self._connect_timeout,
                 client_properties={"connection_name": self._connection_name},

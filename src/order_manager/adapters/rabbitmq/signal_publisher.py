@@ -21,7 +21,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from order_manager.adapters.rabbitmq.connection import ensure_queue
+from order_manager.adapters.rabbitmq.connection import ensure_queue, open_robust
 
 _MARK = "\u2063decimal\u2063"  # invisible separator: never in real signal text
 
@@ -127,7 +127,7 @@ class RabbitSignalPublisher:
 
 async def publish_signals(url: str, queue: str, signals: Sequence[Mapping[str, Any]]) -> None:
     """Connect, publish every signal with a confirm, disconnect (the ``send-signal`` command)."""
-    connection = await aio_pika.connect_robust(
+    connection = await open_robust(
         url, client_properties={"connection_name": "order-manager send-signal"}
     )
     try:

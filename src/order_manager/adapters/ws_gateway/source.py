@@ -21,10 +21,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import aio_pika
 import httpx
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+
+from order_manager.adapters.rabbitmq.connection import open_robust
 
 log = structlog.get_logger(__name__)
 
@@ -116,7 +117,7 @@ class WsGatewaySource:
 
     async def run(self, handle: EventHandler, on_gap: GapHandler | None) -> None:
         await self.subscribe()
-        connection = await aio_pika.connect_robust(
+        connection = await open_robust(
             self._amqp_url, client_properties={"connection_name": "order-manager.ws-gateway"}
         )
         try:
