@@ -501,10 +501,9 @@ def _plan(
     order_type, why = _choose_order_type(signal, market, config)
     notes.append(f"{order_type.value}: {why}")
     tif, post_only = _time_in_force(signal, order_type, config)
-    asked_tif = signal.metadata.time_in_force
-    if order_type is OrderType.MARKET and asked_tif not in (None, TimeInForce.IOC):
-        assert asked_tif is not None
-        notes.append(f"time_in_force {asked_tif.value} not applied: market orders are IOC")
+    asked = signal.metadata.time_in_force
+    if order_type is OrderType.MARKET and asked is not None and asked is not TimeInForce.IOC:
+        notes.append(f"time_in_force {asked.value} not applied: market orders are IOC")
     price = (
         _limit_price(signal, side, instrument, market, config)
         if order_type is OrderType.LIMIT

@@ -44,7 +44,7 @@ from order_manager.domain.orders import ms_to_datetime
 from order_manager.domain.positions import ExchangePosition, Position, apply_fill, compare
 from order_manager.services import events
 from order_manager.services.ports.exchange_events import ExchangeQueries
-from order_manager.services.ports.tracking import ExecKey
+from order_manager.services.ports.tracking import ExecKey, StoredPosition
 from order_manager.services.ports.uow import UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -102,6 +102,15 @@ def baseline_from_exchange(ours: Position, exchange: ExchangePosition) -> Positi
     else:
         entry = abs(size) * avg
     return replace(ours, size=size, entry_value=entry, mark_price=exchange.mark_price)
+
+
+def catch_up_start(book: StoredPosition, now: datetime) -> datetime:
+    """Where listing missed fills starts: the last moment the book was known equal to the
+    exchange (its last good validation, or its correction's baseline), less a minute of slack;
+    an hour back when there is neither."""
+    known = [book.validated_at, book.baseline_key[0] if book.baseline_key else None]
+    good = max((moment for moment in known if moment is not None), default=None)
+    return now - CATCH_UP_LOOKBACK if good is None else good - CATCH_UP_SLACK
 
 
 class PositionKeeper:
@@ -246,15 +255,7 @@ class PositionKeeper:
                 )
                 return None
             if may_catch_up and self._history is not None and self._apply_fills is not None:
-                good = max(
-                    (
-                        t
-                        for t in (book.validated_at, book.baseline_key and book.baseline_key[0])
-                        if t is not None
-                    ),
-                    default=None,
-                )
-                return (good - CATCH_UP_SLACK) if good is not None else now - CATCH_UP_LOOKBACK
+                return catch_up_start(book, now)
             updated = raw.get("updatedTime")
             cut = ms_to_datetime(updated) if updated not in (None, "", "0", 0) else now
             baseline_key: ExecKey = (cut, _AFTER_ALL_SEQ, _AFTER_ALL_ID)

@@ -276,10 +276,10 @@ class Processor:
     ) -> _Stored:
         """This signal's existing orders (none to look for when the claim is ``is_new``), our
         open orders, our recent order times (and with ``with_account`` the tracker's balances
-        and positions). Plain reads of committed rows, no
-        transaction (``atomic=False``: no BEGIN/ROLLBACK round trips): this signal's lane is the
-        only writer of its symbol's new orders, and a tracker update landing between two reads
-        is no different from one landing just after them."""
+        and positions). Plain reads of committed rows, no transaction (``atomic=False``: no
+        BEGIN/ROLLBACK round trips): this signal's lane is the only writer of its symbol's new
+        orders, and a tracker update landing between two reads is no different from one
+        landing just after them."""
         now = self.clock()
         since = now - RATE_WINDOW
         dry = self.is_dry_run

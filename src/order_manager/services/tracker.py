@@ -98,11 +98,11 @@ EXECUTION = "execution"
 POSITION = "position"
 WALLET = "wallet"
 
-#: execution types that move a position (funding, settlement fees do not)
 #: signals whose event enrichment the tracker keeps in memory (least recently used dropped)
 ENRICHMENT_CACHE_SIZE = 4096
 _Enrichment = tuple[events.SignalSummary | None, events.MarketConditions | None]
 
+#: execution types that move a position (funding, settlement fees do not)
 POSITION_EXEC_TYPES = frozenset({"Trade", "AdlTrade", "BustTrade", "BlockTrade", "MovePosition"})
 
 
@@ -415,9 +415,7 @@ class Tracker:
             )
             outcome.order_events += 1
 
-    async def _signal(
-        self, work: _Work, stored: StoredOrder
-    ) -> tuple[events.SignalSummary | None, events.MarketConditions | None]:
+    async def _signal(self, work: _Work, stored: StoredOrder) -> _Enrichment:
         if stored.signal_id is None:
             return None, None
         cached = self._enrichment.get(stored.signal_id)
@@ -749,9 +747,7 @@ class _Work:
         return opened
 
 
-def signal_enrichment(
-    signal_id: str, info: Mapping[str, Any] | None
-) -> tuple[events.SignalSummary | None, events.MarketConditions | None]:
+def signal_enrichment(signal_id: str, info: Mapping[str, Any] | None) -> _Enrichment:
     """Event enrichment from a stored signal: its summary and the market it saw."""
     if info is None:
         return events.SignalSummary(signal_id), None

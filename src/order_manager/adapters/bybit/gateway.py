@@ -436,10 +436,8 @@ class BybitGateway:
 
     async def _fetch_positions(self, query: _PositionQuery, trace_id: str) -> list[WirePosition]:
         category, symbol, settle_coin = query
-        return list(
-            await self.rest.get_positions(
-                category.value, symbol=symbol, settle_coin=settle_coin, trace_id=trace_id
-            )
+        return await self.rest.get_positions(
+            category.value, symbol=symbol, settle_coin=settle_coin, trace_id=trace_id
         )
 
     async def balances(self, *, trace_id: str) -> Mapping[str, Decimal]:

@@ -285,10 +285,10 @@ class PaperExchange:
             return
         mark = snapshot.mid
         now = self._clock()
-        for key, position in list(self.books.items()):
-            if key[0] is not category or key[1] != symbol or position.size == 0:
-                continue
-            if position.mark_price == mark:
+        for idx in PositionIdx:
+            key = (category, symbol, idx)
+            position = self.books.get(key)
+            if position is None or position.size == 0 or position.mark_price == mark:
                 continue
             last = self._marked_at.get(key)
             if last is not None and now - last < self.mark_interval:
