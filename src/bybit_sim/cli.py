@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,16 @@ def serve(
 ) -> None:
     """Run the simulator until SIGINT/SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    cfg = serve_config(config, host=host, port=port, seed=seed, now_ns=time.time_ns())
+    asyncio.run(_serve(cfg))
+
+
+def serve_config(
+    config: Path | None, *, host: str | None, port: int | None, seed: int | None, now_ns: int
+) -> SimConfig:
+    """The configuration `serve` runs: the file (or the defaults on port 8765) with the
+    options on top. Without a seed (option or file) ids are salted with the start time, so a
+    restarted simulator never hands out an order id an earlier run did (clients keep them)."""
     cfg = SimConfig.load(config) if config else SimConfig(port=8765)
     overrides: dict[str, object] = {}
     if host is not None:
@@ -42,9 +53,9 @@ def serve(
         overrides["port"] = port
     if seed is not None:
         overrides["seed"] = seed
-    if overrides:
-        cfg = cfg.with_overrides(**overrides)
-    asyncio.run(_serve(cfg))
+    elif cfg.id_epoch == 0 and "seed" not in cfg.model_fields_set:
+        overrides["id_epoch"] = now_ns
+    return cfg.with_overrides(**overrides) if overrides else cfg
 
 
 def _tune_gc() -> None:

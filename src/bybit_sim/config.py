@@ -238,6 +238,11 @@ class SimConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = 0
     seed: int = 1
+    #: mixed into order and execution ids. 0: ids depend on the seed alone (reproducible, also
+    #: after `/sim/reset`). Otherwise every start and every reset draws ids no earlier run drew:
+    #: a real exchange never reuses an id, and a client's database keeps the old ones
+    #: (`bybit-sim serve` sets it to the start time unless `--seed` is given).
+    id_epoch: int = 0
     api_keys: dict[str, str] = Field(default_factory=lambda: {"sim-key": "sim-secret"})
     uid: int = 100001
     instruments: list[InstrumentConfig] = Field(default_factory=_default_instruments)

@@ -86,13 +86,22 @@ class Exchange:
         self._instruments: dict[tuple[str, str], Instrument] = {}
         for n, cfg in enumerate(config.instruments, start=1):
             self._instruments[(cfg.category, cfg.symbol)] = Instrument(cfg, n)
+        self._starts = 0  # starts and resets: each draws its own ids (`id_epoch`)
         self._init_state()
 
     # ------------------------------------------------------------------ state
     def _init_state(self) -> None:
         cfg = self.config
         self._rng = random.Random(cfg.seed)
-        self._spot_id = 1_800_000_000_000_000_000 + cfg.seed % 1000 * 1_000_000_000
+        # ids: the seed's sequence, salted per start/reset unless ids must be reproducible
+        self._starts += 1
+        self._id_salt = (
+            0
+            if cfg.id_epoch == 0
+            else random.Random(f"{cfg.id_epoch}:{self._starts}").getrandbits(128)
+        )
+        run = cfg.seed % 1000 if cfg.id_epoch == 0 else self._id_salt % 1_000_000_000
+        self._spot_id = 1_800_000_000_000_000_000 + run * 1_000_000_000
         self.markets: dict[tuple[str, str], Market] = {
             key: Market(inst, cfg.seed, cfg.book_levels) for key, inst in self._instruments.items()
         }
@@ -230,13 +239,13 @@ class Exchange:
         if spot:
             self._spot_id += 1
             return str(self._spot_id)
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        return str(uuid.UUID(int=self._rng.getrandbits(128) ^ self._id_salt, version=4))
 
     def _new_exec_id(self, spot: bool) -> str:
         if spot:
             self._spot_id += 1
             return str(self._spot_id + 300_000_000_000_000_000)
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        return str(uuid.UUID(int=self._rng.getrandbits(128) ^ self._id_salt, version=4))
 
     # ------------------------------------------------------------ positions
     def position(self, symbol: str, idx: int) -> Position:

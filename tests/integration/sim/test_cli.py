@@ -5,23 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import aiohttp
 
-from tests.helpers import eventually
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers import eventually, free_port
 
 
 async def test_serve_uses_config_file_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "sim.json"
     config.write_text(
         json.dumps({"seed": 3, "initial_wallet": {"USDT": "1234.5"}, "tick_interval_ms": 50})

@@ -311,3 +311,31 @@ def test_history_pages_newest_first_within_the_window() -> None:
     assert seen == list(reversed(closed))
     since_third = queries.order_history(ex, linear(startTime=str(1_700_000_003_000)))
     assert [o["orderId"] for o in since_third["list"]] == list(reversed(closed[2:]))
+
+
+def test_an_id_epoch_gives_every_start_and_reset_its_own_ids() -> None:
+    """A restarted simulator must not reuse an order id: the client's database keeps them."""
+
+    def first_ids(exchange: Exchange) -> tuple[str, str]:
+        linear_id = exchange.create_order(linear(side="Buy", orderType="Market", qty="0.1"))
+        spot_id = exchange.create_order(
+            {
+                "category": "spot",
+                "symbol": "BTCUSDT",
+                "side": "Buy",
+                "orderType": "Market",
+                "qty": "100",
+            }
+        )
+        return linear_id["orderId"], spot_id["orderId"]
+
+    fixed, _ = make_exchange()
+    fixed_ids = first_ids(fixed)
+    one, _ = make_exchange(id_epoch=1_000)
+    other, _ = make_exchange(id_epoch=2_000)
+    ids_one, ids_other = first_ids(one), first_ids(other)
+    assert len({*fixed_ids, *ids_one, *ids_other}) == 6
+    one.reset()
+    assert set(first_ids(one)).isdisjoint(ids_one)  # a reset draws new ids too
+    fixed.reset()
+    assert first_ids(fixed) == fixed_ids  # id_epoch 0: reproducible, also after a reset
