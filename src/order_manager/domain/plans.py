@@ -62,6 +62,39 @@ def order_link_id(prefix: str, signal_id: str, leg: int) -> str:
     return f"{prefix}-{signal_token(signal_id)}-{leg}"
 
 
+def synthetic_link_id(order_id: str) -> str:
+    """The ``order_link_id`` (max 36 chars) we store for an order placed without one (an
+    external order adopted from its exchange events): unique per exchange order id."""
+    if len(order_id) <= 34:
+        return f"x-{order_id}"
+    return "x-" + hashlib.sha256(order_id.encode()).hexdigest()[:34]
+
+
+def identity_conflict(
+    stored_order_id: str | None,
+    stored_link_id: str,
+    event_order_id: str,
+    event_link_id: str,
+) -> str | None:
+    """Why an exchange event naming ``(event_order_id, event_link_id)`` cannot belong to the
+    stored order ``(stored_order_id, stored_link_id)`` — None when it can.
+
+    On Bybit both ids identify one order for its whole life: an event that matches a row by
+    one id and contradicts it on the other is about a different order (a reused id, a
+    misconfigured exchange or simulator) and must not change that row. Missing ids never
+    conflict (an event may omit the link; a row may not have its exchange id yet), and a row
+    adopted without a link (``synthetic_link_id``) has no link to contradict."""
+    if stored_order_id and event_order_id and stored_order_id != event_order_id:
+        return f"orderId {event_order_id!r} differs from the stored {stored_order_id!r}"
+    if (
+        event_link_id
+        and stored_link_id != event_link_id
+        and stored_link_id != synthetic_link_id(stored_order_id or event_order_id)
+    ):
+        return f"orderLinkId {event_link_id!r} differs from the stored {stored_link_id!r}"
+    return None
+
+
 def parse_order_link_id(prefix: str, link_id: str) -> tuple[str, int] | None:
     """``(token, leg)`` when ``link_id`` was made by ``order_link_id`` with ``prefix``."""
     head = f"{prefix}-"

@@ -28,6 +28,11 @@ sorts after the book's last one is applied incrementally; a late fill triggers a
 book from its baseline (the last drift correction, or flat) over the stored fills. Either way
 the result depends only on the set of fills, not on their arrival order.
 
+An event that matches a row by one id and contradicts it on the other (orderId found, but a
+different orderLinkId; or the reverse) is about another order — a reused id, a misconfigured
+exchange or simulator — and is refused: kept in the audit log as `order_identity_conflict`
+with its raw body, logged as an error, the row untouched (`plans.identity_conflict`).
+
 A batch that fails on the database is retried (`retries` times); an item that cannot be parsed
 is kept in the audit log with its raw body.
 """
@@ -57,7 +62,7 @@ from order_manager.domain.orders import (
     apply_execution,
     apply_update,
 )
-from order_manager.domain.plans import parse_order_link_id
+from order_manager.domain.plans import identity_conflict, parse_order_link_id
 from order_manager.domain.positions import (
     ExchangePosition,
     Position,
@@ -92,6 +97,9 @@ LOSS_WARNINGS = Counter(
     "om_position_loss_warnings_total",
     "Positions whose unrealised loss crossed ORDERMANAGER_LOSS_WARNING_THRESHOLD_PCT",
 )
+
+#: audit action of an event refused because it contradicts its row's ids
+IDENTITY_CONFLICT = "order_identity_conflict"
 
 ORDER = "order"
 EXECUTION = "execution"
@@ -350,10 +358,38 @@ class Tracker:
         )
         return work.register(stored)
 
+    async def _conflicts(
+        self,
+        work: _Work,
+        opened: _Open,
+        order_id: str,
+        order_link_id: str,
+        raw: Mapping[str, Any],
+    ) -> bool:
+        """True (and the item kept as a problem, the row untouched) when the event contradicts
+        the row it was matched to on the other id (``identity_conflict``)."""
+        state = opened.state
+        why = identity_conflict(state.order_id, state.order_link_id, order_id, order_link_id)
+        if why is None:
+            return False
+        log.error(
+            "exchange event refused: it names another order than the row it matched",
+            reason=why,
+            order_uuid=opened.stored.uuid,
+            order_id=order_id,
+            order_link_id=order_link_id,
+        )
+        await self._problem(work.uow, work.outcome, IDENTITY_CONFLICT, why, raw)
+        return True
+
     async def _on_order(
         self, work: _Work, update: ExchangeOrderUpdate, raw: Mapping[str, Any]
     ) -> None:
         opened = await self._locate(work, update.order_id, update.order_link_id)
+        if opened is not None and await self._conflicts(
+            work, opened, update.order_id, update.order_link_id, raw
+        ):
+            return
         if opened is None:
             opened = await self._adopt(work, state_from_update(update), ORDER)
         with trace_context(opened.stored.trace_id):
@@ -483,6 +519,10 @@ class Tracker:
         prefetched: Mapping[str, Mapping[str, Any] | None],
     ) -> None:
         opened = await self._locate(work, execution.order_id, execution.order_link_id)
+        if opened is not None and await self._conflicts(
+            work, opened, execution.order_id, execution.order_link_id, raw
+        ):
+            return
         if opened is None:
             opened = await self._adopt_for_fill(work, execution, raw, prefetched)
         stored = opened.stored

@@ -295,3 +295,65 @@ async def test_a_position_push_keeps_the_exchanges_display_figures(pool: asyncpg
     assert row["liq_price"] == Decimal("58000.5")
     assert row["take_profit"] == Decimal("70000")
     assert row["stop_loss"] is None
+
+
+async def test_events_naming_another_order_than_their_row_are_refused(pool: asyncpg.Pool) -> None:
+    """A restarted simulator once reissued an old order's orderId for a new order: its events
+    matched the OLD row by orderId and overwrote it. Now an event that contradicts its row on
+    the other id is kept as a problem and changes nothing — neither row nor position."""
+    old_signal, new_signal = str(uuid.uuid4()), str(uuid.uuid4())
+    await insert_signal(pool, old_signal)
+    await insert_signal(pool, new_signal)
+    old_link = await insert_intent(pool, old_signal, "0.010", "64000.0")
+    new_link = await insert_intent(pool, new_signal, "0.020", "64100.0")
+    tracker = Tracker(uow_factory(pool), link_prefix=PREFIX)
+    old = lifecycle(
+        order_id="ord-reused",
+        link=old_link,
+        symbol="BTCUSDT",
+        side="Buy",
+        qty="0.010",
+        price="64000.0",
+        fills=[Fill("0.010", "64000.0", "0.128")],
+    )
+    await feed(tracker, old)
+    before = await one_row(pool, "SELECT * FROM orders WHERE order_link_id = $1", old_link)
+    position_before = await one_row(pool, "SELECT size FROM positions WHERE symbol = 'BTCUSDT'")
+
+    reused = lifecycle(  # same orderId, the new order's link: another order
+        order_id="ord-reused",
+        link=new_link,
+        symbol="BTCUSDT",
+        side="Buy",
+        qty="0.020",
+        price="64100.0",
+        fills=[Fill("0.020", "64100.0", "0.256")],
+        t0=1_795_100_000_000,
+        seq0=50,
+    )
+    problems = 0
+    for topic, item in reused:
+        problems += (await tracker.handle(topic, [item])).problems
+    assert problems == len(reused)
+
+    after = await one_row(pool, "SELECT * FROM orders WHERE order_link_id = $1", old_link)
+    assert dict(after) == dict(before)
+    untouched = await one_row(pool, "SELECT * FROM orders WHERE order_link_id = $1", new_link)
+    assert (untouched["status"], untouched["order_id"]) == ("submitting", None)
+    assert await pool.fetchval("SELECT count(*) FROM executions") == 1
+    position_after = await one_row(pool, "SELECT size FROM positions WHERE symbol = 'BTCUSDT'")
+    assert position_after["size"] == position_before["size"] == Decimal("0.010")
+    kept = await pool.fetch(
+        "SELECT request, error FROM audit_log WHERE action = 'order_identity_conflict'"
+    )
+    assert len(kept) == len(reused)
+    assert all(row["request"]["orderLinkId"] == new_link for row in kept)
+    assert all("differs from the stored" in row["error"] for row in kept)
+
+    # the reverse: our link, but an exchange id other than the one the row already holds
+    stray = dict(old[-1][1], orderId="ord-stray", execId="stray-exec")
+    outcome = await tracker.handle(old[-1][0], [stray])
+    assert outcome.problems == 1
+    assert dict(await one_row(pool, "SELECT * FROM orders WHERE id = $1", before["id"])) == dict(
+        before
+    )

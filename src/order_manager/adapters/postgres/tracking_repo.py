@@ -8,7 +8,6 @@ no-op and reports False.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ import asyncpg
 from order_manager.domain.enums import Category, PositionIdx, Side
 from order_manager.domain.money import ZERO
 from order_manager.domain.orders import Execution, OrderState
+from order_manager.domain.plans import synthetic_link_id
 from order_manager.domain.positions import ExchangePosition, Position, PositionFill
 
 ExecKey = tuple[datetime, int, str]
@@ -52,13 +52,6 @@ class PositionRecord:
     drift_count: int
     updated_at: datetime
     validated_at: datetime | None = None
-
-
-def synthetic_link_id(order_id: str) -> str:
-    """A unique `order_link_id` (max 36 chars) for an order placed without one."""
-    if len(order_id) <= 34:
-        return f"x-{order_id}"
-    return "x-" + hashlib.sha256(order_id.encode()).hexdigest()[:34]
 
 
 def _signed(side: str, size: Decimal) -> Decimal:
