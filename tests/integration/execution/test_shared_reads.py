@@ -8,21 +8,30 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from order_manager.adapters.bybit.config import RateLimitConfig
+from order_manager.adapters.bybit.gateway import BybitGateway
+from order_manager.adapters.bybit.instruments import InstrumentCache
+from order_manager.adapters.bybit.metrics import metrics_for
+from order_manager.adapters.bybit.rest import BybitRestClient
 from order_manager.domain.enums import Category
 from order_manager.services.ports.processing import SignalExecuted
+from tests.helpers import eventually
 
-from .conftest import Env, new_signal
+from .conftest import Env, client_config, new_signal
 
 WALLET = "/v5/account/wallet-balance"
 POSITIONS = "/v5/position/list"
 
 
-def sent(env: Env, endpoint: str) -> float:
+def sent(rest: BybitRestClient, endpoint: str) -> float:
     """Requests the client sent to ``endpoint`` (its own metrics)."""
     return sum(
         sample.value
-        for metric in env.rest.metrics.requests.collect()
+        for metric in rest.metrics.requests.collect()
         for sample in metric.samples
         if sample.name.endswith("_total") and sample.labels["endpoint"] == endpoint
     )
@@ -38,7 +47,7 @@ async def test_concurrent_signals_share_the_wallet_and_position_reads(env: Env) 
             for s in symbols
         )
     )
-    wallet_before, positions_before = sent(env, WALLET), sent(env, POSITIONS)
+    wallet_before, positions_before = sent(env.rest, WALLET), sent(env.rest, POSITIONS)
     signals = [await new_signal(env, asset=s, amount="200") for s in symbols]
     outcomes = await asyncio.gather(
         *(processor.process(signal, f"trace-{signal.asset}") for signal in signals)
@@ -46,8 +55,8 @@ async def test_concurrent_signals_share_the_wallet_and_position_reads(env: Env) 
     assert all(isinstance(outcome, SignalExecuted) for outcome in outcomes), outcomes
     assert len(await env.sim_orders()) == 4
     # four signals planned at once: fewer reads than signals (one per round)
-    assert sent(env, WALLET) - wallet_before < len(symbols)
-    assert sent(env, POSITIONS) - positions_before < len(symbols)
+    assert sent(env.rest, WALLET) - wallet_before < len(symbols)
+    assert sent(env.rest, POSITIONS) - positions_before < len(symbols)
 
 
 async def test_a_read_after_a_fill_sees_the_fill(env: Env) -> None:
@@ -62,3 +71,23 @@ async def test_a_read_after_a_fill_sees_the_fill(env: Env) -> None:
         p for p in await gateway.positions(Category.LINEAR, "BTCUSDT", trace_id="t") if p.size
     ]
     assert position.size == Decimal("0.015")
+
+
+async def test_callers_asking_while_a_read_waits_for_the_rate_limiter_join_it(sim: Any) -> None:
+    """The round closes when the request leaves, not when it starts waiting for the limiter:
+    with the wallet budget spent, everyone who asks before the slot frees shares one request
+    (each asked before it was sent)."""
+    limits = RateLimitConfig(overrides={WALLET: 1}, window_seconds=0.3, safety_margin=0.0)
+    async with BybitRestClient(
+        client_config(sim.url, rate_limit=limits), metrics=metrics_for(CollectorRegistry())
+    ) as rest:
+        gateway = BybitGateway(rest, InstrumentCache(rest, ["linear"]))
+        first = await gateway.balances(trace_id="spends-the-window")
+        before = sent(rest, WALLET)
+        waiting = asyncio.create_task(gateway.balances(trace_id="waits"))
+        await eventually(lambda: rest.limiter.pending(), what="a read held by the limiter")
+        joined = [asyncio.create_task(gateway.balances(trace_id=f"joins-{i}")) for i in range(4)]
+        answers = await asyncio.gather(waiting, *joined)
+        assert sent(rest, WALLET) - before == 1
+        assert all(answer == first for answer in answers)  # nothing traded meanwhile
+        assert gateway.shared_read_counts()["wallet-balance"] == {"requests": 2, "answers": 6}

@@ -431,13 +431,21 @@ class BybitGateway:
             return None
         return self._books[(category, symbol)][1]
 
-    async def _fetch_wallet(self, account_type: str, trace_id: str) -> WalletAccount:
-        return await self.rest.get_wallet_balance(account_type, trace_id=trace_id)
+    async def _fetch_wallet(
+        self, account_type: str, trace_id: str, sending: Callable[[], None]
+    ) -> WalletAccount:
+        return await self.rest.get_wallet_balance(account_type, trace_id=trace_id, on_send=sending)
 
-    async def _fetch_positions(self, query: _PositionQuery, trace_id: str) -> list[WirePosition]:
+    async def _fetch_positions(
+        self, query: _PositionQuery, trace_id: str, sending: Callable[[], None]
+    ) -> list[WirePosition]:
         category, symbol, settle_coin = query
         return await self.rest.get_positions(
-            category.value, symbol=symbol, settle_coin=settle_coin, trace_id=trace_id
+            category.value,
+            symbol=symbol,
+            settle_coin=settle_coin,
+            trace_id=trace_id,
+            on_send=sending,
         )
 
     async def balances(self, *, trace_id: str) -> Mapping[str, Decimal]:

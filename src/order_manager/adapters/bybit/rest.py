@@ -312,11 +312,13 @@ class BybitRestClient:
         category: str | None = None,
         priority: Priority | None = None,
         trace_id: str | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> Any:
         """One logical call with retries; returns the envelope's ``result``.
 
         Only for requests that are safe to repeat (queries, amend, cancel). Order creation goes
-        through :meth:`create_order`.
+        through :meth:`create_order`. ``on_send`` is called each time a request of the call is
+        about to leave (after the rate limiter let it go).
         """
         params = dict(params or {})
         cat = category or _str_or_none(params.get("category"))
@@ -332,6 +334,7 @@ class BybitRestClient:
                     priority=priority,
                     trace_id=trace_id,
                     attempt=attempt,
+                    on_send=on_send,
                 )
                 return envelope.result
             except BybitError as error:
@@ -385,10 +388,13 @@ class BybitRestClient:
         priority: Priority | None = None,
         trace_id: str | None = None,
         attempt: int = 0,
+        on_send: Callable[[], None] | None = None,
     ) -> Envelope:
         """One signed HTTP exchange; raises a typed error for anything but retCode 0."""
         permit = await self.limiter.acquire(path, category, priority)
         try:
+            if on_send is not None:
+                on_send()
             return await self._send(
                 method, path, params, signed, category, trace_id, attempt, permit.waited
             )
@@ -750,15 +756,19 @@ class BybitRestClient:
         signed: bool = True,
         max_pages: int = 10_000,
         trace_id: str | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> list[ModelT]:
         """Every item of a cursor-paginated list. The cursor is passed back exactly as received
-        (Bybit returns it percent-encoded; decoding it breaks the signature)."""
+        (Bybit returns it percent-encoded; decoding it breaks the signature). ``on_send``: see
+        :meth:`call` (called for every page's request)."""
         items: list[ModelT] = []
         cursor = ""
         seen: set[str] = set()
         for _ in range(max_pages):
             query = {**params, "limit": page_size, "cursor": cursor or None}
-            result = await self.call("GET", path, query, signed=signed, trace_id=trace_id)
+            result = await self.call(
+                "GET", path, query, signed=signed, trace_id=trace_id, on_send=on_send
+            )
             page = _validate(Page[model], result, path)  # type: ignore[valid-type]
             items.extend(page.list)
             cursor = page.next_page_cursor
@@ -843,10 +853,16 @@ class BybitRestClient:
         settle_coin: str | None = None,
         page_size: int = 200,
         trace_id: str | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> list[Position]:
         params = {"category": category, "symbol": symbol, "settleCoin": settle_coin}
         return await self.paginate(
-            "/v5/position/list", params, Position, page_size=page_size, trace_id=trace_id
+            "/v5/position/list",
+            params,
+            Position,
+            page_size=page_size,
+            trace_id=trace_id,
+            on_send=on_send,
         )
 
     async def get_instruments(
@@ -868,9 +884,12 @@ class BybitRestClient:
         coins: Sequence[str] = (),
         *,
         trace_id: str | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> WalletAccount:
         params = {"accountType": account_type, "coin": ",".join(coins) or None}
-        result = await self.call("GET", "/v5/account/wallet-balance", params, trace_id=trace_id)
+        result = await self.call(
+            "GET", "/v5/account/wallet-balance", params, trace_id=trace_id, on_send=on_send
+        )
         page = _validate(Page[WalletAccount], result, "/v5/account/wallet-balance")
         if not page.list:
             raise ProtocolError("wallet-balance returned no account", endpoint="wallet-balance")

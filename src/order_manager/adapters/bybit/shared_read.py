@@ -8,9 +8,16 @@ reads per second per account, a quarter of the signal rate we plan for.
 The rule that keeps a shared answer exactly as fresh as a dedicated call: **a caller is served by
 the first request sent after it asked, never by one already in flight** (an in-flight answer may
 predate a fill the caller must see, e.g. of the order its own lane placed a moment ago). So
-callers queue for the *next* round of a key; a round is closed and sent as soon as the previous
-one of that key has returned (immediately when none is in flight). Under load N concurrent
-callers cost about two requests instead of N; a lone caller waits for nothing.
+callers queue for the *next* round of a key; a round starts as soon as the previous one of that
+key has returned (immediately when none is in flight). Under load N concurrent callers cost
+about two requests instead of N; a lone caller waits for nothing.
+
+A round is *closed* when its request actually leaves: ``fetch`` calls the ``sending`` callback it
+is given right before the bytes go out (the REST client does it once the rate limiter has let
+the request go). Callers who ask while the request still waits for the limiter join it — they
+asked before it was sent — so the busier the account's read budget (Bybit: 50 a second), the
+more callers one request serves. A ``fetch`` that never calls ``sending`` closes its round when
+it returns or raises.
 
 A round's error reaches every caller of that round (the next round is a fresh attempt). The
 request runs in its own task, so a caller that is cancelled does not cancel it for the others;
@@ -31,6 +38,9 @@ log = structlog.get_logger("order_manager.adapters.bybit.shared_read")
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
+#: ``fetch(key, trace_id, sending)``; ``sending()`` is called right before the request leaves
+Fetch = Callable[[K, str, Callable[[], None]], Awaitable[T]]
+
 
 @dataclass(eq=False)
 class _Round(Generic[T]):
@@ -39,9 +49,10 @@ class _Round(Generic[T]):
 
 
 class SharedRead(Generic[K, T]):
-    """``await shared.get(key, trace_id)``: ``fetch(key, trace_id)`` shared per round of key."""
+    """``await shared.get(key, trace_id)``: ``fetch(key, trace_id, sending)`` shared per round
+    of key (``sending()``: the request is leaving now — the round takes no more callers)."""
 
-    def __init__(self, fetch: Callable[[K, str], Awaitable[T]], *, name: str) -> None:
+    def __init__(self, fetch: Fetch[K, T], *, name: str) -> None:
         self._fetch = fetch
         self.name = name
         self._queued: dict[K, _Round[T]] = {}
@@ -66,19 +77,29 @@ class SharedRead(Generic[K, T]):
     async def _drive(self, key: K) -> None:
         """Send the queued rounds of ``key`` one after the other until none is left."""
         try:
-            while (current := self._queued.pop(key, None)) is not None:
+            while (current := self._queued.get(key)) is not None:
                 self.requests += 1
-                if len(current.trace_ids) > 1:
-                    log.debug("shared exchange read", read=self.name, trace_ids=current.trace_ids)
+
+                def sending(current: _Round[T] = current) -> None:
+                    if self._queued.get(key) is current:
+                        del self._queued[key]  # later callers wait for the next round
+                        if len(current.trace_ids) > 1:
+                            log.debug(
+                                "shared exchange read", read=self.name, trace_ids=current.trace_ids
+                            )
+
                 try:
-                    result = await self._fetch(key, current.trace_ids[0])
+                    result = await self._fetch(key, current.trace_ids[0], sending)
                 except asyncio.CancelledError:
+                    sending()
                     current.future.cancel()
                     raise
                 except Exception as error:
+                    sending()
                     current.future.set_exception(error)
                     current.future.exception()  # retrieved here: its callers may all be gone
                 else:
+                    sending()
                     current.future.set_result(result)
         finally:
             self._drivers.pop(key, None)
