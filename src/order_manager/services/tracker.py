@@ -313,11 +313,9 @@ class Tracker:
         )
         if uid:
             return work.orders[uid]
-        found: StoredOrder | None = None
-        if order_id:
-            found = await work.uow.orders.get_by_order_id(order_id, for_update=True)
-        if found is None and order_link_id:
-            found = await work.uow.orders.get(order_link_id, for_update=True)
+        if not order_id and not order_link_id:
+            return None
+        found = await work.uow.orders.locate(order_id, order_link_id, for_update=True)
         return work.register(found) if found is not None else None
 
     def _ownership(self, order_link_id: str) -> tuple[str | None, int | None, bool]:

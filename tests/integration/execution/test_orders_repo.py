@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from order_manager.adapters.postgres.orders_repo import FOR_SIGNAL_SQL
+from order_manager.adapters.postgres.orders_repo import FOR_SIGNAL_SQL, LOCATE_SQL
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
 from order_manager.domain.enums import Category, OrderType, Side, TimeInForce
 from order_manager.domain.orders import (
@@ -198,4 +198,42 @@ async def test_for_signal_finds_own_and_linked_orders_through_indexes(
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
         plan = "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {FOR_SIGNAL_SQL}", first))
+    assert "Seq Scan on orders" not in plan, plan
+
+
+async def test_locate_prefers_the_exchange_id_then_the_link_in_one_indexed_read(
+    pool: asyncpg.Pool,
+) -> None:
+    factory = PostgresUnitOfWorkFactory(pool)
+    acked_signal, pending_signal = await insert_signal(pool), await insert_signal(pool)
+    acked_link = order_link_id("om", acked_signal, 1)
+    pending_link = order_link_id("om", pending_signal, 1)
+    async with factory() as uow:
+        acked, _ = await uow.orders.add_intent(
+            _intent(acked_link), signal_id=acked_signal, leg=1, trace_id="t", is_dry_run=False
+        )
+        pending, _ = await uow.orders.add_intent(
+            _intent(pending_link), signal_id=pending_signal, leg=1, trace_id="t", is_dry_run=False
+        )
+        await uow.orders.save(acked, acknowledge(acked.state, "ord-acked", NOW).state)
+        await uow.commit()
+    async with factory() as uow:
+        orders = uow.orders
+        by_id = await orders.locate("ord-acked", "", for_update=True)
+        by_link = await orders.locate("ord-not-yet-stored", pending_link, for_update=True)
+        # both ids match different rows: the exchange id wins (the tracker then refuses it)
+        both = await orders.locate("ord-acked", pending_link)
+        assert await orders.locate("", "") is None
+        assert await orders.locate("ord-unknown", "om-unknown-1") is None
+    assert by_id is not None and by_id.uuid == acked.uuid
+    assert by_link is not None and by_link.uuid == pending.uuid
+    assert both is not None and both.uuid == acked.uuid
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(
+            row[0]
+            for row in await conn.fetch(
+                f"EXPLAIN {LOCATE_SQL} FOR UPDATE OF o", "ord-acked", pending_link
+            )
+        )
     assert "Seq Scan on orders" not in plan, plan

@@ -14,7 +14,6 @@ Row ↔ ``OrderState`` mapping:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,10 +37,16 @@ _LOCAL_STATUSES = frozenset(
     {OrderStatus.SUBMITTING, OrderStatus.PENDING, OrderStatus.REJECTED, OrderStatus.FAILED}
 )
 
+#: An order with its links and — when it has any (``cum_exec_qty`` counts every execution
+#: row) — its fills as ``executions`` rows, all in ONE statement (a separate fills query was
+#: one more round trip for every read of a filled order).
 _SELECT = """
 SELECT o.*,
        COALESCE((SELECT array_agg(l.signal_id::text ORDER BY l.id)
-                 FROM signal_order_links l WHERE l.order_uuid = o.id), '{}') AS linked_signals
+                 FROM signal_order_links l WHERE l.order_uuid = o.id), '{}') AS linked_signals,
+       CASE WHEN o.cum_exec_qty > 0 THEN
+           (SELECT array_agg(e) FROM executions e WHERE e.order_uuid = o.id)
+       END AS fills
 FROM orders o
 """
 
@@ -216,6 +221,13 @@ def _record(
     )
 
 
+#: ``locate``: by exchange id ($1), else by orderLinkId ($2) — one read, two index lookups
+LOCATE_SQL = (
+    f"{_SELECT} WHERE (o.order_id = $1 OR o.order_link_id = $2)"
+    " ORDER BY o.order_id = $1 IS TRUE DESC LIMIT 1"
+)
+
+
 class PgOrderRepository:
     """Bound to one connection inside the unit of work's transaction."""
 
@@ -232,25 +244,18 @@ class PgOrderRepository:
         return rows
 
     # ------------------------------------------------------------------ reads
-    async def _records(self, rows: Sequence[asyncpg.Record]) -> list[OrderRecord]:
-        if not rows:
-            return []
-        # a row without fills (cum_exec_qty is the filled quantity incl. executions) has no
-        # execution rows: skip the second query for the common case
-        ids = [row["id"] for row in rows if row["cum_exec_qty"] > 0]
-        by_order: dict[uuid.UUID, list[Execution]] = {}
-        if ids:
-            exec_rows = await self._conn.fetch(
-                "SELECT * FROM executions WHERE order_uuid = ANY($1::uuid[])", ids
-            )
-            for exec_row in exec_rows:
-                by_order.setdefault(exec_row["order_uuid"], []).append(_execution(exec_row))
-        return [_record(row, by_order.get(row["id"], []), row["linked_signals"]) for row in rows]
+    @staticmethod
+    def _records(rows: Sequence[asyncpg.Record]) -> list[OrderRecord]:
+        """Rows of ``_SELECT`` (fills included) as records."""
+        return [
+            _record(row, [_execution(fill) for fill in row["fills"] or ()], row["linked_signals"])
+            for row in rows
+        ]
 
     async def _one(self, where: str, value: object, for_update: bool) -> OrderRecord | None:
         lock = " FOR UPDATE OF o" if for_update else ""
         rows = await self._conn.fetch(f"{_SELECT} WHERE {where}{lock}", value)
-        records = await self._records(rows)
+        records = self._records(rows)
         return records[0] if records else None
 
     async def get(self, order_link_id: str, *, for_update: bool = False) -> OrderRecord | None:
@@ -264,9 +269,23 @@ class PgOrderRepository:
     ) -> OrderRecord | None:
         return await self._one("o.order_id = $1", order_id, for_update)
 
+    async def locate(
+        self, order_id: str, order_link_id: str, *, for_update: bool = False
+    ) -> OrderRecord | None:
+        """The row with this exchange ``order_id``, else the one with ``order_link_id`` (an
+        empty id matches nothing) — one statement, two index lookups (the OR of two indexed
+        columns is a BitmapOr). With ``for_update`` only the returned row is locked: a row
+        found by its link whose answer transaction is still open is waited for and re-read."""
+        lock = " FOR UPDATE OF o" if for_update else ""
+        rows = await self._conn.fetch(
+            f"{LOCATE_SQL}{lock}", order_id or None, order_link_id or None
+        )
+        records = self._records(rows)
+        return records[0] if records else None
+
     async def for_signal(self, signal_id: str) -> list[OrderRecord]:
         rows = await self._conn.fetch(FOR_SIGNAL_SQL, signal_id)
-        return await self._records(rows)
+        return self._records(rows)
 
     async def open_orders(
         self, category: Category, symbol: str, *, is_dry_run: bool
@@ -279,7 +298,7 @@ class PgOrderRepository:
             is_dry_run,
             list(ACTIVE_STATUSES),
         )
-        return await self._records(rows)
+        return self._records(rows)
 
     async def all_open_orders(
         self, *, is_dry_run: bool, resting_only: bool = False
@@ -296,7 +315,7 @@ class PgOrderRepository:
             is_dry_run,
             list(ACTIVE_STATUSES),
         )
-        return await self._records(rows)
+        return self._records(rows)
 
     async def submitting(self, *, is_dry_run: bool | None = None) -> list[OrderRecord]:
         rows = await self._conn.fetch(
@@ -304,7 +323,7 @@ class PgOrderRepository:
             "AND ($1::boolean IS NULL OR o.is_dry_run = $1) ORDER BY o.created_at, o.id",
             is_dry_run,
         )
-        return await self._records(rows)
+        return self._records(rows)
 
     async def recent_order_times(
         self, category: Category, symbol: str, since: datetime, *, is_dry_run: bool

@@ -97,6 +97,13 @@ class OrderRepository(Protocol):
         self, order_id: str, *, for_update: bool = False
     ) -> StoredOrder | None: ...
 
+    async def locate(
+        self, order_id: str, order_link_id: str, *, for_update: bool = False
+    ) -> StoredOrder | None:
+        """The order with exchange id ``order_id``, else the one with ``order_link_id`` (empty
+        ids match nothing), in one read; ``for_update`` locks only the order returned."""
+        ...
+
     async def save(
         self,
         order: StoredOrder,
