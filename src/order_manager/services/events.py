@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from order_manager.domain.market import MarketSnapshot
 from order_manager.domain.orders import OrderEvent, OrderEventType, OrderState
@@ -44,7 +44,8 @@ from order_manager.services.ports.outbox import (
     AGGREGATE_SIGNAL,
     ORDER_EVENTS_TOPIC,
     POSITION_EVENTS_TOPIC,
-    OutboxRepository,
+    EventWriter,
+    QueuedEvent,
     position_aggregate_id,
 )
 
@@ -323,7 +324,7 @@ def position_updated_payload(
 
 
 async def publish_order_event(
-    outbox: OutboxRepository,
+    outbox: EventWriter,
     event: OrderEvent,
     context: OrderContext,
     *,
@@ -344,7 +345,7 @@ async def publish_order_event(
 
 
 async def publish_signal_rejected(
-    outbox: OutboxRepository,
+    outbox: EventWriter,
     signal_id: str,
     rejection: Rejection,
     *,
@@ -369,7 +370,7 @@ async def publish_signal_rejected(
 
 
 async def publish_position_updated(
-    outbox: OutboxRepository,
+    outbox: EventWriter,
     position: Position,
     *,
     is_dry_run: bool,
@@ -388,6 +389,39 @@ async def publish_position_updated(
         trace_id=trace_id,
         is_dry_run=is_dry_run,
     )
+
+
+class EventQueue:
+    """An ``EventWriter`` that keeps the events in memory, in order — for a change written
+    together with its events in ONE statement (``OrderRepository.answer_untouched``); the
+    events exist only if that statement writes them."""
+
+    def __init__(self) -> None:
+        self.events: list[QueuedEvent] = []
+
+    async def add_event(
+        self,
+        *,
+        topic: str,
+        event_type: str,
+        aggregate_type: str,
+        aggregate_id: str | None,
+        payload: Mapping[str, Any],
+        trace_id: str | None,
+        is_dry_run: bool,
+    ) -> UUID:
+        event = QueuedEvent(
+            uuid4(),
+            topic,
+            event_type,
+            aggregate_type,
+            aggregate_id,
+            dict(payload),
+            trace_id,
+            is_dry_run,
+        )
+        self.events.append(event)
+        return event.event_id
 
 
 def payload_decimal(payload: Mapping[str, Any], *path: str) -> Decimal | None:

@@ -3,8 +3,12 @@
 Write-ahead rule. For every ``Place`` the intent row (status ``submitting``, the plan's
 deterministic orderLinkId) and its ``signal_order_links`` are COMMITTED before the REST call, in
 one transaction for the whole plan. Only then is the exchange called; each answer is committed
-afterwards in its own transaction together with its audit row and outbox event(s). A crash at any
-point therefore leaves one of:
+afterwards together with its outbox event(s), its audit row just before (a crash in between
+leaves the call audited and the intent ``submitting``: the case below). The common answer — a
+plain "created" for an intent nothing has touched — is one guarded statement
+(``answer_untouched``: the state and its events are written only if the row is still the
+untouched intent); anything else, or a row the tracker moved on first, is answered with the
+row locked, through the state machine. A crash at any point therefore leaves one of:
 
 * no intent → nothing was sent; the redelivered signal plans again (same orderLinkIds);
 * an intent ``submitting`` → the create may or may not have reached the exchange; resuming (same
@@ -77,6 +81,7 @@ from order_manager.services.ports.exchange import (
     ExchangeGateway,
 )
 from order_manager.services.ports.orders import StoredOrder
+from order_manager.services.ports.outbox import EventWriter
 from order_manager.services.ports.uow import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("order_manager.services.executor")
@@ -356,9 +361,72 @@ class Executor:
     async def _place(self, action: Place, row: StoredOrder, ctx: ExecutionContext) -> LegResult:
         report = await self.gateway.place(action, trace_id=ctx.trace_id)
         now = self.clock()
-        async with self.uow_factory() as uow:
+        if not _untouched_answer_applies(report, row):
+            await self._answer_locked(report, action, ctx, now, audited=False)
+        elif not await self._answer_untouched(report, action, row, ctx, now):
+            await self._answer_locked(report, action, ctx, now, audited=True)
+        if not report.ok:
+            log.warning(
+                "executor.place_failed",
+                order_link_id=action.order_link_id,
+                error_kind=report.error_kind,
+                ret_code=report.ret_code,
+                message=report.message,
+                trace_id=ctx.trace_id,
+            )
+        return LegResult(
+            action.order_link_id,
+            "place",
+            report.ok,
+            report.order_id,
+            report.error_kind,
+            report.ret_code,
+            report.message,
+        )
+
+    async def _answer_untouched(
+        self,
+        report: CallReport,
+        action: Place,
+        row: StoredOrder,
+        ctx: ExecutionContext,
+        now: datetime,
+    ) -> bool:
+        """The common answer — "created", for an intent nothing has touched since this lane
+        wrote it — in two autocommitted statements instead of a locked transaction of five:
+        the call's audit row, then the acknowledged state with its events in ONE statement
+        that only writes if the row is still the untouched intent (``answer_untouched``).
+        True when the row holds the answer's order id afterwards — stored by us, or by the
+        tracker that applied the exchange's own events first (the acknowledgement then adds
+        nothing, exactly as ``acknowledge`` answers "duplicate" on the locked path). False:
+        the caller answers on the locked path (the audit row is written)."""
+        assert report.order_id is not None
+        result = acknowledge(row.state, report.order_id, now)
+        queued = events.EventQueue()
+        await self._publish(queued, row, result.events, ctx, submitted_at=row.submitted_at or now)
+        async with self.uow_factory(atomic=False) as uow:
             await self._audit(uow, report, ctx, row.uuid, action.order_link_id)
+            held = await uow.orders.answer_untouched(
+                row, result.state, events=queued.events, submitted_at=now
+            )
+        return held == report.order_id
+
+    async def _answer_locked(
+        self,
+        report: CallReport,
+        action: Place,
+        ctx: ExecutionContext,
+        now: datetime,
+        *,
+        audited: bool,
+    ) -> None:
+        """Any answer, on the order's row locked: the state machine decides from what is
+        stored now (a refusal, a duplicate's fetched order, a row the tracker moved on)."""
+        async with self.uow_factory() as uow:
             locked = await uow.orders.get(action.order_link_id, for_update=True)
+            assert locked is not None
+            if not audited:
+                await self._audit(uow, report, ctx, locked.uuid, action.order_link_id)
             assert locked is not None
             state = locked.state
             produced: list[OrderEvent] = []
@@ -384,26 +452,8 @@ class Executor:
                     last_error_code=error_code,
                     last_error=None if report.ok else report.message,
                 )
-                await self._publish(uow, saved, produced, ctx)
+                await self._publish(uow.outbox, saved, produced, ctx)
             await uow.commit()
-        if not report.ok:
-            log.warning(
-                "executor.place_failed",
-                order_link_id=action.order_link_id,
-                error_kind=report.error_kind,
-                ret_code=report.ret_code,
-                message=report.message,
-                trace_id=ctx.trace_id,
-            )
-        return LegResult(
-            action.order_link_id,
-            "place",
-            report.ok,
-            report.order_id,
-            report.error_kind,
-            report.ret_code,
-            report.message,
-        )
 
     # ------------------------------------------------------------------ amend
     async def _amend(self, action: Amend, plan: Plan, ctx: ExecutionContext) -> LegResult:
@@ -449,7 +499,7 @@ class Executor:
                     await uow.orders.add_notional(locked.uuid, action.added_notional)
                 if change:
                     event = OrderEvent(OrderEventType.MODIFIED, after, before, modification=change)
-                    await self._publish(uow, saved, [event], ctx)
+                    await self._publish(uow.outbox, saved, [event], ctx)
             await uow.commit()
         if landed:
             if not report.ok:
@@ -557,7 +607,7 @@ class Executor:
                     result = apply_update(locked.state, report.order)
                     if result.applied:
                         saved = await uow.orders.save(locked, result.state)
-                        await self._publish(uow, saved, list(result.events), ctx)
+                        await self._publish(uow.outbox, saved, list(result.events), ctx)
             await uow.commit()
         return LegResult(
             action.order_link_id,
@@ -591,26 +641,39 @@ class Executor:
 
     async def _publish(
         self,
-        uow: UnitOfWork,
+        writer: EventWriter,
         row: StoredOrder,
         produced: Sequence[OrderEvent],
         ctx: ExecutionContext,
+        *,
+        submitted_at: datetime | None = None,
     ) -> None:
         context = events.OrderContext(
             order_uuid=row.uuid,
             signal_id=row.signal_id,
             is_dry_run=row.is_dry_run,
-            submitted_at=row.submitted_at,
+            submitted_at=submitted_at or row.submitted_at,
         )
         for event in produced:
             await events.publish_order_event(
-                uow.outbox,
+                writer,
                 event,
                 context,
                 trace_id=ctx.trace_id,
                 market=ctx.market_conditions,
                 signal=ctx.summary,
             )
+
+
+def _untouched_answer_applies(report: CallReport, row: StoredOrder) -> bool:
+    """A plain "created" for an intent as this lane wrote it: ``Executor._answer_untouched``."""
+    return (
+        report.ok
+        and bool(report.order_id)
+        and report.order is None
+        and row.state.status is OrderStatus.SUBMITTING
+        and not row.state.order_id
+    )
 
 
 def _keep_confirmed_conversions(plan: Plan, cancels: Sequence[LegResult], notes: list[str]) -> Plan:

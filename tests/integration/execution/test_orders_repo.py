@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -16,9 +17,11 @@ from order_manager.domain.orders import (
     OrderStatus,
     acknowledge,
     apply_update,
+    mark_failed,
 )
 from order_manager.domain.plans import LinkType, Relation, SignalOrderLink, order_link_id
 from order_manager.services.ports.orders import OrderRepository
+from order_manager.services.ports.outbox import QueuedEvent
 
 from .conftest import insert_signal
 
@@ -237,3 +240,55 @@ async def test_locate_prefers_the_exchange_id_then_the_link_in_one_indexed_read(
             )
         )
     assert "Seq Scan on orders" not in plan, plan
+
+
+async def test_an_answer_is_stored_with_its_events_only_on_the_untouched_intent(
+    pool: asyncpg.Pool,
+) -> None:
+    """``answer_untouched``: one statement that writes the acknowledged state and its events
+    if the row is still the intent as written, and nothing otherwise."""
+    factory = PostgresUnitOfWorkFactory(pool)
+    links = {name: order_link_id("om", await insert_signal(pool), 1) for name in "abc"}
+    rows = {}
+    async with factory() as uow:
+        for name, link in links.items():
+            rows[name], _ = await uow.orders.add_intent(
+                _intent(link), signal_id=None, leg=1, trace_id="t", is_dry_run=False
+            )
+        # b: the tracker applied the exchange's events first; c: recovery failed it
+        await uow.orders.save(rows["b"], acknowledge(rows["b"].state, "ord-b", NOW).state)
+        await uow.orders.save(
+            rows["c"], mark_failed(rows["c"].state, "not at the exchange", NOW).state
+        )
+        await uow.commit()
+
+    def answer(name: str) -> tuple[OrderState, list[QueuedEvent]]:
+        result = acknowledge(rows[name].state, f"ord-{name}", NOW)
+        event = QueuedEvent(
+            uuid.uuid4(),
+            "order-manager.order_events",
+            "created",
+            "order",
+            rows[name].uuid,
+            {"answer": name},
+            "t",
+            False,
+        )
+        return result.state, [event]
+
+    held = {}
+    for name in "abc":
+        state, queued = answer(name)
+        async with factory(atomic=False) as uow:
+            held[name] = await uow.orders.answer_untouched(
+                rows[name], state, events=queued, submitted_at=NOW
+            )
+    assert held == {"a": "ord-a", "b": "ord-b", "c": None}
+    stored = {r["order_link_id"]: r for r in await pool.fetch("SELECT * FROM orders")}
+    assert (stored[links["a"]]["status"], stored[links["a"]]["order_id"]) == ("pending", "ord-a")
+    assert stored[links["a"]]["submitted_at"] == NOW
+    assert stored[links["c"]]["status"] == "failed"
+    events = await pool.fetch("SELECT aggregate_id, sequence, payload FROM outbox")
+    assert [(e["aggregate_id"], e["sequence"], e["payload"]["answer"]) for e in events] == [
+        (rows["a"].uuid, 1, "a")
+    ]

@@ -10,12 +10,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from order_manager.adapters.bybit.config import RetryConfig
-from order_manager.adapters.bybit.gateway import BybitGateway
+from order_manager.adapters.bybit.gateway import BybitGateway, GatewayReport
 from order_manager.adapters.bybit.instruments import InstrumentCache
 from order_manager.adapters.bybit.metrics import metrics_for
+from order_manager.adapters.bybit.queries import BybitReconcileQueries
 from order_manager.adapters.bybit.rest import BybitRestClient
 from order_manager.domain.enums import Category
 from order_manager.domain.planner import PlannerConfig
+from order_manager.domain.plans import Place
 from order_manager.domain.rejections import RejectCode
 from order_manager.domain.risk import RiskLimits
 from order_manager.services.ports.processing import (
@@ -25,6 +27,7 @@ from order_manager.services.ports.processing import (
     SignalRejected,
 )
 from order_manager.services.processor import Processor, ProcessorConfig
+from order_manager.services.tracker import Tracker
 
 from .conftest import Env, client_config, new_signal
 
@@ -603,3 +606,48 @@ async def test_the_all_positions_read_still_learns_a_flat_symbols_leverage(env: 
         assert await gateway.leverage(Category.LINEAR, "BTCUSDT") == row.leverage
         # (whether or not the settleCoin list held the flat BTCUSDT row)
         assert all(p.symbol for p in listed)
+
+
+class TrackerFirstGateway(BybitGateway):
+    """The real gateway, except that the exchange's own account of each new order reaches the
+    tracker before the create's answer reaches the executor — the race the private stream
+    often wins on a live account."""
+
+    def __init__(self, env: Env, tracker: Tracker) -> None:
+        super().__init__(env.rest, env.gateway.instruments)
+        self._tracker = tracker
+        self._queries = BybitReconcileQueries(env.rest)
+
+    async def place(self, action: Place, *, trace_id: str) -> GatewayReport:
+        report = await super().place(action, trace_id=trace_id)
+        category = action.category.value
+        order = await self._queries.fetch_order(
+            category, order_id=None, order_link_id=action.order_link_id
+        )
+        assert order is not None
+        await self._tracker.handle("order", [{"category": category, **order}])
+        return report
+
+
+async def test_an_answer_after_the_tracker_applied_the_order_adds_nothing_but_its_audit(
+    env: Env,
+) -> None:
+    """The executor's one-statement answer finds the row moved on (the tracker stored the
+    exchange's order first, with its own events): no second `created`, no lost fill, the
+    call audited once, the order's event sequence gapless."""
+    tracker = Tracker(env.uow, link_prefix="om")
+    processor = Processor(env.uow, TrackerFirstGateway(env, tracker), ProcessorConfig())
+    outcome = await processor.process(await new_signal(env, amount="1000"), "t-race")
+    assert isinstance(outcome, SignalExecuted), outcome
+
+    (row,) = await env.fetch("SELECT * FROM orders")
+    assert row["order_id"] == outcome.order_ids[0]
+    assert (row["status"], row["cum_exec_qty"]) == ("filled", Decimal("0.015"))
+    audit = await env.fetch("SELECT ret_code FROM audit_log WHERE action = 'order.create'")
+    assert [a["ret_code"] for a in audit] == [0]
+    events = await env.fetch(
+        "SELECT event_type, sequence FROM outbox WHERE aggregate_id = $1 ORDER BY id",
+        str(row["id"]),
+    )
+    assert [e["event_type"] for e in events] == ["created", "filled"]
+    assert [e["sequence"] for e in events] == [1, 2]

@@ -18,10 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, cast
 
 import asyncpg
 
+from order_manager.adapters.postgres.outbox_rows import AGGREGATE_LOCK_NS, QueuedEvent, outbox_row
 from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
 from order_manager.domain.orders import (
     BybitOrderStatus,
@@ -218,6 +219,88 @@ def _record(
         signal_ids=tuple(signal_ids),
         created_at=row["created_at"],
         submitted_at=row["submitted_at"],
+    )
+
+
+#: every column a state change may touch ($1 the order's uuid; see ``_save_args``)
+_SAVE_SQL = """
+UPDATE orders SET
+    order_id = COALESCE($2, order_id),
+    status = $3,
+    qty = $4,
+    price = $5,
+    take_profit = $6,
+    stop_loss = $7,
+    trigger_price = $8,
+    exchange_status = $9,
+    reject_reason = $10,
+    cancel_type = $11,
+    cum_exec_qty = $12,
+    cum_exec_value = $13,
+    cum_exec_fee = $14,
+    avg_price = $15,
+    leaves_qty = $16,
+    exchange_created_time = COALESCE($17, exchange_created_time),
+    exchange_updated_time = $18,
+    last_error_code = COALESCE($19, last_error_code),
+    last_error = COALESCE($20, last_error),
+    submitted_at = CASE WHEN $2::text IS NOT NULL
+                        THEN COALESCE(submitted_at, $21) ELSE submitted_at END,
+    first_fill_at = COALESCE(first_fill_at, $22),
+    closed_at = CASE WHEN $23 THEN COALESCE(closed_at, $21) ELSE NULL END
+"""
+
+#: ``answer_untouched``: the acknowledged state of an intent nobody has touched since it was
+#: written, with its events ($24, ``om_outbox_add_many``) only if the row was still untouched;
+#: returns the exchange id the row holds (the answer's, or — when untouched it was not — the
+#: one at the statement's start, NULL if none yet)
+_ANSWER_SQL = f"""
+WITH answered AS (
+    {_SAVE_SQL} WHERE id = $1::uuid AND status = 'submitting' AND order_id IS NULL
+    RETURNING id
+)
+SELECT COALESCE((SELECT $2::text FROM answered),
+                (SELECT order_id FROM orders WHERE id = $1::uuid)) AS order_id,
+       CASE WHEN EXISTS (SELECT 1 FROM answered)
+            THEN om_outbox_add_many($24::jsonb, $25) END AS events
+"""
+
+
+def _save_args(
+    order_uuid: str,
+    state: OrderState,
+    last_error_code: int | None,
+    last_error: str | None,
+    now: datetime,
+) -> tuple[object, ...]:
+    last = state.last_update
+    first_fill = min((e.exec_time for e in state.executions), default=None)
+    if first_fill is None and state.filled_qty > 0:
+        first_fill = now
+    return (
+        order_uuid,
+        state.order_id,
+        state.status.value,
+        state.qty,
+        state.price,
+        state.take_profit,
+        state.stop_loss,
+        state.trigger_price,
+        last.bybit_status.value if last else None,
+        last.reject_reason or None if last else state.reject_code,
+        last.cancel_type or None if last else None,
+        state.filled_qty,
+        state.filled_value,
+        state.fees,
+        state.average_price,
+        last.leaves_qty if last else None,
+        _ms(last.created_time) if last else None,
+        _ms(last.updated_time) if last else None,
+        last_error_code,
+        last_error if last_error is not None else state.reject_message,
+        now,
+        first_fill,
+        state.status.is_terminal,
     )
 
 
@@ -498,64 +581,8 @@ class PgOrderRepository:
         last_error_code: int | None = None,
         last_error: str | None = None,
     ) -> OrderRecord:
-        last = state.last_update
-        now = datetime.now(UTC)
-        first_fill = min((e.exec_time for e in state.executions), default=None)
-        if first_fill is None and state.filled_qty > 0:
-            first_fill = now
-        row = await self._conn.fetchrow(
-            """
-            UPDATE orders SET
-                order_id = COALESCE($2, order_id),
-                status = $3,
-                qty = $4,
-                price = $5,
-                take_profit = $6,
-                stop_loss = $7,
-                trigger_price = $8,
-                exchange_status = $9,
-                reject_reason = $10,
-                cancel_type = $11,
-                cum_exec_qty = $12,
-                cum_exec_value = $13,
-                cum_exec_fee = $14,
-                avg_price = $15,
-                leaves_qty = $16,
-                exchange_created_time = COALESCE($17, exchange_created_time),
-                exchange_updated_time = $18,
-                last_error_code = COALESCE($19, last_error_code),
-                last_error = COALESCE($20, last_error),
-                submitted_at = CASE WHEN $2::text IS NOT NULL
-                                    THEN COALESCE(submitted_at, $21) ELSE submitted_at END,
-                first_fill_at = COALESCE(first_fill_at, $22),
-                closed_at = CASE WHEN $23 THEN COALESCE(closed_at, $21) ELSE NULL END
-            WHERE id = $1::uuid
-            RETURNING *
-            """,
-            order.uuid,
-            state.order_id,
-            state.status.value,
-            state.qty,
-            state.price,
-            state.take_profit,
-            state.stop_loss,
-            state.trigger_price,
-            last.bybit_status.value if last else None,
-            last.reject_reason or None if last else state.reject_code,
-            last.cancel_type or None if last else None,
-            state.filled_qty,
-            state.filled_value,
-            state.fees,
-            state.average_price,
-            last.leaves_qty if last else None,
-            _ms(last.created_time) if last else None,
-            _ms(last.updated_time) if last else None,
-            last_error_code,
-            last_error if last_error is not None else state.reject_message,
-            now,
-            first_fill,
-            state.status.is_terminal,
-        )
+        args = _save_args(order.uuid, state, last_error_code, last_error, datetime.now(UTC))
+        row = await self._conn.fetchrow(f"{_SAVE_SQL} WHERE id = $1::uuid RETURNING *", *args)
         if row is None:
             raise LookupError(f"order {order.uuid} does not exist")
         linked = getattr(order, "signal_ids", None)
@@ -566,6 +593,25 @@ class PgOrderRepository:
                 order.uuid,
             )
         return _record(row, state.executions, linked)
+
+    async def answer_untouched(
+        self,
+        order: _Identified,
+        state: OrderState,
+        *,
+        events: Sequence[QueuedEvent],
+        submitted_at: datetime,
+    ) -> str | None:
+        """See the port. One autocommitted statement: atomic by itself, no transaction."""
+        return cast(
+            str | None,
+            await self._conn.fetchval(
+                _ANSWER_SQL,
+                *_save_args(order.uuid, state, None, None, submitted_at),
+                [outbox_row(event) for event in events],
+                AGGREGATE_LOCK_NS,
+            ),
+        )
 
     async def record_exchange_call(
         self,

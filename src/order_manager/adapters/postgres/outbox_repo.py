@@ -33,10 +33,24 @@ from uuid import UUID
 import asyncpg
 
 from order_manager.adapters.postgres.orders_repo import AUDIT_INSERT
+from order_manager.adapters.postgres.outbox_rows import AGGREGATE_LOCK_NS, outbox_row
 
-# Advisory lock namespaces (first key of the two-int form).
-_AGGREGATE_LOCK_NS = 0x0B0C
+# Advisory lock key of the relay (the aggregates' namespace: `outbox_rows.AGGREGATE_LOCK_NS`).
 _RELAY_LOCK_KEY = 0x0B0D0001
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """One event queued by `add_event` (structurally an `outbox_rows.QueuedEvent`)."""
+
+    event_id: UUID
+    topic: str
+    event_type: str
+    aggregate_type: str
+    aggregate_id: str | None
+    payload: Mapping[str, Any]
+    trace_id: str | None
+    is_dry_run: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +94,7 @@ class PgOutboxRepository:
         if not self._pending and not audit:
             return
         events, self._pending = self._pending, []
-        await self._conn.fetchval(_WRITE_QUEUED, list(audit), events, _AGGREGATE_LOCK_NS)
+        await self._conn.fetchval(_WRITE_QUEUED, list(audit), events, AGGREGATE_LOCK_NS)
 
     async def add_event(
         self,
@@ -93,28 +107,22 @@ class PgOutboxRepository:
         trace_id: str | None,
         is_dry_run: bool,
     ) -> UUID:
-        if not topic:
-            raise ValueError("outbox event needs a topic")
-        if not event_type:
-            raise ValueError("outbox event needs an event_type")
         if not self._in_transaction:
             raise RuntimeError(
                 "an outbox event must commit with its change: use a unit of work with atomic=True"
             )
-        event_id = uuid.uuid4()
-        self._pending.append(
-            [
-                str(event_id),
-                topic,
-                event_type,
-                aggregate_type,
-                aggregate_id,
-                dict(payload),
-                trace_id,
-                is_dry_run,
-            ]
+        event = _Event(
+            uuid.uuid4(),
+            topic,
+            event_type,
+            aggregate_type,
+            aggregate_id,
+            payload,
+            trace_id,
+            is_dry_run,
         )
-        return event_id
+        self._pending.append(outbox_row(event))
+        return event.event_id
 
     async def last_sequence(self, aggregate_type: str, aggregate_id: str) -> int:
         await self.flush()

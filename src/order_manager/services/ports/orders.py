@@ -29,6 +29,7 @@ from typing import Protocol
 from order_manager.domain.enums import Category
 from order_manager.domain.orders import OrderState
 from order_manager.domain.plans import Relation, SignalOrderLink
+from order_manager.services.ports.outbox import QueuedEvent
 
 
 class StoredOrder(Protocol):
@@ -113,6 +114,22 @@ class OrderRepository(Protocol):
         last_error: str | None = None,
     ) -> StoredOrder:
         """Persist ``state`` (status, exchange fields, fills summary) on ``order``'s row."""
+        ...
+
+    async def answer_untouched(
+        self,
+        order: StoredOrder,
+        state: OrderState,
+        *,
+        events: Sequence[QueuedEvent],
+        submitted_at: datetime,
+    ) -> str | None:
+        """The executor's answer in ONE statement, for an intent nobody has touched since it
+        was written (still ``submitting``, no exchange id): ``state`` and ``events`` are
+        stored together, or — when the row has moved on (the tracker applied the exchange's
+        events first) — nothing is. Returns the exchange order id the row holds: the answer's
+        when it was stored, else the one already there (None if none yet). Works without a
+        transaction (``uow_factory(atomic=False)``); the call's audit row is not part of it."""
         ...
 
     async def reset_intent(

@@ -32,6 +32,7 @@ The relay side (`fetch_unpublished`, `mark_published`, `record_failure`) is used
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -78,8 +79,24 @@ class OutboxRecord(Protocol):
     def attempts(self) -> int: ...
 
 
-class OutboxRepository(Protocol):
-    """Repository bound to the current transaction (see `ports.uow.UnitOfWork`)."""
+@dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    """An event built before its change is written (``EventWriter`` of ``events.EventQueue``),
+    handed to a repository method that stores the change and its events in one statement."""
+
+    event_id: UUID
+    topic: str
+    event_type: str
+    aggregate_type: str
+    aggregate_id: str | None
+    payload: Mapping[str, Any]
+    trace_id: str | None
+    is_dry_run: bool
+
+
+class EventWriter(Protocol):
+    """Where the `services.events` publishers write: the outbox of a unit of work, or an
+    in-memory queue (`events.EventQueue`)."""
 
     async def add_event(
         self,
@@ -98,6 +115,10 @@ class OutboxRepository(Protocol):
         one, `sequence` is null. `payload` is copied; `event_id`, `sequence`, `timestamp` (ISO
         UTC), `trace_id` and `event_type` are set in the stored copy."""
         ...
+
+
+class OutboxRepository(EventWriter, Protocol):
+    """Repository bound to the current transaction (see `ports.uow.UnitOfWork`)."""
 
     async def claim_relay(self) -> bool:
         """Take the relay's transaction-scoped lock; False when another relay holds it.
