@@ -184,3 +184,59 @@ async def test_events_of_one_transaction_are_written_together_in_order(
     ]
     assert all(r["is_dry_run"] and r["payload"]["trace_id"] == "t-batch" for r in rows)
     assert [r["payload"]["n"] for r in rows] == ["created", "created", "filled", "cancelled"]
+
+
+async def _batch(factory: PostgresUnitOfWorkFactory, aggregates: list[str | None]) -> None:
+    async with factory() as uow:
+        for n, agg in enumerate(aggregates):
+            await uow.outbox.add_event(
+                topic=ORDER_EVENTS_TOPIC,
+                event_type="filled",
+                aggregate_type=AGGREGATE_ORDER,
+                aggregate_id=agg,
+                payload={"n": n},
+                trace_id="t-set",
+                is_dry_run=False,
+            )
+        await uow.commit()
+
+
+async def test_one_batch_interleaving_aggregates_continues_each_sequence_in_array_order(
+    pool: asyncpg.Pool,
+) -> None:
+    factory = PostgresUnitOfWorkFactory(pool)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    await _add(factory, a)
+    await _batch(factory, [a, b, None, a, b, a])
+    rows = await pool.fetch("SELECT * FROM outbox ORDER BY id")
+    assert [(r["aggregate_id"], r["sequence"]) for r in rows] == [
+        (a, 1),
+        (a, 2),
+        (b, 1),
+        (None, None),
+        (a, 3),
+        (b, 2),
+        (a, 4),
+    ]
+    batch = rows[1:]
+    assert [r["payload"]["n"] for r in batch] == list(range(6))  # ids in array order
+    assert all(r["payload"]["sequence"] == r["sequence"] for r in batch)
+
+
+async def test_batches_taking_the_same_aggregates_in_opposite_orders_neither_deadlock_nor_gap(
+    pool: asyncpg.Pool,
+) -> None:
+    """Each batch locks its aggregates in sorted order, whatever order its events come in."""
+    factory = PostgresUnitOfWorkFactory(pool)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    await asyncio.gather(
+        *(_batch(factory, [a, b] if i % 2 else [b, a]) for i in range(12)),
+    )
+    for agg in (a, b):
+        sequences = [
+            r["sequence"]
+            for r in await pool.fetch(
+                "SELECT sequence FROM outbox WHERE aggregate_id = $1 ORDER BY id", agg
+            )
+        ]
+        assert sequences == list(range(1, 13))
