@@ -392,8 +392,9 @@ class Executor:
         ctx: ExecutionContext,
         now: datetime,
     ) -> bool:
-        """The common answer — "created", for an intent nothing has touched since this lane
-        wrote it — in two autocommitted statements instead of a locked transaction of five:
+        """The common answer — "created" (with the order as the answer showed it, if it did),
+        for an intent nothing has touched since this lane wrote it — in two autocommitted
+        statements instead of a locked transaction of five:
         the call's audit row, then the acknowledged state with its events in ONE statement
         that only writes if the row is still the untouched intent (``answer_untouched``).
         True when the row holds the answer's order id afterwards — stored by us, or by the
@@ -402,14 +403,19 @@ class Executor:
         the caller answers on the locked path (the audit row is written)."""
         assert report.order_id is not None
         result = acknowledge(row.state, report.order_id, now)
+        state, produced = result.state, list(result.events)
+        if report.order is not None:  # the order as the answer showed it (paper, duplicate)
+            result = apply_update(state, report.order)
+            state, produced = result.state, produced + list(result.events)
         queued = events.EventQueue()
-        await self._publish(queued, row, result.events, ctx, submitted_at=row.submitted_at or now)
+        await self._publish(queued, row, produced, ctx, submitted_at=row.submitted_at or now)
         async with self.uow_factory(atomic=False) as uow:
             await self._audit(uow, report, ctx, row.uuid, action.order_link_id)
-            held = await uow.orders.answer_untouched(
-                row, result.state, events=queued.events, submitted_at=now
+            stored, held = await uow.orders.answer_untouched(
+                row, state, events=queued.events, submitted_at=now
             )
-        return held == report.order_id
+        # the order object, if any, must still be applied to the row the tracker moved on
+        return stored or (held == report.order_id and report.order is None)
 
     async def _answer_locked(
         self,
@@ -666,11 +672,10 @@ class Executor:
 
 
 def _untouched_answer_applies(report: CallReport, row: StoredOrder) -> bool:
-    """A plain "created" for an intent as this lane wrote it: ``Executor._answer_untouched``."""
+    """A "created" for an intent as this lane wrote it: ``Executor._answer_untouched``."""
     return (
         report.ok
         and bool(report.order_id)
-        and report.order is None
         and row.state.status is OrderStatus.SUBMITTING
         and not row.state.order_id
     )

@@ -283,7 +283,7 @@ async def test_an_answer_is_stored_with_its_events_only_on_the_untouched_intent(
             held[name] = await uow.orders.answer_untouched(
                 rows[name], state, events=queued, submitted_at=NOW
             )
-    assert held == {"a": "ord-a", "b": "ord-b", "c": None}
+    assert held == {"a": (True, "ord-a"), "b": (False, "ord-b"), "c": (False, None)}
     stored = {r["order_link_id"]: r for r in await pool.fetch("SELECT * FROM orders")}
     assert (stored[links["a"]]["status"], stored[links["a"]]["order_id"]) == ("pending", "ord-a")
     assert stored[links["a"]]["submitted_at"] == NOW

@@ -252,14 +252,15 @@ UPDATE orders SET
 
 #: ``answer_untouched``: the acknowledged state of an intent nobody has touched since it was
 #: written, with its events ($24, ``om_outbox_add_many``) only if the row was still untouched;
-#: returns the exchange id the row holds (the answer's, or — when untouched it was not — the
-#: one at the statement's start, NULL if none yet)
+#: returns whether it stored them and the exchange id the row holds (the answer's, or — when
+#: untouched it was not — the one at the statement's start, NULL if none yet)
 _ANSWER_SQL = f"""
 WITH answered AS (
     {_SAVE_SQL} WHERE id = $1::uuid AND status = 'submitting' AND order_id IS NULL
     RETURNING id
 )
-SELECT COALESCE((SELECT $2::text FROM answered),
+SELECT EXISTS (SELECT 1 FROM answered) AS stored,
+       COALESCE((SELECT $2::text FROM answered),
                 (SELECT order_id FROM orders WHERE id = $1::uuid)) AS order_id,
        CASE WHEN EXISTS (SELECT 1 FROM answered)
             THEN om_outbox_add_many($24::jsonb, $25) END AS events
@@ -601,17 +602,16 @@ class PgOrderRepository:
         *,
         events: Sequence[QueuedEvent],
         submitted_at: datetime,
-    ) -> str | None:
+    ) -> tuple[bool, str | None]:
         """See the port. One autocommitted statement: atomic by itself, no transaction."""
-        return cast(
-            str | None,
-            await self._conn.fetchval(
-                _ANSWER_SQL,
-                *_save_args(order.uuid, state, None, None, submitted_at),
-                [outbox_row(event) for event in events],
-                AGGREGATE_LOCK_NS,
-            ),
+        row = await self._conn.fetchrow(
+            _ANSWER_SQL,
+            *_save_args(order.uuid, state, None, None, submitted_at),
+            [outbox_row(event) for event in events],
+            AGGREGATE_LOCK_NS,
         )
+        assert row is not None
+        return bool(row["stored"]), cast(str | None, row["order_id"])
 
     async def record_exchange_call(
         self,

@@ -123,12 +123,12 @@ class OrderRepository(Protocol):
         *,
         events: Sequence[QueuedEvent],
         submitted_at: datetime,
-    ) -> str | None:
+    ) -> tuple[bool, str | None]:
         """The executor's answer in ONE statement, for an intent nobody has touched since it
         was written (still ``submitting``, no exchange id): ``state`` and ``events`` are
         stored together, or — when the row has moved on (the tracker applied the exchange's
-        events first) — nothing is. Returns the exchange order id the row holds: the answer's
-        when it was stored, else the one already there (None if none yet). Works without a
+        events first) — nothing is. Returns (stored, the exchange order id the row holds: the
+        answer's when stored, else the one already there, None if none yet). Works without a
         transaction (``uow_factory(atomic=False)``); the call's audit row is not part of it."""
         ...
 
