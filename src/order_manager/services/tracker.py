@@ -621,12 +621,17 @@ class Tracker:
         for opened in work.orders.values():
             if opened.dirty:
                 await uow.orders.save(opened.stored, opened.state)
-        for (_, _, _, is_dry_run), book in work.books.items():
+        views = dict(work.exchange_positions)
+        for key, book in work.books.items():
             if not book.dirty:
                 continue
-            await uow.tracking.save_position(
-                book.position, is_dry_run=is_dry_run, last_exec_key=book.last_key
-            )
+            is_dry_run = key[3]
+            # a push of the same book in this batch is written with it (one statement)
+            view = views.pop(key, None) if key[0].has_positions else None
+            if view is None:
+                await uow.tracking.save_position(
+                    book.position, is_dry_run=is_dry_run, last_exec_key=book.last_key
+                )
             await events.publish_position_updated(
                 uow.outbox,
                 book.position,
@@ -635,7 +640,16 @@ class Tracker:
                 source="execution",
             )
             work.outcome.position_events += 1
-        for exchange in work.exchange_positions.values():
+            if view is not None:
+                stored = await uow.tracking.save_position_with_view(
+                    book.position,
+                    view,
+                    is_dry_run=is_dry_run,
+                    last_exec_key=book.last_key,
+                    observed_at=self._clock(),
+                )
+                await self._after_position(uow, view, stored)
+        for exchange in views.values():
             await self._on_position(uow, exchange)
         for (account_type, coin), (figures, created_at) in work.wallet.items():
             await uow.tracking.upsert_wallet(
@@ -653,6 +667,12 @@ class Tracker:
         book = await uow.tracking.record_exchange_position(
             exchange, is_dry_run=self._is_dry_run, observed_at=self._clock()
         )
+        await self._after_position(uow, exchange, book)
+
+    async def _after_position(
+        self, uow: UnitOfWork, exchange: ExchangePosition, book: StoredPosition
+    ) -> None:
+        """The exchange's view is stored: watch the loss, compare with our book."""
         await self._watch_loss(uow, exchange, book.position)
         drift = compare(book.position, exchange)
         EXCHANGE_EVENTS.labels(POSITION, "drift" if drift.has_drift else "match").inc()

@@ -357,3 +357,57 @@ async def test_events_naming_another_order_than_their_row_are_refused(pool: asyn
     assert dict(await one_row(pool, "SELECT * FROM orders WHERE id = $1", before["id"])) == dict(
         before
     )
+
+
+async def test_a_fill_and_its_position_push_in_one_batch_store_what_two_batches_store(
+    pool: asyncpg.Pool,
+) -> None:
+    """The book and the exchange's view of it are written in one statement when a batch has
+    both (``save_position_with_view``): the row must be exactly what the fill's batch followed
+    by the push's batch leaves — two symbols, same story, compared column by column."""
+    tracker = Tracker(uow_factory(pool), link_prefix=PREFIX, loss_warning_ratio=Decimal("0.05"))
+    for symbol, together in (("BTCUSDT", True), ("ETHUSDT", False)):
+        fills = [
+            exec_obj(
+                exec_id=f"{symbol}-{n}",
+                order_id=f"ord-{symbol}",
+                link="",
+                symbol=symbol,
+                side="Buy",
+                qty="0.010",
+                price=price,
+                fee="0.12",
+                exec_ms=1_795_000_000_000 + n,
+                seq=n,
+                order_qty="0.020",
+                order_price="64000",
+            )
+            for n, price in ((1, "64000"), (2, "63990"))
+        ]
+        push = _position_push("60000", size="0.020") | {
+            "symbol": symbol,
+            "leverage": "10",
+            "avgPrice": "63995",
+        }
+        if together:
+            await tracker.handle_many([("execution", fills, None), ("position", [push], None)])
+        else:
+            await tracker.handle("execution", fills)
+            await tracker.handle("position", [push])
+    rows = {r["symbol"]: dict(r) for r in await pool.fetch("SELECT * FROM positions")}
+    # row_version counts UPDATEs: one fewer is the point
+    ignored = {"symbol", "created_at", "updated_at", "exchange_updated_time", "row_version"}
+    together_row, apart_row = rows["BTCUSDT"], rows["ETHUSDT"]
+    assert together_row["last_exec_id"] == "BTCUSDT-2"
+    apart_row["last_exec_id"] = "BTCUSDT-2"
+    assert {k: v for k, v in together_row.items() if k not in ignored} == {
+        k: v for k, v in apart_row.items() if k not in ignored
+    }
+    assert together_row["size"] == Decimal("0.020")
+    assert together_row["exchange_size"] == Decimal("0.020")
+    assert together_row["mark_price"] == Decimal("60000")
+    assert together_row["unrealized_pnl"] == Decimal("0.020") * 60000 - Decimal("1279.90")
+    warnings = await pool.fetch(
+        "SELECT aggregate_id FROM outbox WHERE payload->>'source' = 'loss_warning' ORDER BY id"
+    )
+    assert len(warnings) == 2  # 6.2 % under water: both books warned once

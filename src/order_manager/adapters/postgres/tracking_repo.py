@@ -103,6 +103,43 @@ def _position_record(row: asyncpg.Record) -> PositionRecord:
     )
 
 
+def _exchange_view(base: int) -> str:
+    """SET list of the exchange's view of a position: parameters ``base`` + 1 … + 9 are
+    ``_view_args`` (the mark is ``base`` + 3)."""
+    p = [f"${base + i}" for i in range(1, 10)]
+    return (
+        f"exchange_size = {p[0]}, exchange_avg_price = {p[1]},"
+        f" mark_price = COALESCE({p[2]}, mark_price), exchange_updated_time = {p[3]},"
+        f" position_value = {p[4]}, leverage = COALESCE({p[5]}, leverage),"
+        f" liq_price = {p[6]}, take_profit = {p[7]}, stop_loss = {p[8]}"
+    )
+
+
+def _upnl(size: str, entry_value: str, side: str, mark: str) -> str:
+    """Unrealised PnL of a book (SQL) at the exchange's mark — the new one, else the stored."""
+    at = f"COALESCE({mark}, mark_price)"
+    sign = f"CASE WHEN {side} = 'Sell' THEN -1 ELSE 1 END"
+    return (
+        f"CASE WHEN {size} = 0 OR {at} IS NULL THEN 0"
+        f" WHEN category = 'inverse' THEN ({entry_value} - {size} / {at}) * {sign}"
+        f" ELSE ({size} * {at} - {entry_value}) * {sign} END"
+    )
+
+
+def _view_args(exchange: ExchangePosition, observed_at: datetime) -> tuple[object, ...]:
+    return (
+        exchange.size,
+        exchange.avg_entry_price,
+        exchange.mark_price,
+        int(observed_at.timestamp() * 1000),
+        exchange.position_value,
+        exchange.leverage,
+        exchange.liq_price,
+        exchange.take_profit,
+        exchange.stop_loss,
+    )
+
+
 class PgTrackingRepository:
     """Bound to one connection inside the unit of work's transaction."""
 
@@ -323,39 +360,59 @@ class PgTrackingRepository:
             exec_id,
         )
 
+    async def save_position_with_view(
+        self,
+        position: Position,
+        exchange: ExchangePosition,
+        *,
+        is_dry_run: bool,
+        last_exec_key: ExecKey | None,
+        observed_at: datetime,
+    ) -> PositionRecord:
+        """``save_position`` then ``record_exchange_position`` of the same (locked) book, in
+        ONE statement: the view's unrealised PnL is computed on the new book."""
+        side = position.side
+        time, seq, exec_id = last_exec_key if last_exec_key else (None, None, None)
+        row = await self._conn.fetchrow(
+            f"""
+            UPDATE positions SET side = $5, size = $6, entry_value = $7, avg_entry_price = $8,
+                realized_pnl = $9, fees_paid = $10,
+                last_exec_time = $11, last_exec_seq = $12, last_exec_id = $13,
+                {_exchange_view(13)},
+                unrealized_pnl = {_upnl("$6::numeric", "$7::numeric", "$5::text", "$16::numeric")}
+            WHERE category = $1 AND symbol = $2 AND position_idx = $3 AND is_dry_run = $4
+            RETURNING *
+            """,
+            position.category.value,
+            position.symbol,
+            int(position.position_idx),
+            is_dry_run,
+            side.value if side else "None",
+            position.abs_size,
+            position.entry_value,
+            position.avg_entry_price or ZERO,
+            position.realized_pnl,
+            position.fees,
+            time,
+            seq,
+            exec_id,
+            *_view_args(exchange, observed_at),
+        )
+        if row is None:  # the book was locked (created) by this transaction: it exists
+            raise LookupError(f"position {position.symbol} vanished")
+        return _position_record(row)
+
     async def record_exchange_position(
         self, exchange: ExchangePosition, *, is_dry_run: bool, observed_at: datetime
     ) -> PositionRecord:
         key = (exchange.category.value, exchange.symbol, int(exchange.position_idx), is_dry_run)
-        query = """
-            UPDATE positions SET exchange_size = $5, exchange_avg_price = $6,
-                mark_price = COALESCE($7, mark_price),
-                exchange_updated_time = $8,
-                position_value = $9, leverage = COALESCE($10, leverage), liq_price = $11,
-                take_profit = $12, stop_loss = $13,
-                unrealized_pnl = CASE
-                    WHEN size = 0 OR COALESCE($7, mark_price) IS NULL THEN 0
-                    WHEN category = 'inverse' THEN
-                        (entry_value - size / COALESCE($7, mark_price))
-                        * CASE WHEN side = 'Sell' THEN -1 ELSE 1 END
-                    ELSE (size * COALESCE($7, mark_price) - entry_value)
-                        * CASE WHEN side = 'Sell' THEN -1 ELSE 1 END
-                END
+        query = f"""
+            UPDATE positions SET {_exchange_view(4)},
+                unrealized_pnl = {_upnl("size", "entry_value", "side", "$7")}
             WHERE category = $1 AND symbol = $2 AND position_idx = $3 AND is_dry_run = $4
             RETURNING *
         """
-        args = (
-            *key,
-            exchange.size,
-            exchange.avg_entry_price,
-            exchange.mark_price,
-            int(observed_at.timestamp() * 1000),
-            exchange.position_value,
-            exchange.leverage,
-            exchange.liq_price,
-            exchange.take_profit,
-            exchange.stop_loss,
-        )
+        args = (*key, *_view_args(exchange, observed_at))
         row = await self._conn.fetchrow(query, *args)
         if row is None:
             await self._conn.execute(

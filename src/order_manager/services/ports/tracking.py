@@ -118,6 +118,19 @@ class TrackingRepository(Protocol):
         self, position: Position, *, is_dry_run: bool, last_exec_key: ExecKey | None
     ) -> None: ...
 
+    async def save_position_with_view(
+        self,
+        position: Position,
+        exchange: ExchangePosition,
+        *,
+        is_dry_run: bool,
+        last_exec_key: ExecKey | None,
+        observed_at: datetime,
+    ) -> StoredPosition:
+        """``save_position`` and then ``record_exchange_position`` of the same book (locked by
+        this transaction), in one round trip; returns the book as the latter would."""
+        ...
+
     async def record_exchange_position(
         self, exchange: ExchangePosition, *, is_dry_run: bool, observed_at: datetime
     ) -> StoredPosition:
