@@ -456,7 +456,9 @@ class Tracker:
         if cached is not None:
             self._enrichment.move_to_end(stored.signal_id)
             return cached
-        info = await work.uow.tracking.signal_info(stored.signal_id)
+        info = stored.signal_info  # joined by `locate`: no extra read
+        if info is None:
+            info = await work.uow.tracking.signal_info(stored.signal_id)
         result = signal_enrichment(stored.signal_id, info)
         if info is not None:  # a row that is not there (yet) is asked for again next time
             self._enrichment[stored.signal_id] = result

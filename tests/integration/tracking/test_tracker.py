@@ -411,3 +411,21 @@ async def test_a_fill_and_its_position_push_in_one_batch_store_what_two_batches_
         "SELECT aggregate_id FROM outbox WHERE payload->>'source' = 'loss_warning' ORDER BY id"
     )
     assert len(warnings) == 2  # 6.2 % under water: both books warned once
+
+
+async def test_locate_brings_the_signals_enrichment_exactly_as_the_separate_read(
+    pool: asyncpg.Pool,
+) -> None:
+    """The tracker enriches an order's events from the row `locate` returns (joined signal
+    fields) instead of a second read: both must say the same."""
+    signal_id = str(uuid.uuid4())
+    await insert_signal(pool, signal_id, is_warmup=True)
+    link = await insert_intent(pool, signal_id, "0.010", "64000.0")
+    async with uow_factory(pool)() as uow:
+        located = await uow.orders.locate("", link)
+        separate = await uow.tracking.signal_info(signal_id)
+        external = await uow.orders.locate("", "no-such-link")
+    assert located is not None and external is None
+    assert located.signal_info == separate
+    assert separate is not None and separate["strategy_id"] == "momentum_v1"
+    assert separate["market_data_snapshot"] == {"price": "64250.5", "spread": "0.5"}

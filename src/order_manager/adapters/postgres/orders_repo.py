@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import asyncpg
 
@@ -41,15 +41,14 @@ _LOCAL_STATUSES = frozenset(
 #: An order with its links and — when it has any (``cum_exec_qty`` counts every execution
 #: row) — its fills as ``executions`` rows, all in ONE statement (a separate fills query was
 #: one more round trip for every read of a filled order).
-_SELECT = """
+_COLUMNS = """
 SELECT o.*,
        COALESCE((SELECT array_agg(l.signal_id::text ORDER BY l.id)
                  FROM signal_order_links l WHERE l.order_uuid = o.id), '{}') AS linked_signals,
        CASE WHEN o.cum_exec_qty > 0 THEN
            (SELECT array_agg(e) FROM executions e WHERE e.order_uuid = o.id)
-       END AS fills
-FROM orders o
-"""
+       END AS fills"""
+_SELECT = f"{_COLUMNS}\nFROM orders o\n"
 
 #: A signal's own orders and the orders linked to it (e.g. one it amended). Two index lookups
 #: (``orders_signal_idx``, the links' unique key) joined on the primary key: the obvious
@@ -81,6 +80,21 @@ class OrderRecord:
     signal_ids: tuple[str, ...]
     created_at: datetime
     submitted_at: datetime | None
+    signal_info: Mapping[str, Any] | None = None
+
+
+def _signal_info(row: asyncpg.Record) -> Mapping[str, Any] | None:
+    """The originating signal's enrichment fields, when the query joined them (``locate``)."""
+    if not row.get("signal_found"):
+        return None
+    snapshot = row["signal_snapshot"]
+    return {
+        "strategy_id": row["signal_strategy_id"],
+        "confidence": row["signal_confidence"],
+        "amount": row["signal_amount"],
+        "is_warmup": row["signal_is_warmup"],
+        "market_data_snapshot": snapshot if isinstance(snapshot, Mapping) else None,
+    }
 
 
 def _ms(value: datetime | None) -> int | None:
@@ -219,6 +233,7 @@ def _record(
         signal_ids=tuple(signal_ids),
         created_at=row["created_at"],
         submitted_at=row["submitted_at"],
+        signal_info=_signal_info(row),
     )
 
 
@@ -306,10 +321,14 @@ def _save_args(
 
 
 #: ``locate``: by exchange id ($1), else by orderLinkId ($2) — one read, two index lookups
-LOCATE_SQL = (
-    f"{_SELECT} WHERE (o.order_id = $1 OR o.order_link_id = $2)"
-    " ORDER BY o.order_id = $1 IS TRUE DESC LIMIT 1"
-)
+#: (with its signal's event enrichment: the tracker publishes the order's events at once)
+LOCATE_SQL = f"""{_COLUMNS},
+       s.signal_id IS NOT NULL AS signal_found, s.strategy_id AS signal_strategy_id,
+       s.confidence AS signal_confidence, s.amount AS signal_amount,
+       s.is_warmup AS signal_is_warmup, s.raw -> 'market_data_snapshot' AS signal_snapshot
+FROM orders o LEFT JOIN signals s ON s.signal_id = o.signal_id
+WHERE (o.order_id = $1 OR o.order_link_id = $2)
+ORDER BY o.order_id = $1 IS TRUE DESC LIMIT 1"""
 
 
 class PgOrderRepository:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from order_manager.domain.enums import Category
 from order_manager.domain.orders import OrderState
@@ -64,6 +64,12 @@ class StoredOrder(Protocol):
 
     @property
     def submitted_at(self) -> datetime | None: ...
+
+    @property
+    def signal_info(self) -> Mapping[str, Any] | None:
+        """The originating signal's stored enrichment (strategy, confidence, amount, warm-up,
+        market snapshot) when the read joined it (``locate``), else None."""
+        ...
 
 
 class OrderRepository(Protocol):
