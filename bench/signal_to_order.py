@@ -164,6 +164,26 @@ async def fresh_database(base_url: str) -> AsyncIterator[str]:
         await conn.close()
 
 
+async def statements_run(db_base: str, db_url: str) -> int | None:
+    """SQL statements executed so far in the bench's database (``pg_stat_statements``, when
+    the server has it — the dev PostgreSQL of ``scripts/infra`` does; None otherwise). Unlike
+    CPU time, the count does not move with the machine's load: it tracks round trips."""
+    name = urlsplit(db_url).path.lstrip("/")
+    conn = await asyncpg.connect(db_base)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT COALESCE(sum(calls), 0) FROM pg_stat_statements"
+                " WHERE toplevel AND dbid = (SELECT oid FROM pg_database WHERE datname = $1)",
+                name,
+            )
+        )
+    except (asyncpg.UndefinedTableError, asyncpg.ObjectNotInPrerequisiteStateError):
+        return None
+    finally:
+        await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def fresh_vhost(amqp_url: str, api_url: str) -> AsyncIterator[str]:
     vhost = f"bench-{uuid.uuid4().hex[:10]}"
@@ -342,6 +362,7 @@ async def one_run(
             links = {order_link_id("om", s["signal_id"], 1): s["signal_id"] for s in batch}
             bodies = [(s["signal_id"], encode_signal(s)) for s in batch]
             start = time.perf_counter()
+            statements_start = await statements_run(db_base, db_url)
             cpu_start = time.process_time(), cpu_seconds_by_command(PEERS)
             interval = 1.0 / rate if rate > 0 else 0.0
             confirms: list[asyncio.Task[None]] = []
@@ -361,6 +382,7 @@ async def one_run(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(acks.done.wait(), 120)
             cpu_end = time.process_time(), cpu_seconds_by_command(PEERS)
+            statements_end = await statements_run(db_base, db_url)
             shared_reads = live.shared_read_counts() if mode == "sim" else {}
             await intake.stop()
             await publisher.close()
@@ -401,6 +423,13 @@ async def one_run(
         "tracker": with_tracker,
         "account_source": account_source if mode == "sim" else "paper",
         "cpu_ms_per_signal": {name: round(value, 2) for name, value in cpu_ms.items()},
+        # top-level SQL statements per settled signal (BEGIN/COMMIT included; the tracker's
+        # still running for the last fills adds a little): None without pg_stat_statements
+        "sql_statements_per_signal": (
+            round((statements_end - statements_start) / settled, 2)
+            if statements_start is not None and statements_end is not None
+            else None
+        ),
         "process_call_ms": {
             "p50": round(percentile(durations, 50), 2),
             "p99": round(percentile(durations, 99), 2),
