@@ -172,6 +172,8 @@ class Settings(BaseSettings):
     lane_queue_bound: int = Field(default=256, ge=1)
     outbox_batch_size: int = Field(default=100, ge=1, le=10000)
     outbox_poll_interval_seconds: PositiveSeconds = 1.0
+    #: after a NOTIFY the relay waits this long so a signal's other commits join the batch
+    outbox_relay_coalesce_ms: float = Field(default=5.0, ge=0, le=1000)
 
     # ---- REST API
     host: str = Field(default="127.0.0.1", min_length=1)

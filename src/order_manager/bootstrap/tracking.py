@@ -90,6 +90,7 @@ class TrackingComponent:
             PgOutboxNotifications(settings.database_url),
             batch_size=settings.outbox_batch_size,
             sweep_interval=settings.outbox_poll_interval_seconds,
+            coalesce=settings.outbox_relay_coalesce_ms / 1000,
         )
         self.tracker: Tracker | None = None
         self._queries: BybitExchangeQueries | None = None

@@ -44,7 +44,12 @@ class RunningRelay:
 
 
 async def start_relay(
-    pool: asyncpg.Pool, db_url: str, amqp_url: str, *, sweep_interval: float = 3600.0
+    pool: asyncpg.Pool,
+    db_url: str,
+    amqp_url: str,
+    *,
+    sweep_interval: float = 3600.0,
+    coalesce: float = 0.0,
 ) -> RunningRelay:
     """A relay whose periodic sweep is an hour: anything it publishes promptly came from a
     NOTIFY wake-up (or the start-up sweep)."""
@@ -57,6 +62,7 @@ async def start_relay(
         sweep_interval=sweep_interval,
         retry_base=0.05,
         retry_max=0.5,
+        coalesce=coalesce,
     )
     return RunningRelay(relay, publisher)
 
@@ -189,3 +195,38 @@ async def test_broker_outage_events_wait_then_flow_in_order(
         await running.close()
     assert len(first_occurrences(messages)) == total
     assert_in_sequence(messages, counts)
+
+
+async def test_commits_within_the_coalescing_window_go_out_in_one_batch(
+    pool: asyncpg.Pool, db_url: str, amqp_url: str, collector_factory: object
+) -> None:
+    """A NOTIFY opens the window; an event committed while it is open is relayed in the same
+    batch (one `published_at`), not by a relay transaction of its own."""
+    collector = await collector_factory(amqp_url)  # type: ignore[operator]
+    running = await start_relay(pool, db_url, amqp_url, coalesce=2.0)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        await eventually(lambda: running.relay.drains >= 1, what="the start-up sweep is done")
+        await add_event(pool, first, 1)
+        await eventually(
+            lambda: running.relay.coalesced_wakeups == 1, what="the NOTIFY opened the window"
+        )
+        assert running.relay.published_count == 0  # held back by the window
+        await add_event(pool, second, 1)
+        messages = await collector.wait_for(lambda ms: len(ms) >= 2, what="both events")
+    finally:
+        await running.close()
+    assert {m.body["order"]["id"] for m in messages} == {first, second}
+    stamps = await pool.fetch("SELECT DISTINCT published_at FROM outbox")
+    assert len(stamps) == 1 and stamps[0]["published_at"] is not None
+
+
+async def test_a_stop_ends_the_coalescing_window_at_once(
+    pool: asyncpg.Pool, db_url: str, amqp_url: str
+) -> None:
+    running = await start_relay(pool, db_url, amqp_url, coalesce=600.0)
+    await eventually(lambda: running.relay.drains >= 1, what="the start-up sweep is done")
+    await add_event(pool, str(uuid.uuid4()), 1)
+    await eventually(lambda: running.relay.coalesced_wakeups == 1, what="the window is open")
+    await running.close()  # would wait out the ten-minute window otherwise (30 s limit)
+    assert running.task.done() and running.task.exception() is None
