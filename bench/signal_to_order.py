@@ -17,6 +17,10 @@ publish). Sides alternate per symbol so positions stay small (no risk limit kick
 orders-per-minute limit and the client-side rate limiter are disabled (Bybit's own per-UID limit
 of 10 creates/s would otherwise be the bottleneck — it is the exchange's, not ours).
 
+The tracker and the outbox relay (which publishes the events to RabbitMQ) run in this process
+as in the service; ``--no-tracker`` / ``--no-relay`` leave them out. Figures recorded before
+the fourth session were taken without the relay (their result keys have no ``-relay``).
+
 Usage::
 
     uv run python bench/signal_to_order.py --mode sim --rate 200 --count 2000
@@ -59,17 +63,20 @@ from order_manager.adapters.bybit.rest import BybitRestClient
 from order_manager.adapters.paper.exchange import PaperExchange
 from order_manager.adapters.paper.feed import PaperFeedSource
 from order_manager.adapters.postgres.migrate import upgrade
+from order_manager.adapters.postgres.outbox_listener import PgOutboxNotifications
 from order_manager.adapters.postgres.pool import create_pool
 from order_manager.adapters.postgres.signals_repo import PgSignalStore
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
 from order_manager.adapters.rabbitmq.connection import connect
 from order_manager.adapters.rabbitmq.dead_letters import RabbitDeadLetterPublisher
+from order_manager.adapters.rabbitmq.publisher import RabbitEventPublisher
 from order_manager.adapters.rabbitmq.signal_consumer import RabbitSignalSource
 from order_manager.adapters.rabbitmq.signal_publisher import (
     RabbitSignalPublisher,
     build_signal,
     encode_signal,
 )
+from order_manager.config import Settings
 from order_manager.domain.enums import Category
 from order_manager.domain.instruments import Instrument
 from order_manager.domain.planner import PlannerConfig
@@ -77,6 +84,8 @@ from order_manager.domain.plans import Place, order_link_id
 from order_manager.domain.risk import RiskLimits
 from order_manager.logs import configure_logging
 from order_manager.services.intake import IntakeConfig, SignalIntake
+from order_manager.services.outbox_relay import OutboxRelay
+from order_manager.services.ports.outbox import ORDER_EVENTS_TOPIC, POSITION_EVENTS_TOPIC
 from order_manager.services.ports.processing import SignalRejected
 from order_manager.services.processor import AccountSource, Processor, ProcessorConfig
 from order_manager.services.tracker import Tracker, run_tracker
@@ -85,6 +94,8 @@ from sim_throughput import bench_config, free_port, wait_ready
 REPO = Path(__file__).resolve().parent.parent
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
 QUEUE = "model-service.trading_signals"
+#: the relay's coalescing window as the service runs it (ORDERMANAGER_OUTBOX_RELAY_COALESCE_MS)
+RELAY_COALESCE_MS = float(Settings.model_fields["outbox_relay_coalesce_ms"].default)
 DLQ = "order-manager.signals.dlq"
 TARGET_P99_MS = 50.0
 #: peer processes whose CPU is accounted per signal (PostgreSQL backends, the simulator,
@@ -268,6 +279,8 @@ async def one_run(
     api: str,
     with_tracker: bool = True,
     account_source: str = "exchange",
+    with_relay: bool = True,
+    relay_coalesce_ms: float = RELAY_COALESCE_MS,
 ) -> dict[str, Any]:
     async with (
         simulator() as sim_url,
@@ -322,6 +335,20 @@ async def one_run(
             stream = PrivateStream(client_config)
             tracking = asyncio.create_task(
                 feed_tracker(tracker, stream, inner, mode) if with_tracker else asyncio.sleep(0)
+            )
+            # the outbox relay publishes the events to RabbitMQ, as in the running service
+            relay_stop = asyncio.Event()
+            events_out = RabbitEventPublisher(
+                vhost_url, queues=(ORDER_EVENTS_TOPIC, POSITION_EVENTS_TOPIC)
+            )
+            relay = OutboxRelay(
+                uow,
+                events_out,
+                PgOutboxNotifications(db_url),
+                coalesce=relay_coalesce_ms / 1000,
+            )
+            relaying = asyncio.create_task(
+                relay.run(relay_stop) if with_relay else asyncio.sleep(0)
             )
 
             def lookup(category: Category, symbol: str) -> Instrument | None:
@@ -393,6 +420,9 @@ async def one_run(
             with contextlib.suppress(asyncio.CancelledError, asyncpg.InterfaceError):
                 await tracking
             await stream.stop()
+            relay_stop.set()
+            await relaying
+            await events_out.close()
         await connection.close()
         await pool.close()
 
@@ -421,6 +451,8 @@ async def one_run(
         "publish_rate": round(count / (publish_done - start), 1),
         "throughput_signals_per_s": round(len(latencies) / (last_ack - start), 1),
         "tracker": with_tracker,
+        "outbox_relay": with_relay,
+        "relay_coalesce_ms": relay_coalesce_ms if with_relay else None,
         "account_source": account_source if mode == "sim" else "paper",
         "cpu_ms_per_signal": {name: round(value, 2) for name, value in cpu_ms.items()},
         # top-level SQL statements per settled signal (BEGIN/COMMIT included; the tracker's
@@ -453,6 +485,17 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--amount", default="100")
     parser.add_argument("--no-tracker", action="store_true", help="run without the tracker")
+    parser.add_argument(
+        "--relay-coalesce-ms",
+        type=float,
+        default=RELAY_COALESCE_MS,
+        help="the relay's coalescing window (default: the service's default)",
+    )
+    parser.add_argument(
+        "--no-relay",
+        action="store_true",
+        help="run without the outbox relay (the service runs it: it publishes the events)",
+    )
     parser.add_argument(
         "--uvloop",
         action="store_true",
@@ -491,6 +534,8 @@ def main() -> None:
                     api,
                     with_tracker=not args.no_tracker,
                     account_source=args.account_source,
+                    with_relay=not args.no_relay,
+                    relay_coalesce_ms=args.relay_coalesce_ms,
                 )
             )
         )
@@ -502,7 +547,17 @@ def main() -> None:
     merged = dict(previous) if isinstance(previous, dict) else {}
     for run in runs:
         run["event_loop"] = "uvloop" if args.uvloop else "asyncio"
-        tracked = ("" if run["tracker"] else "-no-tracker") + ("-uvloop" if args.uvloop else "")
+        coalesce = run["relay_coalesce_ms"]
+        tracked = (
+            ("" if run["tracker"] else "-no-tracker")
+            + ("-relay" if run["outbox_relay"] else "")
+            + (
+                f"-coalesce{coalesce:g}ms"
+                if run["outbox_relay"] and coalesce != RELAY_COALESCE_MS
+                else ""
+            )
+            + ("-uvloop" if args.uvloop else "")
+        )
         source = f"-{run['account_source']}" if run["mode"] == "sim" else ""
         merged[f"{run['mode']}@{run['rate_requested']:g}/s{source}{tracked}"] = run
     notes = [
