@@ -199,15 +199,8 @@ async def test_position_after_scale_in_and_partial_close_matches_the_exchange(
 async def test_validation_corrects_lasting_drift_and_later_fills_continue(
     tracking: SimTracking,
 ) -> None:
-    first = await tracking.place("Buy", "0.010")
-    await wait_status(tracking.pool, first, "filled")
-    # lose the next fill on the stream: our book misses it, the exchange has it
-    fault = await tracking.fault(target="ws_private", topic="execution", kind="pause")
-    missed = await tracking.place("Buy", "0.004")
-    await wait_status(tracking.pool, missed, "filled")
-    await tracking.admin.delete(f"/sim/faults/{fault}")
-    book = await one_row(tracking.pool, "SELECT * FROM positions WHERE symbol = 'BTCUSDT'")
-    assert book["size"] == Decimal("0.010")
+    # lose a fill on the stream: our book misses it, the exchange has it
+    await miss_a_fill(tracking)
 
     report = await tracking.keeper.validate()
     assert report.corrected == ["linear:BTCUSDT:0"]

@@ -83,8 +83,20 @@ class OrderRecord:
     signal_info: Mapping[str, Any] | None = None
 
 
-def _signal_info(row: asyncpg.Record) -> Mapping[str, Any] | None:
-    """The originating signal's enrichment fields, when the query joined them (``locate``)."""
+def signal_info_columns(alias: str) -> str:
+    """SELECT-list of a signal's event enrichment from the ``signals`` row ``alias`` (read back
+    by ``signal_info_from_row``; ``signal_found`` is false when an outer join found none)."""
+    return (
+        f"{alias}.signal_id IS NOT NULL AS signal_found,"
+        f" {alias}.strategy_id AS signal_strategy_id, {alias}.confidence AS signal_confidence,"
+        f" {alias}.amount AS signal_amount, {alias}.is_warmup AS signal_is_warmup,"
+        f" {alias}.raw -> 'market_data_snapshot' AS signal_snapshot"
+    )
+
+
+def signal_info_from_row(row: asyncpg.Record) -> Mapping[str, Any] | None:
+    """The signal's enrichment fields selected by ``signal_info_columns`` (None: no signal, or
+    the query did not select them)."""
     if not row.get("signal_found"):
         return None
     snapshot = row["signal_snapshot"]
@@ -233,7 +245,7 @@ def _record(
         signal_ids=tuple(signal_ids),
         created_at=row["created_at"],
         submitted_at=row["submitted_at"],
-        signal_info=_signal_info(row),
+        signal_info=signal_info_from_row(row),
     )
 
 
@@ -323,9 +335,7 @@ def _save_args(
 #: ``locate``: by exchange id ($1), else by orderLinkId ($2) — one read, two index lookups
 #: (with its signal's event enrichment: the tracker publishes the order's events at once)
 LOCATE_SQL = f"""{_COLUMNS},
-       s.signal_id IS NOT NULL AS signal_found, s.strategy_id AS signal_strategy_id,
-       s.confidence AS signal_confidence, s.amount AS signal_amount,
-       s.is_warmup AS signal_is_warmup, s.raw -> 'market_data_snapshot' AS signal_snapshot
+       {signal_info_columns("s")}
 FROM orders o LEFT JOIN signals s ON s.signal_id = o.signal_id
 WHERE (o.order_id = $1 OR o.order_link_id = $2)
 ORDER BY o.order_id = $1 IS TRUE DESC LIMIT 1"""

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from order_manager.adapters.postgres.orders_repo import signal_info_columns, signal_info_from_row
 from order_manager.domain.enums import Category, PositionIdx, Side
 from order_manager.domain.money import ZERO
 from order_manager.domain.orders import Execution, OrderState
@@ -100,6 +101,34 @@ def _position_record(row: asyncpg.Record) -> PositionRecord:
         drift_count=row["drift_count"],
         updated_at=row["updated_at"],
         validated_at=row["validated_at"],
+    )
+
+
+#: SET list of our book ($1..$4 the key, $5..$13 ``_book_args``)
+_BOOK = """side = $5, size = $6, entry_value = $7, avg_entry_price = $8,
+                realized_pnl = $9, fees_paid = $10,
+                last_exec_time = $11, last_exec_seq = $12, last_exec_id = $13"""
+
+
+def _book_args(
+    position: Position, is_dry_run: bool, last_exec_key: ExecKey | None
+) -> tuple[object, ...]:
+    side = position.side
+    time, seq, exec_id = last_exec_key if last_exec_key else (None, None, None)
+    return (
+        position.category.value,
+        position.symbol,
+        int(position.position_idx),
+        is_dry_run,
+        side.value if side else "None",
+        position.abs_size,
+        position.entry_value,
+        position.avg_entry_price or ZERO,
+        position.realized_pnl,
+        position.fees,
+        time,
+        seq,
+        exec_id,
     )
 
 
@@ -202,21 +231,10 @@ class PgTrackingRepository:
 
     async def signal_info(self, signal_id: str) -> Mapping[str, Any] | None:
         row = await self._conn.fetchrow(
-            "SELECT strategy_id, confidence, amount, is_warmup, raw"
-            " FROM signals WHERE signal_id = $1::uuid",
+            f"SELECT {signal_info_columns('s')} FROM signals s WHERE s.signal_id = $1::uuid",
             signal_id,
         )
-        if row is None:
-            return None
-        raw = row["raw"] if isinstance(row["raw"], Mapping) else {}
-        snapshot = raw.get("market_data_snapshot")
-        return {
-            "strategy_id": row["strategy_id"],
-            "confidence": row["confidence"],
-            "amount": row["amount"],
-            "is_warmup": row["is_warmup"],
-            "market_data_snapshot": snapshot if isinstance(snapshot, Mapping) else None,
-        }
+        return None if row is None else signal_info_from_row(row)
 
     # ------------------------------------------------------------------ executions
     async def insert_execution(
@@ -335,29 +353,13 @@ class PgTrackingRepository:
     async def save_position(
         self, position: Position, *, is_dry_run: bool, last_exec_key: ExecKey | None
     ) -> None:
-        side = position.side
-        time, seq, exec_id = last_exec_key if last_exec_key else (None, None, None)
         await self._conn.execute(
-            """
-            UPDATE positions SET side = $5, size = $6, entry_value = $7, avg_entry_price = $8,
-                realized_pnl = $9, fees_paid = $10, unrealized_pnl = $11,
-                last_exec_time = $12, last_exec_seq = $13, last_exec_id = $14
+            f"""
+            UPDATE positions SET {_BOOK}, unrealized_pnl = $14
             WHERE category = $1 AND symbol = $2 AND position_idx = $3 AND is_dry_run = $4
             """,
-            position.category.value,
-            position.symbol,
-            int(position.position_idx),
-            is_dry_run,
-            side.value if side else "None",
-            position.abs_size,
-            position.entry_value,
-            position.avg_entry_price or ZERO,
-            position.realized_pnl,
-            position.fees,
+            *_book_args(position, is_dry_run, last_exec_key),
             position.unrealized_pnl(),
-            time,
-            seq,
-            exec_id,
         )
 
     async def save_position_with_view(
@@ -371,31 +373,14 @@ class PgTrackingRepository:
     ) -> PositionRecord:
         """``save_position`` then ``record_exchange_position`` of the same (locked) book, in
         ONE statement: the view's unrealised PnL is computed on the new book."""
-        side = position.side
-        time, seq, exec_id = last_exec_key if last_exec_key else (None, None, None)
         row = await self._conn.fetchrow(
             f"""
-            UPDATE positions SET side = $5, size = $6, entry_value = $7, avg_entry_price = $8,
-                realized_pnl = $9, fees_paid = $10,
-                last_exec_time = $11, last_exec_seq = $12, last_exec_id = $13,
-                {_exchange_view(13)},
+            UPDATE positions SET {_BOOK}, {_exchange_view(13)},
                 unrealized_pnl = {_upnl("$6::numeric", "$7::numeric", "$5::text", "$16::numeric")}
             WHERE category = $1 AND symbol = $2 AND position_idx = $3 AND is_dry_run = $4
             RETURNING *
             """,
-            position.category.value,
-            position.symbol,
-            int(position.position_idx),
-            is_dry_run,
-            side.value if side else "None",
-            position.abs_size,
-            position.entry_value,
-            position.avg_entry_price or ZERO,
-            position.realized_pnl,
-            position.fees,
-            time,
-            seq,
-            exec_id,
+            *_book_args(position, is_dry_run, last_exec_key),
             *_view_args(exchange, observed_at),
         )
         if row is None:  # the book was locked (created) by this transaction: it exists
