@@ -88,6 +88,7 @@ from order_manager.services.outbox_relay import OutboxRelay
 from order_manager.services.ports.outbox import ORDER_EVENTS_TOPIC, POSITION_EVENTS_TOPIC
 from order_manager.services.ports.processing import SignalRejected
 from order_manager.services.processor import AccountSource, Processor, ProcessorConfig
+from order_manager.services.store_freshness import StoreFreshness
 from order_manager.services.tracker import Tracker, run_tracker
 from sim_throughput import bench_config, free_port, wait_ready
 
@@ -327,11 +328,19 @@ async def one_run(
                 ),
                 account_source=AccountSource(account_source),
             )
-            processor = TimedProcessor(Processor(uow, gateway, config), acks)
+            # the service's wiring: lanes waiting for our taker's fill (`store`) wake on the
+            # tracker's commits; the private stream is up for the whole run (trusted)
+            freshness = StoreFreshness()
+            processor = TimedProcessor(Processor(uow, gateway, config, freshness=freshness), acks)
 
             # the tracker keeps our rows current (fills close orders, positions follow), as in
             # the running service: live from the private stream, paper from its update feed
-            tracker = Tracker(uow, link_prefix="om", is_dry_run=mode == "dry-run")
+            tracker = Tracker(
+                uow,
+                link_prefix="om",
+                is_dry_run=mode == "dry-run",
+                on_commit=freshness.committed,
+            )
             stream = PrivateStream(client_config)
             tracking = asyncio.create_task(
                 feed_tracker(tracker, stream, inner, mode) if with_tracker else asyncio.sleep(0)

@@ -32,7 +32,7 @@ from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self, cast
+from typing import Annotated, Any, Literal, Self, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
@@ -188,6 +188,11 @@ class Settings(BaseSettings):
 
     # ---- behaviour switches
     enable_balance_check: bool = True
+    #: where a signal's balances and positions come from: REST per signal, or the tracker's
+    #: store (kept from the private stream; REST while it is not trusted or behind)
+    account_source: Literal["exchange", "store"] = "exchange"
+    #: `store`: how long a lane waits for the tracker to apply our taker's fill before REST
+    account_store_wait_ms: float = Field(default=250.0, ge=0, le=10000)
     dry_run: bool = False
     warmup_signals: WarmupHandling = WarmupHandling.EXECUTE
     sell_amount_unit: AmountUnit = AmountUnit.QUOTE

@@ -405,6 +405,19 @@ def test_the_service_processor_gets_every_planner_and_risk_setting() -> None:
     assert config.limits.max_daily_volume == Decimal("5000")
 
 
+def test_the_account_source_reaches_the_processor() -> None:
+    from order_manager.bootstrap import processor_config
+    from order_manager.config import Settings
+    from order_manager.services.processor import AccountSource
+
+    assert processor_config(Settings()).account_source is AccountSource.EXCHANGE
+    config = processor_config(Settings(account_source="store", account_store_wait_ms=40))
+    assert config.account_source is AccountSource.STORE
+    assert config.store_wait == 0.04
+    with pytest.raises(ValueError, match="account_source"):
+        Settings(account_source="cache")
+
+
 def test_the_service_wiring_passes_stream_and_intake_settings_through() -> None:
     """Settings that only the bootstrap reads (WebSocket heartbeats, the future-skew check)."""
     from datetime import timedelta

@@ -52,7 +52,7 @@ from order_manager.adapters.rabbitmq.signal_consumer import RabbitSignalSource
 from order_manager.api.app import create_app
 from order_manager.api.probes import Probes
 from order_manager.api.routers import ApiServices, LateServices, build_routers
-from order_manager.bootstrap.tracking import TrackingComponent
+from order_manager.bootstrap.tracking import STREAM_DOWN, TrackingComponent
 from order_manager.config import Settings, redact_url
 from order_manager.domain.enums import Category
 from order_manager.domain.instruments import Instrument
@@ -66,7 +66,12 @@ from order_manager.services.intake import (
 from order_manager.services.operator import OperatorActions
 from order_manager.services.ports.exchange import ExchangeGateway
 from order_manager.services.ports.processing import SignalProcessor
-from order_manager.services.processor import Processor, ProcessorConfig, TradingSwitch
+from order_manager.services.processor import (
+    AccountSource,
+    Processor,
+    ProcessorConfig,
+    TradingSwitch,
+)
 from order_manager.services.reconciler import (
     ExchangeStateSink,
     PeriodicReconciler,
@@ -75,6 +80,7 @@ from order_manager.services.reconciler import (
 )
 from order_manager.services.recovery import Recovery
 from order_manager.services.stale_orders import StaleOrderSweeper
+from order_manager.services.store_freshness import StoreFreshness
 from order_manager.services.trading_control import TradingControl
 
 log = get_logger("order_manager.bootstrap")
@@ -327,7 +333,11 @@ def processor_config(settings: Settings) -> ProcessorConfig:
     `Settings.risk_limits()` are the one mapping of ORDERMANAGER_* onto the domain
     (docs/decisions.md)."""
     return ProcessorConfig(
-        settings.planner_config(), settings.risk_limits(), default_category=settings.category
+        settings.planner_config(),
+        settings.risk_limits(),
+        default_category=settings.category,
+        account_source=AccountSource(settings.account_source),
+        store_wait=settings.account_store_wait_ms / 1000,
     )
 
 
@@ -388,6 +398,9 @@ class SignalPipeline:
         self._sweeps: list[asyncio.Task[None]] = []
         self._uow: PostgresUnitOfWorkFactory | None = None
         self._gateways: list[ExchangeGateway] = []
+        #: `ORDERMANAGER_ACCOUNT_SOURCE=store`: the tracker's commits and whether its store is
+        #: trusted (untrusted until the tracking wiring has the private stream subscribed)
+        self.freshness = StoreFreshness(untrusted=(STREAM_DOWN,))
 
     async def start(self) -> None:
         """Nothing to do before the start-up tasks (see `open`)."""
@@ -430,7 +443,7 @@ class SignalPipeline:
         if paper is not None and not settings.dry_run:
             warmup_processor = Processor(uow, paper, config, switch=self.switch)
         gateway = paper if settings.dry_run and paper is not None else live
-        processor = Processor(uow, gateway, config, switch=self.switch)
+        processor = Processor(uow, gateway, config, switch=self.switch, freshness=self.freshness)
         report = await Recovery(uow, gateway).run_until_settled()
         log.info("recovery done", adopted=len(report.adopted), failed=len(report.failed))
         cache = self.instruments
@@ -715,6 +728,7 @@ class TrackingWiring:
             rest=self.pipeline.rest if live else None,
             on_gap=self._on_gap,
             paper=self.pipeline.paper,
+            freshness=self.pipeline.freshness,
         )
         await self.component.start()
 

@@ -35,6 +35,7 @@ from order_manager.adapters.bybit.event_source import PrivateStreamSource
 from order_manager.adapters.bybit.private_ws import PrivateStream
 from order_manager.adapters.bybit.queries import BybitExchangeQueries
 from order_manager.adapters.bybit.rest import BybitRestClient
+from order_manager.adapters.bybit.ws_base import ConnectionEvent, Subscription
 from order_manager.adapters.paper.exchange import PaperExchange
 from order_manager.adapters.paper.feed import PaperFeedSource
 from order_manager.adapters.postgres.outbox_listener import PgOutboxNotifications
@@ -48,9 +49,15 @@ from order_manager.services.ports.exchange_events import ExchangeEventSource, Ga
 from order_manager.services.ports.outbox import ORDER_EVENTS_TOPIC, POSITION_EVENTS_TOPIC
 from order_manager.services.ports.uow import UnitOfWorkFactory
 from order_manager.services.positions import PositionKeeper
+from order_manager.services.store_freshness import StoreFreshness
 from order_manager.services.tracker import Tracker, resync_orders, run_tracker
 
 log = structlog.get_logger(__name__)
+
+#: `StoreFreshness` reasons: the private stream is not (yet) subscribed or has dropped; a
+#: reconciliation after a gap (reconnect, a batch not applied) has not finished
+STREAM_DOWN = "stream_down"
+RECONCILING = "reconciling"
 
 
 class TrackingComponent:
@@ -65,8 +72,12 @@ class TrackingComponent:
         rest: BybitRestClient | None = None,
         on_gap: GapHandler | None = None,
         paper: PaperExchange | None = None,
+        freshness: StoreFreshness | None = None,
     ) -> None:
         self.settings = settings
+        #: told of every tracker commit, and whether the private stream can be trusted
+        #: (`ORDERMANAGER_ACCOUNT_SOURCE=store`)
+        self.freshness = freshness
         self._pool = pool
         self._bybit_config = bybit_config
         self._rest = rest
@@ -141,12 +152,14 @@ class TrackingComponent:
             self._rest = BybitRestClient(config)
             await self._rest.start()
         queries = BybitExchangeQueries(self._rest)
+        freshness = self.freshness
         self.tracker = Tracker(
             self.uow,
             link_prefix=self.settings.order_link_id_prefix,
             queries=queries,
             is_dry_run=False,
             loss_warning_ratio=self._loss_warning_ratio,
+            on_commit=freshness.committed if freshness is not None else None,
         )
         self.keeper = PositionKeeper(
             self.uow,
@@ -161,10 +174,19 @@ class TrackingComponent:
         source = self._source(config)
         if isinstance(source, PrivateStreamSource):
             await source.connect()  # events from here on are seen (Bybit has no replay)
+            if freshness is not None and self._stream is not None:
+                # the store is complete from here on (the start-up reconciliation runs before
+                # any signal) until the stream drops; the ws-gateway source tells us nothing
+                # of its connection, so with it the store is never trusted
+                events = self._stream.connection_events()  # before trusting: none missed
+                self._tasks.append(
+                    asyncio.create_task(
+                        _distrust_on_disconnect(events, freshness), name="stream-watch"
+                    )
+                )
+                freshness.trust(STREAM_DOWN)
         self._tasks.append(
-            asyncio.create_task(
-                run_tracker(tracker, source, on_gap=self._on_gap or self.resync), name="tracker"
-            )
+            asyncio.create_task(run_tracker(tracker, source, on_gap=self._gap), name="tracker")
         )
         self._tasks.append(
             asyncio.create_task(
@@ -176,6 +198,16 @@ class TrackingComponent:
                 name="positions",
             )
         )
+
+    async def _gap(self) -> None:
+        """Events may be missing (reconnect, a batch not applied): the store is not trusted
+        until the reconciliation has run to the end (a failed one leaves it untrusted: REST
+        until the next gap's reconciliation succeeds)."""
+        if self.freshness is not None:
+            self.freshness.distrust(RECONCILING)
+        await (self._on_gap or self.resync)()
+        if self.freshness is not None:
+            self.freshness.trust(RECONCILING)
 
     async def resync(self) -> None:
         """Re-read our open orders from the exchange through the tracker (after a stream gap)."""
@@ -198,7 +230,7 @@ class TrackingComponent:
     async def stop(self) -> None:
         self._stop.set()
         for task in self._tasks:
-            if task.get_name() in ("tracker", "paper-tracker"):
+            if task.get_name() in ("tracker", "paper-tracker", "stream-watch"):
                 task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -213,3 +245,21 @@ class TrackingComponent:
         if self._own_rest and self._rest is not None:
             await self._rest.close()
             self._rest = None
+
+
+async def _distrust_on_disconnect(
+    events: Subscription[ConnectionEvent], freshness: StoreFreshness
+) -> None:
+    """A dropped private stream may miss events: the store is not trusted from the drop until
+    the gap reconciliation after the reconnect (`TrackingComponent._gap`) has run. (Should a
+    reconciliation ever finish before this task hears of the reconnect, the store stays
+    untrusted until the next one: the safe side.)"""
+    try:
+        async for event in events:
+            if event.kind == "disconnected":
+                freshness.distrust(STREAM_DOWN)
+            elif event.kind == "reconnected":
+                freshness.distrust(RECONCILING)  # the source starts the gap reconciliation
+                freshness.trust(STREAM_DOWN)
+    finally:
+        events.close()

@@ -42,6 +42,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 import structlog
+from prometheus_client import Counter
 
 from order_manager.domain.account import AccountState, OpenOrder
 from order_manager.domain.enums import Category, OrderType, TimeInForce
@@ -68,8 +69,16 @@ from order_manager.services.ports.processing import (
     SignalRejected,
 )
 from order_manager.services.ports.uow import UnitOfWorkFactory
+from order_manager.services.store_freshness import StoreFreshness
 
 log = structlog.get_logger("order_manager.services.processor")
+
+ACCOUNT_READS = Counter(
+    "om_account_reads_total",
+    "Where a signal's balances and positions came from: store (the tracker's), store_behind "
+    "(store configured, our taker's fill not applied in time: REST), exchange (REST)",
+    ["source"],
+)
 
 
 def utc_now() -> datetime:
@@ -93,11 +102,13 @@ class AccountSource(StrEnum):
     """Where balances and positions for planning come from.
 
     ``exchange`` (default): REST per signal — authoritative even when our event stream lags.
-    ``store``: the tracker's wallet and position store (kept from the private stream), read in
-    the same transaction as our orders — two REST round trips fewer per signal. The exchange is
-    asked instead while the store may be behind: an acknowledged market/IOC order of the symbol
-    has no final event yet (its fill may be missing), or the store has no wallet yet. Needs the
-    tracker running.
+    ``store`` (``ORDERMANAGER_ACCOUNT_SOURCE=store``): the tracker's wallet and position store
+    (kept from the private stream), read with our orders — two REST round trips fewer per
+    signal. Used only while the store is trusted (``StoreFreshness``: the private stream is up
+    and no gap reconciliation is pending). While an acknowledged market/IOC order of the
+    symbol has no final event yet (its fill may be missing) the lane waits for the tracker's
+    next commits (``store_wait``) and reads again; the exchange is asked when that time runs
+    out, when the store is not trusted, or when it has no wallet yet. Needs the tracker.
     The paper exchange answers both from memory, so dry-run always uses it directly."""
 
     EXCHANGE = "exchange"
@@ -111,6 +122,9 @@ class ProcessorConfig:
     account_source: AccountSource = AccountSource.EXCHANGE
     #: category of a signal without ``metadata.category`` (``ORDERMANAGER_CATEGORY``)
     default_category: Category = Category.LINEAR
+    #: ``store``: how long a lane waits for the tracker to apply the final event of the
+    #: symbol's acknowledged taker before asking the exchange instead (seconds)
+    store_wait: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +178,11 @@ class Processor:
         *,
         switch: TradingSwitch | None = None,
         clock: Callable[[], datetime] = utc_now,
+        freshness: StoreFreshness | None = None,
     ) -> None:
         self.uow_factory = uow_factory
+        #: ``store``: whether the tracker's store is trusted, and its commits to wait for
+        self.freshness = freshness
         self.gateway = gateway
         self.config = config or ProcessorConfig()
         self.switch = switch or TradingSwitch()
@@ -209,18 +226,17 @@ class Processor:
                 self.is_dry_run,
             )
         # every read is independent: one round trip of wall time instead of five
-        from_store = (
-            self.config.account_source is AccountSource.STORE and not self.gateway.is_dry_run
-        )
-        if from_store:
+        if self._store_usable():
             stored, market = await asyncio.gather(
-                self._stored(signal, instrument, with_account=True, is_new=is_new),
+                self._current_store(signal, instrument, is_new=is_new),
                 self.gateway.market(category, symbol),
             )
             if stored.store_current:
+                ACCOUNT_READS.labels("store").inc()
                 balances = stored.balances or await self._balances(trace_id)
                 positions = stored.positions or ()
             else:  # fills of our own taker orders may not be in the store yet: ask the exchange
+                ACCOUNT_READS.labels("store_behind").inc()
                 balances, positions = await asyncio.gather(
                     self._balances(trace_id),
                     self.gateway.positions(
@@ -228,6 +244,7 @@ class Processor:
                     ),
                 )
         else:
+            ACCOUNT_READS.labels("exchange").inc()
             stored, market, balances, positions = await asyncio.gather(
                 self._stored(signal, instrument, is_new=is_new),
                 self.gateway.market(category, symbol),
@@ -256,6 +273,31 @@ class Processor:
         return self._outcome(result, notes + result.notes)
 
     # ------------------------------------------------------------------ account state
+    def _store_usable(self) -> bool:
+        """``store`` configured, a live exchange (the paper exchange answers from memory) and
+        nothing known to be missing from the store (``StoreFreshness.trusted``)."""
+        if self.config.account_source is not AccountSource.STORE or self.gateway.is_dry_run:
+            return False
+        return self.freshness is None or self.freshness.trusted
+
+    async def _current_store(
+        self, signal: TradingSignal, instrument: Instrument, *, is_new: bool
+    ) -> _Stored:
+        """The store's account state; while an acknowledged taker of the symbol still waits for
+        its final event, wait for the tracker's next commit and read again — up to
+        ``store_wait`` (without a ``StoreFreshness`` there is nothing to wait for). The result
+        may still be behind (``store_current`` False): the caller then asks the exchange."""
+        freshness = self.freshness
+        deadline = asyncio.get_running_loop().time() + self.config.store_wait
+        while True:
+            version = freshness.version if freshness is not None else 0
+            stored = await self._stored(signal, instrument, with_account=True, is_new=is_new)
+            if stored.store_current or freshness is None:
+                return stored
+            remaining = deadline - asyncio.get_running_loop().time()
+            if not await freshness.wait_commit(version, remaining) or not freshness.trusted:
+                return stored
+
     async def _balances(self, trace_id: str) -> Mapping[str, Decimal]:
         """The wallet, read only when a check needs it: the balance check, or the order size
         ratio (a share of the available balance). With both off no wallet call is made per

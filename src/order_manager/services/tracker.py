@@ -192,8 +192,12 @@ class Tracker:
         retries: int = 3,
         clock: Callable[[], datetime] = _now,
         loss_warning_ratio: Decimal | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        #: called after every committed transaction (``StoreFreshness.committed``: lanes
+        #: waiting for a taker's final event read the store again)
+        self._on_commit = on_commit
         self._loss_warning_ratio = loss_warning_ratio
         #: books whose loss is above the threshold now (a warning is raised on crossing only)
         self._losing: set[BookKey] = set()
@@ -281,6 +285,8 @@ class Tracker:
                 async with self._uow_factory() as uow:
                     await body(uow, outcome)
                     await uow.commit()
+                if self._on_commit is not None:
+                    self._on_commit()
                 return outcome
             except _UnknownOrder:
                 raise

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from order_manager.adapters.bybit.config import RetryConfig
@@ -26,8 +28,10 @@ from order_manager.services.ports.processing import (
     SignalOutcome,
     SignalRejected,
 )
-from order_manager.services.processor import Processor, ProcessorConfig
+from order_manager.services.processor import AccountSource, Processor, ProcessorConfig
+from order_manager.services.store_freshness import StoreFreshness
 from order_manager.services.tracker import Tracker
+from tests.helpers import eventually
 
 from .conftest import Env, client_config, new_signal
 
@@ -176,14 +180,99 @@ async def test_a_rejected_plan_makes_no_exchange_call(env: Env) -> None:
 
 async def test_account_from_the_trackers_store_reduces_a_tracked_long(env: Env) -> None:
     """`account_source=store`: balances/positions from the tracker's store, not REST."""
-    from order_manager.services.processor import AccountSource, ProcessorConfig
-    from order_manager.services.tracker import Tracker
-
     config = ProcessorConfig(account_source=AccountSource.STORE)
     processor = Processor(env.uow, env.gateway, config)
     buy = await new_signal(env, amount="1000")
     assert isinstance(await processor.process(buy, "t-store-buy"), SignalExecuted)
-    # the tracker learns the fill (here from REST instead of the private stream)
+    tracker = Tracker(env.uow, link_prefix="om")
+    await _track_fills_and_wallet(env, tracker)
+
+    sell = await new_signal(env, side="sell", amount="5000")
+    reads_before = _reads(env)
+    outcome = await processor.process(sell, "t-store-sell")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    assert await _sells(env) == [(True, Decimal("0.015"))]
+    # the long came from the store: no position or wallet request reached the exchange
+    assert _reads(env) == reads_before
+
+
+async def test_a_lane_waits_for_the_tracker_to_apply_our_fill_instead_of_asking_rest(
+    env: Env,
+) -> None:
+    """`store` with a `StoreFreshness`: the sell finds our market buy acknowledged but its fill
+    not applied, waits for the tracker's commit, then plans from the store — the long it
+    reduces came from the store, no position or wallet request reached the exchange."""
+    freshness = StoreFreshness()
+    config = ProcessorConfig(account_source=AccountSource.STORE, store_wait=30)
+    processor = Processor(env.uow, env.gateway, config, freshness=freshness)
+    tracker = Tracker(env.uow, link_prefix="om", on_commit=freshness.committed)
+    await _track_wallet(env, tracker)
+    buy = await new_signal(env, amount="1000")
+    assert isinstance(await processor.process(buy, "t-wait-buy"), SignalExecuted)
+
+    stream = await _fills_and_wallet(env)  # what the stream will bring (read before counting)
+
+    sell = await new_signal(env, side="sell", amount="5000")
+    reads_before = _reads(env)
+    selling = asyncio.create_task(processor.process(sell, "t-wait-sell"))
+    await eventually(lambda: freshness.waiting == 1, what="the sell waits for the tracker")
+    assert await _sells(env) == []  # nothing planned from the store that lacks the fill
+    for topic, items in stream:
+        await tracker.handle(topic, items)
+    outcome = await asyncio.wait_for(selling, 10)
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    assert await _sells(env) == [(True, Decimal("0.015"))]
+    assert _reads(env) == reads_before
+
+
+@pytest.mark.parametrize("with_freshness", [False, True])
+async def test_a_store_behind_our_own_fills_is_not_trusted(env: Env, with_freshness: bool) -> None:
+    """`account_source=store` while our market buy has no final event yet (and, here, never
+    gets one within the wait): the store knows no long, so the exchange is asked and the sell
+    still only reduces."""
+    freshness = StoreFreshness() if with_freshness else None
+    config = ProcessorConfig(account_source=AccountSource.STORE, store_wait=0.05)
+    processor = Processor(env.uow, env.gateway, config, freshness=freshness)
+    buy = await new_signal(env, amount="1000")
+    assert isinstance(await processor.process(buy, "t-behind-buy"), SignalExecuted)
+    sell = await new_signal(env, side="sell", amount="5000")
+    reads_before = _reads(env)
+    outcome = await processor.process(sell, "t-behind-sell")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    assert await _sells(env) == [(True, Decimal("0.015"))]
+    assert all(after > before for after, before in zip(_reads(env), reads_before, strict=True))
+
+
+async def test_an_untrusted_store_is_not_read(env: Env) -> None:
+    """The store holds our long, but the private stream may have missed events (dropped,
+    reconciling): the exchange is asked, as with `account_source=exchange`."""
+    freshness = StoreFreshness(untrusted=("stream",))
+    config = ProcessorConfig(account_source=AccountSource.STORE, store_wait=30)
+    processor = Processor(env.uow, env.gateway, config, freshness=freshness)
+    buy = await new_signal(env, amount="1000")
+    assert isinstance(await processor.process(buy, "t-untrusted-buy"), SignalExecuted)
+    await _track_fills_and_wallet(env, Tracker(env.uow, link_prefix="om"))
+
+    sell = await new_signal(env, side="sell", amount="5000")
+    reads_before = _reads(env)
+    outcome = await processor.process(sell, "t-untrusted-sell")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    assert await _sells(env) == [(True, Decimal("0.015"))]
+    assert all(after > before for after, before in zip(_reads(env), reads_before, strict=True))
+
+
+async def _track_wallet(env: Env, tracker: Tracker) -> None:
+    wallet = await env.rest.call("GET", "/v5/account/wallet-balance", {"accountType": "UNIFIED"})
+    await tracker.handle("wallet", wallet["list"])
+
+
+async def _fills_and_wallet(env: Env) -> list[tuple[str, list[dict[str, Any]]]]:
+    """What the private stream would tell the tracker about our fills: executions and the
+    wallet (read here from REST)."""
     fills = await env.rest.get_executions("linear", symbol="BTCUSDT")
     items = [
         {"category": "linear", **f.model_dump(by_alias=True, mode="json", exclude_none=True)}
@@ -191,20 +280,20 @@ async def test_account_from_the_trackers_store_reduces_a_tracked_long(env: Env) 
     ]
     for item in items:
         item["execTime"] = str(int(fills[0].exec_time.timestamp() * 1000))  # type: ignore[union-attr]
-    tracker = Tracker(env.uow, link_prefix="om")
-    await tracker.handle("execution", items)
     wallet = await env.rest.call("GET", "/v5/account/wallet-balance", {"accountType": "UNIFIED"})
-    await tracker.handle("wallet", wallet["list"])
+    return [("execution", items), ("wallet", wallet["list"])]
 
-    sell = await new_signal(env, side="sell", amount="5000")
-    reads_before = _reads(env)
-    outcome = await processor.process(sell, "t-store-sell")
 
-    assert isinstance(outcome, SignalExecuted), outcome
-    sells = [o for o in await env.sim_orders() if o["side"] == "Sell"]
-    assert [(o["reduceOnly"], Decimal(o["qty"])) for o in sells] == [(True, Decimal("0.015"))]
-    # the long came from the store: no position or wallet request reached the exchange
-    assert _reads(env) == reads_before
+async def _track_fills_and_wallet(env: Env, tracker: Tracker) -> None:
+    for topic, items in await _fills_and_wallet(env):
+        await tracker.handle(topic, items)
+
+
+async def _sells(env: Env) -> list[tuple[bool, Decimal]]:
+    """(reduceOnly, qty) of every sell order on the simulator."""
+    return [
+        (o["reduceOnly"], Decimal(o["qty"])) for o in await env.sim_orders() if o["side"] == "Sell"
+    ]
 
 
 def _reads(env: Env) -> tuple[float, float]:
@@ -250,24 +339,6 @@ async def test_an_amend_whose_order_filled_meanwhile_becomes_a_new_order(env: En
         ("order.get", 0),
         ("order.create", 0),
     ]
-
-
-async def test_a_store_behind_our_own_fills_is_not_trusted(env: Env) -> None:
-    """`account_source=store` while our market buy has no final event yet: the store knows no
-    long, so the exchange is asked and the sell still only reduces."""
-    from order_manager.services.processor import AccountSource, ProcessorConfig
-
-    processor = Processor(env.uow, env.gateway, ProcessorConfig(account_source=AccountSource.STORE))
-    buy = await new_signal(env, amount="1000")
-    assert isinstance(await processor.process(buy, "t-behind-buy"), SignalExecuted)
-    sell = await new_signal(env, side="sell", amount="5000")
-    reads_before = _reads(env)
-    outcome = await processor.process(sell, "t-behind-sell")
-
-    assert isinstance(outcome, SignalExecuted), outcome
-    sells = [o for o in await env.sim_orders() if o["side"] == "Sell"]
-    assert [(o["reduceOnly"], Decimal(o["qty"])) for o in sells] == [(True, Decimal("0.015"))]
-    assert all(after > before for after, before in zip(_reads(env), reads_before, strict=True))
 
 
 async def test_the_daily_volume_limit_counts_todays_opening_orders(env: Env) -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from order_manager.adapters.bybit.config import BybitClientConfig
 from order_manager.adapters.bybit.rest import BybitRestClient, OrderRequest
-from order_manager.bootstrap.tracking import TrackingComponent
+from order_manager.bootstrap.tracking import RECONCILING, STREAM_DOWN, TrackingComponent
 from order_manager.config import load_settings
+from order_manager.services.store_freshness import StoreFreshness
+from tests.helpers import eventually
 from tests.integration.tracking.amqp_collect import Collector
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -62,3 +66,74 @@ async def test_component_tracks_and_publishes_to_configured_queues(
     assert filled.body["order"]["order_id"] == created.order_id
     assert filled.body["order"]["filled_quantity"] == "0.004"
     assert pos[-1].body["position"]["size"] == "0.004"
+
+
+class _RecordingFreshness(StoreFreshness):
+    """Notes each change of trust with its reason."""
+
+    def __init__(self) -> None:
+        super().__init__(untrusted=(STREAM_DOWN,))
+        self.changes: list[tuple[str, str]] = []
+
+    def distrust(self, reason: str) -> None:
+        self.changes.append(("distrust", reason))
+        super().distrust(reason)
+
+    def trust(self, reason: str) -> None:
+        self.changes.append(("trust", reason))
+        super().trust(reason)
+
+
+async def test_the_store_is_trusted_only_while_the_private_stream_is_whole(
+    sim: Any, pool: asyncpg.Pool, db_url: str, amqp_url: str
+) -> None:
+    """`ORDERMANAGER_ACCOUNT_SOURCE=store`: untrusted until the stream is subscribed, counted
+    commits, untrusted from the drop until the gap reconciliation after the reconnect is done."""
+    settings = load_settings(
+        environ={
+            "ORDERMANAGER_DATABASE_URL": db_url,
+            "ORDERMANAGER_RABBITMQ_URL": amqp_url,
+            "ORDERMANAGER_OUTBOX_POLL_INTERVAL_SECONDS": "3600",
+        }
+    )
+    config = BybitClientConfig.for_simulator(sim.url)
+    gaps: list[int] = []
+    release = asyncio.Event()
+
+    async def reconcile() -> None:
+        gaps.append(1)
+        await release.wait()
+
+    freshness = _RecordingFreshness()
+    component = TrackingComponent(settings, pool, config, on_gap=reconcile, freshness=freshness)
+    assert not freshness.trusted
+    await component.start()
+    try:
+        assert freshness.trusted  # the stream is subscribed: events from here on are seen
+        before = freshness.version
+        async with BybitRestClient(config) as rest:
+            await rest.create_order(
+                OrderRequest(
+                    category="linear",
+                    symbol="BTCUSDT",
+                    side="Buy",
+                    order_type="Market",
+                    qty=Decimal("0.004"),
+                    order_link_id="manual-freshness-1",
+                )
+            )
+        await eventually(lambda: freshness.version > before, what="the fill's commits counted")
+
+        async with httpx.AsyncClient(base_url=sim.url, timeout=10) as admin:
+            dropped = await admin.post("/sim/ws/drop", json={"stream": "private"})
+            assert dropped.status_code == 200, dropped.text
+        await eventually(lambda: gaps, what="the gap reconciliation after the reconnect")
+        assert not freshness.trusted  # reconciling: events may be missing
+        release.set()
+        await eventually(lambda: freshness.trusted, what="trusted once reconciled")
+        # distrusted by the drop itself, then reconciling until the handler returned
+        assert freshness.changes[:2] == [("trust", STREAM_DOWN), ("distrust", STREAM_DOWN)]
+        assert freshness.changes[-1] == ("trust", RECONCILING)
+    finally:
+        release.set()
+        await component.stop()

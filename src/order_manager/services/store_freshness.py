@@ -1,0 +1,103 @@
+"""When the tracker's store may stand in for the exchange's account reads (``StoreFreshness``).
+
+With ``ORDERMANAGER_ACCOUNT_SOURCE=store`` the processor plans from the wallet, positions and
+orders the tracker keeps from the private stream instead of asking Bybit's REST API for the
+wallet and the positions on every signal (two requests fewer per signal: one round trip of
+latency to a remote exchange, and Bybit's per-account read budget). That is only right while the
+store is complete, and two things can make it incomplete:
+
+1. **The stream itself**: while the private WebSocket is down, or after it reconnected and the
+   gap reconciliation (REST) has not finished, events may be missing (Bybit has no replay). The
+   store is then *not trusted* and every signal reads REST, as with ``exchange``. The tracking
+   wiring calls ``distrust("stream")`` on a disconnect or when a batch could not be applied, and
+   ``trust("stream")`` once the stream is subscribed and after each successful gap
+   reconciliation. Any other reason can be added the same way; the store is trusted only when
+   no reason is left.
+2. **Our own taker orders in flight**: an acknowledged market/IOC order of the signal's symbol
+   whose final event the tracker has not applied yet — its fill may be missing from the store.
+   Rather than asking REST (which, under load, is exactly when the extra requests hurt most),
+   the lane waits for the tracker's next commit (``wait_commit``) and reads the store again, up
+   to ``ORDERMANAGER_ACCOUNT_STORE_WAIT_MS``; only past that does it fall back to REST.
+
+The tracker calls ``committed()`` after every transaction it commits; ``version`` counts them.
+A reader notes ``version`` *before* it reads the store and then waits for a commit *after*
+that version, so a commit landing between its read and its wait is never missed.
+
+One instance per process, shared by the tracker (writer) and the processors (readers); pure
+asyncio, no I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from order_manager.logs import get_logger
+
+log = get_logger("order_manager.services.store_freshness")
+
+
+class StoreFreshness:
+    def __init__(self, *, untrusted: tuple[str, ...] = ()) -> None:
+        """``untrusted``: the reasons the store starts out untrusted for (e.g. ``("stream",)``
+        until the private stream is subscribed)."""
+        self._version = 0
+        self._next: asyncio.Future[None] | None = None
+        self._reasons: set[str] = set(untrusted)
+        self._waiting = 0
+
+    # ------------------------------------------------------------------ commits
+    @property
+    def version(self) -> int:
+        """How many tracker transactions have committed so far."""
+        return self._version
+
+    def committed(self) -> None:
+        """The tracker committed a transaction: wake every lane waiting for one."""
+        self._version += 1
+        waiter, self._next = self._next, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_commit(self, after: int, within: float) -> bool:
+        """Wait until a commit later than ``after`` (a ``version`` read earlier) has happened;
+        False when ``within`` seconds pass first."""
+        if self._version > after:
+            return True
+        if within <= 0:
+            return False
+        if self._next is None or self._next.done():
+            self._next = asyncio.get_running_loop().create_future()
+        self._waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                # shielded: one waiter timing out must not cancel the future the others share
+                await asyncio.wait_for(asyncio.shield(self._next), within)
+        finally:
+            self._waiting -= 1
+        return self._version > after
+
+    @property
+    def waiting(self) -> int:
+        """Lanes waiting for a commit right now."""
+        return self._waiting
+
+    # ------------------------------------------------------------------ trust
+    @property
+    def trusted(self) -> bool:
+        """True when nothing is known to be missing from the store."""
+        return not self._reasons
+
+    @property
+    def reasons(self) -> frozenset[str]:
+        return frozenset(self._reasons)
+
+    def distrust(self, reason: str) -> None:
+        if reason not in self._reasons:
+            self._reasons.add(reason)
+            log.info("account store not trusted; account reads go to the exchange", reason=reason)
+
+    def trust(self, reason: str) -> None:
+        if reason in self._reasons:
+            self._reasons.discard(reason)
+            log.info("account store trusted again", reason=reason, still=sorted(self._reasons))
