@@ -9,11 +9,14 @@ PostgreSQL database and a fresh RabbitMQ vhost of the dev infrastructure. The ex
   prices), prices from its public WebSocket (no REST call for market data), or
 * ``dry-run``: the in-process paper exchange, priced from the same simulator's stream.
 
-A publisher in the same process sends ``N`` signals round-robin over the symbols at ``--rate``
-signals/s (0 = as fast as the broker confirms). Latency of one signal = time its order's create
-call returned ``ok`` (the exchange's acknowledgement) minus the time its publish started; both
-clocks are this process's ``perf_counter``. Throughput = acknowledged signals / (last ack - first
-publish). Sides alternate per symbol so positions stay small (no risk limit kicks in); the
+A publisher in its own process (``bench/load_publisher.py``, the model service) sends ``N``
+signals round-robin over the symbols at ``--rate`` signals/s (0 = as fast as the broker
+confirms), persistent with confirms. Latency of one signal = time its order's create call
+returned ``ok`` (the exchange's acknowledgement) minus the time its publish started, both on the
+machine's monotonic clock. Throughput = acknowledged signals / (last ack - first publish). (Until
+the fifth session the publisher ran in this process: it took ~0.3 ms of the service's CPU per
+signal and, on a busy event loop, woke late and stamped late, hiding part of the latency.)
+Sides alternate per symbol so positions stay small (no risk limit kicks in); the
 orders-per-minute limit and the client-side rate limiter are disabled (Bybit's own per-UID limit
 of 10 creates/s would otherwise be the bottleneck — it is the exchange's, not ours).
 
@@ -105,8 +108,65 @@ PEERS = ("postgres", "bybit-sim", "beam.smp")
 TARGET_DRY_RUN_RATE = 1000.0
 
 
+LOAD_PUBLISHER = str(Path(__file__).resolve().parent / "load_publisher.py")
+
+
+class LoadPublisher:
+    """``bench/load_publisher.py`` in its own process: the model service publishing signals
+    (its clock, ``time.monotonic``, is the machine's CLOCK_MONOTONIC, as ours)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, folder: Any) -> None:
+        self._process = process
+        self._folder = folder
+
+    @classmethod
+    async def start(cls, url: str, rate: float, batch: list[dict[str, Any]]) -> LoadPublisher:
+        folder = tempfile.TemporaryDirectory(prefix="bench-load-")
+        bodies = Path(folder.name) / "bodies.jsonl"
+        bodies.write_text(
+            "".join(
+                json.dumps({"id": s["signal_id"], "body": encode_signal(s).decode()}) + "\n"
+                for s in batch
+            )
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            LOAD_PUBLISHER,
+            url,
+            QUEUE,
+            str(rate),
+            str(bodies),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024,  # the report is one line of ~60 bytes per signal
+        )
+        publisher = cls(process, folder)
+        if json.loads(await publisher._line()) != {"ready": True}:
+            raise RuntimeError("the load publisher did not get ready")
+        return publisher
+
+    async def _line(self) -> bytes:
+        assert self._process.stdout is not None
+        line = await asyncio.wait_for(self._process.stdout.readline(), 600)
+        if not line:
+            raise RuntimeError(f"the load publisher exited ({await self._process.wait()})")
+        return line
+
+    async def run(self) -> dict[str, Any]:
+        """Start publishing; return its report once every signal is confirmed."""
+        assert self._process.stdin is not None
+        self._process.stdin.write(b"go\n")
+        await self._process.stdin.drain()
+        try:
+            report: dict[str, Any] = json.loads(await self._line())
+        finally:
+            await self._process.wait()
+            self._folder.cleanup()
+        return report
+
+
 class Acks:
-    """orderLinkId → perf_counter of the exchange's acknowledgement."""
+    """orderLinkId → ``time.monotonic()`` of the exchange's acknowledgement."""
 
     def __init__(self) -> None:
         self.at: dict[str, float] = {}
@@ -116,7 +176,7 @@ class Acks:
 
     def record(self, link: str, ok: bool, kind: str | None) -> None:
         if ok:
-            self.at.setdefault(link, time.perf_counter())
+            self.at.setdefault(link, time.monotonic())
         else:
             self.errors[kind or "?"] = self.errors.get(kind or "?", 0) + 1
         if len(self.at) + sum(self.errors.values()) >= self.expected:
@@ -296,7 +356,9 @@ async def one_run(
         )
         pool = await create_pool(db_url, min_size=4, max_size=20)
         connection = await connect(vhost_url, name="bench")
-        async with BybitRestClient(client_config) as rest:
+        # closed on the way out even when the run fails (else it reconnects to the deleted
+        # vhost for ever and the bench never exits)
+        async with connection, BybitRestClient(client_config) as rest:
             cache = InstrumentCache(rest, ["linear"])
             await cache.refresh()
             market = MarketData(client_config, rest)
@@ -394,27 +456,13 @@ async def one_run(
             acks.expected = count
 
             batch = signals(count, amount)
-            published: dict[str, float] = {}
             links = {order_link_id("om", s["signal_id"], 1): s["signal_id"] for s in batch}
-            bodies = [(s["signal_id"], encode_signal(s)) for s in batch]
-            start = time.perf_counter()
+            load = await LoadPublisher.start(vhost_url, rate, batch)
             statements_start = await statements_run(db_base, db_url)
             cpu_start = time.process_time(), cpu_seconds_by_command(PEERS)
-            interval = 1.0 / rate if rate > 0 else 0.0
-            confirms: list[asyncio.Task[None]] = []
-            for i, (sid, body) in enumerate(bodies):
-                if interval:
-                    target = start + i * interval
-                    delay = target - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                published[sid] = time.perf_counter()
-                confirms.append(asyncio.create_task(publisher.publish(body, message_id=sid)))
-                if len(confirms) >= 256:
-                    await asyncio.gather(*confirms)
-                    confirms.clear()
-            await asyncio.gather(*confirms)
-            publish_done = time.perf_counter()
+            report = await load.run()
+            published: dict[str, float] = report["published"]
+            start, publish_done = float(report["first"]), float(report["last"])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(acks.done.wait(), 120)
             cpu_end = time.process_time(), cpu_seconds_by_command(PEERS)
@@ -432,7 +480,6 @@ async def one_run(
             relay_stop.set()
             await relaying
             await events_out.close()
-        await connection.close()
         await pool.close()
 
     latencies = sorted(
@@ -448,6 +495,7 @@ async def one_run(
     cpu_ms = {"order-manager (this process)": (cpu_end[0] - cpu_start[0]) * 1000 / settled}
     for name in PEERS:
         cpu_ms[name] = (cpu_end[1][name] - cpu_start[1][name]) * 1000 / settled
+    cpu_ms["load publisher"] = float(report["cpu_s"]) * 1000 / settled
     figures = {
         "mode": mode,
         "rate_requested": rate,
@@ -570,8 +618,8 @@ def main() -> None:
         source = f"-{run['account_source']}" if run["mode"] == "sim" else ""
         merged[f"{run['mode']}@{run['rate_requested']:g}/s{source}{tracked}"] = run
     notes = [
-        "publisher, consumer, processor and DB client share this process; the simulator is a "
-        "subprocess on the same 2 cores",
+        "consumer, processor, tracker, relay and DB client share this process; the publisher "
+        "(bench/load_publisher.py) and the simulator are subprocesses on the same 2 cores",
         f"targets: p99 <= {TARGET_P99_MS} ms at 200 signals/s (sim), "
         f">= {TARGET_DRY_RUN_RATE:g} signals/s (dry-run)",
     ]
