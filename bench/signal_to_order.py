@@ -509,6 +509,8 @@ async def one_run(
         "throughput_signals_per_s": round(len(latencies) / (last_ack - start), 1),
         "tracker": with_tracker,
         "outbox_relay": with_relay,
+        # since the fifth session; earlier runs published from the service's own process
+        "publisher": "own process (bench/load_publisher.py)",
         "relay_coalesce_ms": relay_coalesce_ms if with_relay else None,
         "account_source": account_source if mode == "sim" else "paper",
         "cpu_ms_per_signal": {name: round(value, 2) for name, value in cpu_ms.items()},
