@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -292,10 +292,14 @@ class Processor:
         while True:
             version = freshness.version if freshness is not None else 0
             stored = await self._stored(signal, instrument, with_account=True, is_new=is_new)
-            if stored.store_current or freshness is None:
+            if freshness is None:
+                return stored
+            if not freshness.trusted:  # the stream dropped meanwhile: the read may lack events
+                return replace(stored, store_current=False)
+            if stored.store_current:
                 return stored
             remaining = deadline - asyncio.get_running_loop().time()
-            if not await freshness.wait_commit(version, remaining) or not freshness.trusted:
+            if not await freshness.wait_commit(version, remaining):
                 return stored
 
     async def _balances(self, trace_id: str) -> Mapping[str, Decimal]:

@@ -32,9 +32,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from prometheus_client import Gauge
+
 from order_manager.logs import get_logger
 
 log = get_logger("order_manager.services.store_freshness")
+
+STORE_TRUSTED = Gauge(
+    "om_account_store_trusted",
+    "1 while the tracker's store may stand in for account reads (ORDERMANAGER_ACCOUNT_SOURCE="
+    "store): the private stream is subscribed, whole and not being reconciled",
+)
 
 
 class StoreFreshness:
@@ -45,6 +53,7 @@ class StoreFreshness:
         self._next: asyncio.Future[None] | None = None
         self._reasons: set[str] = set(untrusted)
         self._waiting = 0
+        STORE_TRUSTED.set(0 if self._reasons else 1)
 
     # ------------------------------------------------------------------ commits
     @property
@@ -95,9 +104,11 @@ class StoreFreshness:
     def distrust(self, reason: str) -> None:
         if reason not in self._reasons:
             self._reasons.add(reason)
+            STORE_TRUSTED.set(0)
             log.info("account store not trusted; account reads go to the exchange", reason=reason)
 
     def trust(self, reason: str) -> None:
         if reason in self._reasons:
             self._reasons.discard(reason)
+            STORE_TRUSTED.set(0 if self._reasons else 1)
             log.info("account store trusted again", reason=reason, still=sorted(self._reasons))

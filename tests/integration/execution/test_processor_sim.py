@@ -227,6 +227,32 @@ async def test_a_lane_waits_for_the_tracker_to_apply_our_fill_instead_of_asking_
     assert _reads(env) == reads_before
 
 
+async def test_a_store_distrusted_while_a_lane_waits_sends_it_to_the_exchange(env: Env) -> None:
+    """The stream drops while the sell waits for our buy's fill: the tracker's next commit
+    wakes the lane, which now asks the exchange (events may be missing from the store)."""
+    freshness = StoreFreshness()
+    config = ProcessorConfig(account_source=AccountSource.STORE, store_wait=30)
+    processor = Processor(env.uow, env.gateway, config, freshness=freshness)
+    tracker = Tracker(env.uow, link_prefix="om", on_commit=freshness.committed)
+    await _track_wallet(env, tracker)
+    buy = await new_signal(env, amount="1000")
+    assert isinstance(await processor.process(buy, "t-drop-buy"), SignalExecuted)
+    stream = await _fills_and_wallet(env)
+
+    sell = await new_signal(env, side="sell", amount="5000")
+    reads_before = _reads(env)
+    selling = asyncio.create_task(processor.process(sell, "t-drop-sell"))
+    await eventually(lambda: freshness.waiting == 1, what="the sell waits for the tracker")
+    freshness.distrust("stream_down")
+    for topic, items in stream:
+        await tracker.handle(topic, items)
+    outcome = await asyncio.wait_for(selling, 10)
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    assert await _sells(env) == [(True, Decimal("0.015"))]
+    assert all(after > before for after, before in zip(_reads(env), reads_before, strict=True))
+
+
 @pytest.mark.parametrize("with_freshness", [False, True])
 async def test_a_store_behind_our_own_fills_is_not_trusted(env: Env, with_freshness: bool) -> None:
     """`account_source=store` while our market buy has no final event yet (and, here, never
