@@ -100,6 +100,8 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
 QUEUE = "model-service.trading_signals"
 #: the relay's coalescing window as the service runs it (ORDERMANAGER_OUTBOX_RELAY_COALESCE_MS)
 RELAY_COALESCE_MS = float(Settings.model_fields["outbox_relay_coalesce_ms"].default)
+#: how long a lane waits for the tracker with `--account-source store`, as the service does
+STORE_WAIT_MS = float(Settings.model_fields["account_store_wait_ms"].default)
 DLQ = "order-manager.signals.dlq"
 TARGET_P99_MS = 50.0
 #: peer processes whose CPU is accounted per signal (PostgreSQL backends, the simulator,
@@ -342,6 +344,7 @@ async def one_run(
     account_source: str = "exchange",
     with_relay: bool = True,
     relay_coalesce_ms: float = RELAY_COALESCE_MS,
+    store_wait_ms: float = STORE_WAIT_MS,
 ) -> dict[str, Any]:
     async with (
         simulator() as sim_url,
@@ -389,6 +392,7 @@ async def one_run(
                     max_order_size_ratio=None,
                 ),
                 account_source=AccountSource(account_source),
+                store_wait=store_wait_ms / 1000,
             )
             # the service's wiring: lanes waiting for our taker's fill (`store`) wake on the
             # tracker's commits; the private stream is up for the whole run (trusted)
@@ -513,6 +517,7 @@ async def one_run(
         "publisher": "own process (bench/load_publisher.py)",
         "relay_coalesce_ms": relay_coalesce_ms if with_relay else None,
         "account_source": account_source if mode == "sim" else "paper",
+        "store_wait_ms": store_wait_ms if account_source == "store" and mode == "sim" else None,
         "cpu_ms_per_signal": {name: round(value, 2) for name, value in cpu_ms.items()},
         # top-level SQL statements per settled signal (BEGIN/COMMIT included; the tracker's
         # still running for the last fills adds a little): None without pg_stat_statements
@@ -566,6 +571,12 @@ def main() -> None:
         default="exchange",
         help="balances/positions per signal from REST or from the tracker's store",
     )
+    parser.add_argument(
+        "--store-wait-ms",
+        type=float,
+        default=STORE_WAIT_MS,
+        help="store: how long a lane waits for the tracker to apply its taker's fill",
+    )
     args = parser.parse_args()
     configure_logging(level="WARNING", fmt="console")
     db = os.environ.get("ORDERMANAGER_DATABASE_URL")
@@ -595,6 +606,7 @@ def main() -> None:
                     account_source=args.account_source,
                     with_relay=not args.no_relay,
                     relay_coalesce_ms=args.relay_coalesce_ms,
+                    store_wait_ms=args.store_wait_ms,
                 )
             )
         )
@@ -618,6 +630,9 @@ def main() -> None:
             + ("-uvloop" if args.uvloop else "")
         )
         source = f"-{run['account_source']}" if run["mode"] == "sim" else ""
+        wait = run.get("store_wait_ms")
+        if wait is not None and wait != STORE_WAIT_MS:
+            source += f"-wait{wait:g}ms"
         merged[f"{run['mode']}@{run['rate_requested']:g}/s{source}{tracked}"] = run
     notes = [
         "consumer, processor, tracker, relay and DB client share this process; the publisher "
