@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -203,54 +204,58 @@ async def test_a_lane_waits_for_the_tracker_to_apply_our_fill_instead_of_asking_
     """`store` with a `StoreFreshness`: the sell finds our market buy acknowledged but its fill
     not applied, waits for the tracker's commit, then plans from the store — the long it
     reduces came from the store, no position or wallet request reached the exchange."""
-    freshness = StoreFreshness()
-    config = ProcessorConfig(account_source=AccountSource.STORE, store_wait=30)
-    processor = Processor(env.uow, env.gateway, config, freshness=freshness)
-    tracker = Tracker(env.uow, link_prefix="om", on_commit=freshness.committed)
-    await _track_wallet(env, tracker)
-    buy = await new_signal(env, amount="1000")
-    assert isinstance(await processor.process(buy, "t-wait-buy"), SignalExecuted)
-
-    stream = await _fills_and_wallet(env)  # what the stream will bring (read before counting)
-
-    sell = await new_signal(env, side="sell", amount="5000")
-    reads_before = _reads(env)
-    selling = asyncio.create_task(processor.process(sell, "t-wait-sell"))
-    await eventually(lambda: freshness.waiting == 1, what="the sell waits for the tracker")
+    waiting = await _sell_waiting_for_the_tracker(env, "t-wait")
     assert await _sells(env) == []  # nothing planned from the store that lacks the fill
-    for topic, items in stream:
-        await tracker.handle(topic, items)
-    outcome = await asyncio.wait_for(selling, 10)
+    outcome = await waiting.tracker_applies_the_fill()
 
     assert isinstance(outcome, SignalExecuted), outcome
     assert await _sells(env) == [(True, Decimal("0.015"))]
-    assert _reads(env) == reads_before
+    assert _reads(env) == waiting.reads_before
 
 
 async def test_a_store_distrusted_while_a_lane_waits_sends_it_to_the_exchange(env: Env) -> None:
     """The stream drops while the sell waits for our buy's fill: the tracker's next commit
     wakes the lane, which now asks the exchange (events may be missing from the store)."""
-    freshness = StoreFreshness()
-    config = ProcessorConfig(account_source=AccountSource.STORE, store_wait=30)
-    processor = Processor(env.uow, env.gateway, config, freshness=freshness)
-    tracker = Tracker(env.uow, link_prefix="om", on_commit=freshness.committed)
-    await _track_wallet(env, tracker)
-    buy = await new_signal(env, amount="1000")
-    assert isinstance(await processor.process(buy, "t-drop-buy"), SignalExecuted)
-    stream = await _fills_and_wallet(env)
-
-    sell = await new_signal(env, side="sell", amount="5000")
-    reads_before = _reads(env)
-    selling = asyncio.create_task(processor.process(sell, "t-drop-sell"))
-    await eventually(lambda: freshness.waiting == 1, what="the sell waits for the tracker")
-    freshness.distrust("stream_down")
-    for topic, items in stream:
-        await tracker.handle(topic, items)
-    outcome = await asyncio.wait_for(selling, 10)
+    waiting = await _sell_waiting_for_the_tracker(env, "t-drop")
+    waiting.freshness.distrust("stream_down")
+    outcome = await waiting.tracker_applies_the_fill()
 
     assert isinstance(outcome, SignalExecuted), outcome
     assert await _sells(env) == [(True, Decimal("0.015"))]
-    assert all(after > before for after, before in zip(_reads(env), reads_before, strict=True))
+    assert _asked_the_exchange(env, waiting.reads_before)
+
+
+@dataclasses.dataclass
+class _WaitingSell:
+    freshness: StoreFreshness
+    tracker: Tracker
+    #: what the private stream will bring: our buy's executions and the wallet after it
+    stream: list[tuple[str, list[dict[str, Any]]]]
+    selling: asyncio.Task[SignalOutcome]
+    reads_before: tuple[float, float]
+
+    async def tracker_applies_the_fill(self) -> SignalOutcome:
+        for topic, items in self.stream:
+            await self.tracker.handle(topic, items)
+        return await asyncio.wait_for(self.selling, 10)
+
+
+async def _sell_waiting_for_the_tracker(env: Env, trace: str) -> _WaitingSell:
+    """`store` processor: a market buy acknowledged, its fill not yet applied by the tracker,
+    and a sell of the symbol that is waiting for the tracker's next commit."""
+    freshness = StoreFreshness()
+    processor = _store_processor(env, freshness, 30)
+    tracker = Tracker(env.uow, link_prefix="om", on_commit=freshness.committed)
+    await _track_wallet(env, tracker)
+    buy = await new_signal(env, amount="1000")
+    assert isinstance(await processor.process(buy, f"{trace}-buy"), SignalExecuted)
+    stream = await _fills_and_wallet(env)  # read before counting the processor's reads
+
+    sell = await new_signal(env, side="sell", amount="5000")
+    reads_before = _reads(env)
+    selling = asyncio.create_task(processor.process(sell, f"{trace}-sell"))
+    await eventually(lambda: freshness.waiting == 1, what="the sell waits for the tracker")
+    return _WaitingSell(freshness, tracker, stream, selling, reads_before)
 
 
 @pytest.mark.parametrize("with_freshness", [False, True])
@@ -258,9 +263,7 @@ async def test_a_store_behind_our_own_fills_is_not_trusted(env: Env, with_freshn
     """`account_source=store` while our market buy has no final event yet (and, here, never
     gets one within the wait): the store knows no long, so the exchange is asked and the sell
     still only reduces."""
-    freshness = StoreFreshness() if with_freshness else None
-    config = ProcessorConfig(account_source=AccountSource.STORE, store_wait=0.05)
-    processor = Processor(env.uow, env.gateway, config, freshness=freshness)
+    processor = _store_processor(env, StoreFreshness() if with_freshness else None, 0.05)
     buy = await new_signal(env, amount="1000")
     assert isinstance(await processor.process(buy, "t-behind-buy"), SignalExecuted)
     sell = await new_signal(env, side="sell", amount="5000")
@@ -269,15 +272,13 @@ async def test_a_store_behind_our_own_fills_is_not_trusted(env: Env, with_freshn
 
     assert isinstance(outcome, SignalExecuted), outcome
     assert await _sells(env) == [(True, Decimal("0.015"))]
-    assert all(after > before for after, before in zip(_reads(env), reads_before, strict=True))
+    assert _asked_the_exchange(env, reads_before)
 
 
 async def test_an_untrusted_store_is_not_read(env: Env) -> None:
     """The store holds our long, but the private stream may have missed events (dropped,
     reconciling): the exchange is asked, as with `account_source=exchange`."""
-    freshness = StoreFreshness(untrusted=("stream",))
-    config = ProcessorConfig(account_source=AccountSource.STORE, store_wait=30)
-    processor = Processor(env.uow, env.gateway, config, freshness=freshness)
+    processor = _store_processor(env, StoreFreshness(untrusted=("stream",)), 30)
     buy = await new_signal(env, amount="1000")
     assert isinstance(await processor.process(buy, "t-untrusted-buy"), SignalExecuted)
     await _track_fills_and_wallet(env, Tracker(env.uow, link_prefix="om"))
@@ -288,7 +289,17 @@ async def test_an_untrusted_store_is_not_read(env: Env) -> None:
 
     assert isinstance(outcome, SignalExecuted), outcome
     assert await _sells(env) == [(True, Decimal("0.015"))]
-    assert all(after > before for after, before in zip(_reads(env), reads_before, strict=True))
+    assert _asked_the_exchange(env, reads_before)
+
+
+def _store_processor(env: Env, freshness: StoreFreshness | None, store_wait: float) -> Processor:
+    config = ProcessorConfig(account_source=AccountSource.STORE, store_wait=store_wait)
+    return Processor(env.uow, env.gateway, config, freshness=freshness)
+
+
+def _asked_the_exchange(env: Env, reads_before: tuple[float, float]) -> bool:
+    """Both the position list and the wallet were read from REST since `reads_before`."""
+    return all(after > before for after, before in zip(_reads(env), reads_before, strict=True))
 
 
 async def _track_wallet(env: Env, tracker: Tracker) -> None:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from order_manager.adapters.bybit.config import BybitClientConfig
-from order_manager.adapters.bybit.rest import BybitRestClient, OrderRequest
+from order_manager.adapters.bybit.rest import BybitRestClient, CreateResult, OrderRequest
 from order_manager.bootstrap.tracking import RECONCILING, STREAM_DOWN, TrackingComponent
 from order_manager.config import load_settings
 from order_manager.services.store_freshness import StoreFreshness
@@ -41,17 +41,7 @@ async def test_component_tracks_and_publishes_to_configured_queues(
     await positions.start()
     await component.start()
     try:
-        async with BybitRestClient(config) as rest:
-            created = await rest.create_order(
-                OrderRequest(
-                    category="linear",
-                    symbol="BTCUSDT",
-                    side="Buy",
-                    order_type="Market",
-                    qty=Decimal("0.004"),
-                    order_link_id="manual-wiring-1",
-                )
-            )
+        created = await _market_buy(config, "manual-wiring-1")
         got = await orders.wait_for(
             lambda ms: any(m.body["event_type"] == "filled" for m in ms), what="filled event"
         )
@@ -66,6 +56,21 @@ async def test_component_tracks_and_publishes_to_configured_queues(
     assert filled.body["order"]["order_id"] == created.order_id
     assert filled.body["order"]["filled_quantity"] == "0.004"
     assert pos[-1].body["position"]["size"] == "0.004"
+
+
+async def _market_buy(config: BybitClientConfig, link: str) -> CreateResult:
+    """An order placed outside the service (the tracker adopts it): 0.004 BTCUSDT at market."""
+    async with BybitRestClient(config) as rest:
+        return await rest.create_order(
+            OrderRequest(
+                category="linear",
+                symbol="BTCUSDT",
+                side="Buy",
+                order_type="Market",
+                qty=Decimal("0.004"),
+                order_link_id=link,
+            )
+        )
 
 
 class _RecordingFreshness(StoreFreshness):
@@ -111,17 +116,7 @@ async def test_the_store_is_trusted_only_while_the_private_stream_is_whole(
     try:
         assert freshness.trusted  # the stream is subscribed: events from here on are seen
         before = freshness.version
-        async with BybitRestClient(config) as rest:
-            await rest.create_order(
-                OrderRequest(
-                    category="linear",
-                    symbol="BTCUSDT",
-                    side="Buy",
-                    order_type="Market",
-                    qty=Decimal("0.004"),
-                    order_link_id="manual-freshness-1",
-                )
-            )
+        await _market_buy(config, "manual-freshness-1")
         await eventually(lambda: freshness.version > before, what="the fill's commits counted")
 
         async with httpx.AsyncClient(base_url=sim.url, timeout=10) as admin:
