@@ -167,6 +167,55 @@ class LoadPublisher:
         return report
 
 
+TRACKING_PROCESS = str(Path(__file__).resolve().parent / "tracking_process.py")
+
+
+class TrackingProcess:
+    """``bench/tracking_process.py``: the tracker and the relay in a process of their own."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+
+    @classmethod
+    async def start(
+        cls, db_url: str, amqp_url: str, sim_url: str, coalesce_ms: float
+    ) -> TrackingProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            TRACKING_PROCESS,
+            db_url,
+            amqp_url,
+            sim_url,
+            str(coalesce_ms),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        apart = cls(process)
+        if json.loads(await apart._line()) != {"ready": True}:
+            raise RuntimeError("the tracking process did not get ready")
+        return apart
+
+    async def _line(self) -> bytes:
+        assert self._process.stdout is not None
+        line = await asyncio.wait_for(self._process.stdout.readline(), 60)
+        if not line:
+            raise RuntimeError(f"the tracking process exited ({await self._process.wait()})")
+        return line
+
+    async def _send(self, command: str) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write(command.encode() + b"\n")
+        await self._process.stdin.drain()
+
+    async def cpu(self) -> float:
+        await self._send("cpu")
+        return float(json.loads(await self._line())["cpu_s"])
+
+    async def stop(self) -> None:
+        await self._send("stop")
+        await asyncio.wait_for(self._process.wait(), 30)
+
+
 class Acks:
     """orderLinkId → ``time.monotonic()`` of the exchange's acknowledgement."""
 
@@ -345,7 +394,11 @@ async def one_run(
     with_relay: bool = True,
     relay_coalesce_ms: float = RELAY_COALESCE_MS,
     store_wait_ms: float = STORE_WAIT_MS,
+    tracking_process: bool = False,
 ) -> dict[str, Any]:
+    if tracking_process and (mode != "sim" or account_source != "exchange"):
+        raise ValueError("--tracking-process: live mode with --account-source exchange only")
+    in_process = not tracking_process
     async with (
         simulator() as sim_url,
         fresh_database(db_base) as db_url,
@@ -409,7 +462,9 @@ async def one_run(
             )
             stream = PrivateStream(client_config)
             tracking = asyncio.create_task(
-                feed_tracker(tracker, stream, inner, mode) if with_tracker else asyncio.sleep(0)
+                feed_tracker(tracker, stream, inner, mode)
+                if with_tracker and in_process
+                else asyncio.sleep(0)
             )
             # the outbox relay publishes the events to RabbitMQ, as in the running service
             relay_stop = asyncio.Event()
@@ -423,7 +478,13 @@ async def one_run(
                 coalesce=relay_coalesce_ms / 1000,
             )
             relaying = asyncio.create_task(
-                relay.run(relay_stop) if with_relay else asyncio.sleep(0)
+                relay.run(relay_stop) if with_relay and in_process else asyncio.sleep(0)
+            )
+            # the experiment: tracker and relay in a process of their own (docs/scaling.md)
+            apart = (
+                await TrackingProcess.start(db_url, vhost_url, sim_url, relay_coalesce_ms)
+                if tracking_process
+                else None
             )
 
             def lookup(category: Category, symbol: str) -> Instrument | None:
@@ -464,17 +525,21 @@ async def one_run(
             load = await LoadPublisher.start(vhost_url, rate, batch)
             statements_start = await statements_run(db_base, db_url)
             cpu_start = time.process_time(), cpu_seconds_by_command(PEERS)
+            apart_start = await apart.cpu() if apart is not None else 0.0
             report = await load.run()
             published: dict[str, float] = report["published"]
             start, publish_done = float(report["first"]), float(report["last"])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(acks.done.wait(), 120)
             cpu_end = time.process_time(), cpu_seconds_by_command(PEERS)
+            apart_cpu = (await apart.cpu() - apart_start) if apart is not None else None
             statements_end = await statements_run(db_base, db_url)
             shared_reads = live.shared_read_counts() if mode == "sim" else {}
             await intake.stop()
             await publisher.close()
             await market.stop()
+            if apart is not None:
+                await apart.stop()
             tracking.cancel()
             # a batch cancelled inside its commit leaves the transaction unusable: asyncpg then
             # refuses the rollback (the batch is redone from the stream in a real service)
@@ -500,6 +565,8 @@ async def one_run(
     for name in PEERS:
         cpu_ms[name] = (cpu_end[1][name] - cpu_start[1][name]) * 1000 / settled
     cpu_ms["load publisher"] = float(report["cpu_s"]) * 1000 / settled
+    if apart_cpu is not None:
+        cpu_ms["tracking process"] = apart_cpu * 1000 / settled
     figures = {
         "mode": mode,
         "rate_requested": rate,
@@ -513,6 +580,7 @@ async def one_run(
         "throughput_signals_per_s": round(len(latencies) / (last_ack - start), 1),
         "tracker": with_tracker,
         "outbox_relay": with_relay,
+        "tracking_process": tracking_process,
         # since the fifth session; earlier runs published from the service's own process
         "publisher": "own process (bench/load_publisher.py)",
         "relay_coalesce_ms": relay_coalesce_ms if with_relay else None,
@@ -572,6 +640,11 @@ def main() -> None:
         help="balances/positions per signal from REST or from the tracker's store",
     )
     parser.add_argument(
+        "--tracking-process",
+        action="store_true",
+        help="experiment: the tracker and the relay in a process of their own (sim mode)",
+    )
+    parser.add_argument(
         "--store-wait-ms",
         type=float,
         default=STORE_WAIT_MS,
@@ -607,6 +680,7 @@ def main() -> None:
                     with_relay=not args.no_relay,
                     relay_coalesce_ms=args.relay_coalesce_ms,
                     store_wait_ms=args.store_wait_ms,
+                    tracking_process=args.tracking_process and mode == "sim",
                 )
             )
         )
@@ -628,6 +702,7 @@ def main() -> None:
                 else ""
             )
             + ("-uvloop" if args.uvloop else "")
+            + ("-tracking-process" if run.get("tracking_process") else "")
         )
         source = f"-{run['account_source']}" if run["mode"] == "sim" else ""
         wait = run.get("store_wait_ms")
