@@ -8,7 +8,11 @@ from decimal import Decimal
 
 import asyncpg
 
-from order_manager.adapters.postgres.orders_repo import FOR_SIGNAL_SQL, LOCATE_SQL
+from order_manager.adapters.postgres.orders_repo import (
+    FOR_SIGNAL_SQL,
+    LOCATE_SQL,
+    PgOrderRepository,
+)
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
 from order_manager.domain.enums import Category, OrderType, Side, TimeInForce
 from order_manager.domain.orders import (
@@ -292,3 +296,36 @@ async def test_an_answer_is_stored_with_its_events_only_on_the_untouched_intent(
     assert [(e["aggregate_id"], e["sequence"], e["payload"]["answer"]) for e in events] == [
         (rows["a"].uuid, 1, "a")
     ]
+
+
+async def test_the_open_orders_read_settles_on_one_cached_plan(pool: asyncpg.Pool) -> None:
+    """``all_open_orders`` runs on every signal. PostgreSQL re-plans a prepared statement on
+    every call while its generic plan looks worse than a custom one; with the open statuses
+    passed as a parameter the generic plan could not use the partial index of open orders, so
+    every call was planned afresh (~0.27 ms of PostgreSQL CPU per signal in the bench)."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO orders (order_link_id, category, symbol, side, order_type, qty, status,"
+            " cum_exec_qty, created_at)"
+            " SELECT 'hist-' || g, 'linear', 'BTCUSDT', 'Buy', 'Market', 1, 'filled', 1,"
+            " now() - g * interval '1 second' FROM generate_series(1, 3000) AS g"
+        )
+        await conn.execute(
+            "INSERT INTO orders (order_link_id, category, symbol, side, order_type, qty, status,"
+            " price, time_in_force)"
+            " SELECT 'live-' || g, 'linear', 'BTCUSDT', 'Buy', 'Limit', 1, 'pending', 60000,"
+            " 'GTC' FROM generate_series(1, 5) AS g"
+        )
+        await conn.execute("ANALYZE orders")
+    async with pool.acquire() as conn:
+        repo = PgOrderRepository(conn, in_transaction=False)
+        for _ in range(8):
+            rows = await repo.all_open_orders(is_dry_run=False, resting_only=True)
+        plans = await conn.fetch(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%FROM orders o%ORDER BY o.created_at, o.id%'"
+            " AND statement LIKE '%o.is_dry_run = $1%'"
+            " AND statement NOT LIKE '%pg_prepared_statements%'"
+        )
+    assert sorted(r.state.order_link_id for r in rows) == [f"live-{g}" for g in range(1, 6)]
+    assert [(p["generic_plans"] > 0) for p in plans] == [True], [dict(p) for p in plans]
