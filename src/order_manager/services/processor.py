@@ -284,7 +284,7 @@ class Processor:
         self, signal: TradingSignal, instrument: Instrument, *, is_new: bool
     ) -> _Stored:
         """The store's account state; while an acknowledged taker of the symbol still waits for
-        its final event, wait for the tracker's next commit and read again — up to
+        its final event, wait for the tracker's next commit of the symbol and read again — up to
         ``store_wait`` (without a ``StoreFreshness`` there is nothing to wait for). The result
         may still be behind (``store_current`` False): the caller then asks the exchange."""
         freshness = self.freshness
@@ -299,7 +299,7 @@ class Processor:
             if stored.store_current:
                 return stored
             remaining = deadline - asyncio.get_running_loop().time()
-            if not await freshness.wait_commit(version, remaining):
+            if not await freshness.wait_commit(version, remaining, instrument.symbol):
                 return stored
 
     async def _balances(self, trace_id: str) -> Mapping[str, Decimal]:

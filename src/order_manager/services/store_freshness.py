@@ -19,9 +19,12 @@ store is complete, and two things can make it incomplete:
    the lane waits for the tracker's next commit (``wait_commit``) and reads the store again, up
    to ``ORDERMANAGER_ACCOUNT_STORE_WAIT_MS``; only past that does it fall back to REST.
 
-The tracker calls ``committed()`` after every transaction it commits; ``version`` counts them.
-A reader notes ``version`` *before* it reads the store and then waits for a commit *after*
-that version, so a commit landing between its read and its wait is never missed.
+The tracker calls ``committed(symbols)`` after every transaction it commits, with the symbols
+its items named; ``version`` counts the commits. A reader notes ``version`` *before* it reads
+the store and then waits for a commit of *its symbol* after that version, so a commit landing
+between its read and its wait is never missed, and commits of other symbols (most of them,
+with many symbols) do not send it to read again for nothing. ``committed()`` without symbols
+(not known) counts for every symbol.
 
 One instance per process, shared by the tracker (writer) and the processors (readers); pure
 asyncio, no I/O.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 
 from prometheus_client import Gauge
 
@@ -50,7 +54,12 @@ class StoreFreshness:
         """``untrusted``: the reasons the store starts out untrusted for (e.g. ``("stream",)``
         until the private stream is subscribed)."""
         self._version = 0
-        self._next: asyncio.Future[None] | None = None
+        #: per symbol, the version of the last commit that named it
+        self._last: dict[str, int] = {}
+        #: the version of the last commit whose symbols were not known (counts for all)
+        self._unknown = 0
+        #: the lanes waiting, per symbol (None: for any commit); resolved on a relevant commit
+        self._next: dict[str | None, asyncio.Future[None]] = {}
         self._reasons: set[str] = set(untrusted)
         self._waiting = 0
         STORE_TRUSTED.set(0 if self._reasons else 1)
@@ -61,30 +70,46 @@ class StoreFreshness:
         """How many tracker transactions have committed so far."""
         return self._version
 
-    def committed(self) -> None:
-        """The tracker committed a transaction: wake every lane waiting for one."""
+    def committed(self, symbols: Iterable[str] | None = None) -> None:
+        """The tracker committed a transaction naming ``symbols`` (None: not known, i.e.
+        any): wake the lanes waiting for one of them."""
         self._version += 1
-        waiter, self._next = self._next, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if symbols is None:
+            self._unknown = self._version
+            woken = list(self._next)
+        else:
+            woken = [None]
+            for symbol in symbols:
+                self._last[symbol] = self._version
+                woken.append(symbol)
+        for key in woken:
+            waiter = self._next.pop(key, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
-    async def wait_commit(self, after: int, within: float) -> bool:
-        """Wait until a commit later than ``after`` (a ``version`` read earlier) has happened;
-        False when ``within`` seconds pass first."""
-        if self._version > after:
+    def _seen(self, after: int, symbol: str | None) -> bool:
+        if symbol is None:
+            return self._version > after
+        return max(self._last.get(symbol, 0), self._unknown) > after
+
+    async def wait_commit(self, after: int, within: float, symbol: str | None = None) -> bool:
+        """Wait until a commit later than ``after`` (a ``version`` read earlier) has named
+        ``symbol`` (None: any commit); False when ``within`` seconds pass first."""
+        if self._seen(after, symbol):
             return True
         if within <= 0:
             return False
-        if self._next is None or self._next.done():
-            self._next = asyncio.get_running_loop().create_future()
+        waiter = self._next.get(symbol)
+        if waiter is None or waiter.done():
+            waiter = self._next[symbol] = asyncio.get_running_loop().create_future()
         self._waiting += 1
         try:
             with contextlib.suppress(TimeoutError):
                 # shielded: one waiter timing out must not cancel the future the others share
-                await asyncio.wait_for(asyncio.shield(self._next), within)
+                await asyncio.wait_for(asyncio.shield(waiter), within)
         finally:
             self._waiting -= 1
-        return self._version > after
+        return self._seen(after, symbol)
 
     @property
     def waiting(self) -> int:

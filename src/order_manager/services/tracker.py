@@ -192,11 +192,12 @@ class Tracker:
         retries: int = 3,
         clock: Callable[[], datetime] = _now,
         loss_warning_ratio: Decimal | None = None,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         self._uow_factory = uow_factory
-        #: called after every committed transaction (``StoreFreshness.committed``: lanes
-        #: waiting for a taker's final event read the store again)
+        #: called after every committed transaction with the symbols its items named
+        #: (``StoreFreshness.committed``: lanes of those symbols waiting for a taker's final
+        #: event read the store again)
         self._on_commit = on_commit
         self._loss_warning_ratio = loss_warning_ratio
         #: books whose loss is above the threshold now (a warning is raised on crossing only)
@@ -254,9 +255,15 @@ class Tracker:
             await self._flush(work)
 
         label = "+".join(sorted({base for base, _, _ in prepared}))
+        symbols = frozenset(
+            symbol
+            for _, parsed_items, _ in prepared
+            for _, _, parsed in parsed_items
+            if isinstance(symbol := getattr(parsed, "symbol", None), str)
+        )
         while True:
             try:
-                return await self._transaction(label, body)
+                return await self._transaction(label, body, symbols)
             except _UnknownOrder as unknown:
                 # fills of an order we have no row for: ask the exchange (outside any
                 # transaction), then run the batch again with the answer
@@ -276,7 +283,10 @@ class Tracker:
         return out
 
     async def _transaction(
-        self, topic: str, body: Callable[[UnitOfWork, BatchOutcome], Awaitable[None]]
+        self,
+        topic: str,
+        body: Callable[[UnitOfWork, BatchOutcome], Awaitable[None]],
+        symbols: frozenset[str] = frozenset(),
     ) -> BatchOutcome:
         attempt = 0
         while True:
@@ -286,7 +296,7 @@ class Tracker:
                     await body(uow, outcome)
                     await uow.commit()
                 if self._on_commit is not None:
-                    self._on_commit()
+                    self._on_commit(symbols)
                 return outcome
             except _UnknownOrder:
                 raise

@@ -74,3 +74,29 @@ def test_trusted_only_when_no_reason_is_left() -> None:
     freshness.distrust("stream")  # one reason, held once
     freshness.trust("stream")
     assert freshness.trusted
+
+
+async def test_a_lane_wakes_only_for_a_commit_naming_its_symbol() -> None:
+    freshness = StoreFreshness()
+    noted = freshness.version
+    btc = asyncio.create_task(freshness.wait_commit(noted, 30, "BTCUSDT"))
+    await eventually(lambda: freshness.waiting == 1, what="the BTCUSDT lane waits")
+    freshness.committed({"ETHUSDT"})  # another symbol's fill: nothing to read again for
+    eth_seen = await freshness.wait_commit(noted, 0, "ETHUSDT")
+    assert eth_seen is True
+    assert not btc.done() and freshness.waiting == 1
+    freshness.committed({"ETHUSDT", "BTCUSDT"})
+    assert await asyncio.wait_for(btc, 5) is True
+
+
+async def test_a_commit_of_unknown_symbols_counts_for_every_symbol() -> None:
+    freshness = StoreFreshness()
+    noted = freshness.version
+    freshness.committed({"ETHUSDT"})
+    assert await freshness.wait_commit(noted, 0, "BTCUSDT") is False
+    sol = asyncio.create_task(freshness.wait_commit(freshness.version, 30, "SOLUSDT"))
+    await eventually(lambda: freshness.waiting == 1, what="the SOLUSDT lane waits")
+    freshness.committed()  # what it touched is not known
+    assert await asyncio.wait_for(sol, 5) is True
+    assert await freshness.wait_commit(noted, 0, "BTCUSDT") is True
+    assert await freshness.wait_commit(noted, 0) is True  # any commit
