@@ -393,10 +393,10 @@ class Executor:
         now: datetime,
     ) -> bool:
         """The common answer — "created" (with the order as the answer showed it, if it did),
-        for an intent nothing has touched since this lane wrote it — in two autocommitted
-        statements instead of a locked transaction of five: the call's audit row, then the
-        acknowledged state with its events in ONE statement that only writes if the row is
-        still the untouched intent (``answer_untouched``).
+        for an intent nothing has touched since this lane wrote it — in ONE autocommitted
+        statement instead of a locked transaction of five: the call's audit row, and the
+        acknowledged state with its events only if the row is still the untouched intent
+        (``answer_untouched``).
         True when the row holds the answer's order id afterwards — stored by us, or by the
         tracker that applied the exchange's own events first (the acknowledgement then adds
         nothing, exactly as ``acknowledge`` answers "duplicate" on the locked path). False:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 import asyncpg
+import pytest
 
 from order_manager.adapters.postgres.orders_repo import (
     FOR_SIGNAL_SQL,
@@ -280,13 +282,20 @@ async def test_an_answer_is_stored_with_its_events_only_on_the_untouched_intent(
         )
         return result.state, [event]
 
+    async def audited(link: str) -> int:
+        return int(await pool.fetchval("SELECT count(*) FROM audit_log WHERE entity_id = $1", link))
+
     held = {}
     for name in "abc":
         state, queued = answer(name)
+        link = rows[name].state.order_link_id
         async with factory(atomic=False) as uow:
+            await _record_create(uow.orders, link, rows[name].uuid)
+            assert await audited(link) == 0  # queued: the answer's statement carries it
             held[name] = await uow.orders.answer_untouched(
                 rows[name], state, events=queued, submitted_at=NOW
             )
+            assert await audited(link) == 1  # written by that statement, stored or not
     assert held == {"a": (True, "ord-a"), "b": (False, "ord-b"), "c": (False, None)}
     stored = {r["order_link_id"]: r for r in await pool.fetch("SELECT * FROM orders")}
     assert (stored[links["a"]]["status"], stored[links["a"]]["order_id"]) == ("pending", "ord-a")
@@ -296,6 +305,44 @@ async def test_an_answer_is_stored_with_its_events_only_on_the_untouched_intent(
     assert [(e["aggregate_id"], e["sequence"], e["payload"]["answer"]) for e in events] == [
         (rows["a"].uuid, 1, "a")
     ]
+
+
+async def test_an_audit_row_no_answer_carried_is_written_when_the_unit_of_work_closes(
+    pool: asyncpg.Pool,
+) -> None:
+    """Without a transaction (e.g. the stale-order sweeper's cancel), the call's audit row is
+    written when the block is left — also when it is left by an exception: no call goes
+    unrecorded."""
+    factory = PostgresUnitOfWorkFactory(pool)
+    async with factory(atomic=False) as uow:
+        await _record_create(uow.orders, "om-lone-1", None)
+    with pytest.raises(RuntimeError, match="after the call"):
+        async with factory(atomic=False) as uow:
+            await _record_create(uow.orders, "om-lone-2", None)
+            raise RuntimeError("the block failed after the call")
+    rows = await pool.fetch("SELECT entity_id, action, ret_code FROM audit_log ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        ("om-lone-1", "order.create", 0),
+        ("om-lone-2", "order.create", 0),
+    ]
+
+
+async def _record_create(orders: OrderRepository, link: str, order_uuid: str | None) -> None:
+    await orders.record_exchange_call(
+        action="order.create",
+        request={"orderLinkId": link},
+        response={"orderId": f"ord-{link}"},
+        ok=True,
+        ret_code=0,
+        error_kind=None,
+        message="OK",
+        duration_ms=1.5,
+        trace_id="t",
+        signal_id=None,
+        order_uuid=order_uuid,
+        order_link_id=link,
+        is_dry_run=False,
+    )
 
 
 async def test_the_open_orders_read_settles_on_one_cached_plan(pool: asyncpg.Pool) -> None:
@@ -318,7 +365,7 @@ async def test_the_open_orders_read_settles_on_one_cached_plan(pool: asyncpg.Poo
         )
         await conn.execute("ANALYZE orders")
     async with pool.acquire() as conn:
-        repo = PgOrderRepository(conn, in_transaction=False)
+        repo = PgOrderRepository(cast(asyncpg.Connection, conn), in_transaction=False)
         for _ in range(8):
             rows = await repo.all_open_orders(is_dry_run=False, resting_only=True)
         plans = await conn.fetch(

@@ -298,6 +298,13 @@ SELECT EXISTS (SELECT 1 FROM answered) AS stored,
        CASE WHEN EXISTS (SELECT 1 FROM answered)
             THEN om_outbox_add_many($24::jsonb, $25) END AS events
 """
+#: the same with the unit of work's queued audit rows ($26) in the statement: the call's audit
+#: row is written whether or not the row was still untouched (a data-modifying CTE always runs)
+_ANSWER_AUDITED_SQL = _ANSWER_SQL.replace(
+    "WITH answered AS (",
+    f"WITH audit AS ({AUDIT_INSERT.replace('$1::jsonb', '$26::jsonb')}),\nanswered AS (",
+    1,
+)
 
 
 def _save_args(
@@ -356,11 +363,18 @@ class PgOrderRepository:
         self._pending_audit: list[dict[str, object]] = []
 
     def take_audit(self) -> list[dict[str, object]]:
-        """The audit rows this transaction queued (the unit of work writes them at commit,
-        in the same statement as the outbox events: audit rows are never read back inside
-        a transaction)."""
+        """The audit rows this unit of work queued. In a transaction the unit of work writes
+        them at commit, in the same statement as the outbox events (audit rows are never read
+        back inside a transaction); without one, the next ``answer_untouched`` carries them in
+        its statement, or ``write_audit`` writes them when the unit of work closes."""
         rows, self._pending_audit = self._pending_audit, []
         return rows
+
+    async def write_audit(self) -> None:
+        """Without a transaction: write the audit rows no statement has carried yet."""
+        rows = self.take_audit()
+        if rows:
+            await self._conn.execute(AUDIT_INSERT, rows)
 
     # ------------------------------------------------------------------ reads
     @staticmethod
@@ -635,13 +649,22 @@ class PgOrderRepository:
         events: Sequence[QueuedEvent],
         submitted_at: datetime,
     ) -> tuple[bool, str | None]:
-        """See the port. One autocommitted statement: atomic by itself, no transaction."""
-        row = await self._conn.fetchrow(
-            _ANSWER_SQL,
+        """See the port. One autocommitted statement: atomic by itself, no transaction; the
+        audit rows queued on this repository (the call's) go into it."""
+        args = [
             *_save_args(order.uuid, state, None, None, submitted_at),
             [outbox_row(event) for event in events],
             AGGREGATE_LOCK_NS,
-        )
+        ]
+        audit = [] if self._in_transaction else self.take_audit()
+        try:
+            if audit:
+                row = await self._conn.fetchrow(_ANSWER_AUDITED_SQL, *args, audit)
+            else:
+                row = await self._conn.fetchrow(_ANSWER_SQL, *args)
+        except BaseException:
+            self._pending_audit[:0] = audit  # not written: the unit of work's exit tries again
+            raise
         assert row is not None
         return bool(row["stored"]), cast(str | None, row["order_id"])
 
@@ -679,7 +702,4 @@ class PgOrderRepository:
             "error": None if ok else message,
             "is_dry_run": is_dry_run,
         }
-        if self._in_transaction:
-            self._pending_audit.append(row)  # written with the commit (see `take_audit`)
-        else:
-            await self._conn.execute(AUDIT_INSERT, [row])
+        self._pending_audit.append(row)  # written with a later statement (see `take_audit`)

@@ -7,7 +7,9 @@ events (`outbox_repo`) — in ONE statement, then commits.
 
 With `atomic=False` there is no transaction at all (see the port): each statement autocommits,
 `commit()` has nothing to do, and the outbox refuses events (they would have nothing to commit
-with).
+with). An exchange call's audit row recorded there rides in the executor's answer statement
+(`answer_untouched`) when one follows; otherwise it is written when the block is left — also
+when it is left by an exception, so that no call goes unrecorded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from types import TracebackType
 from typing import Self
 
 import asyncpg
+import structlog
 from asyncpg.pool import PoolConnectionProxy
 from asyncpg.transaction import Transaction
 
@@ -24,6 +27,8 @@ from order_manager.adapters.postgres.orders_repo import PgOrderRepository
 from order_manager.adapters.postgres.outbox_repo import PgOutboxRepository
 from order_manager.adapters.postgres.signals_repo import PgSignalRepository
 from order_manager.adapters.postgres.tracking_repo import PgTrackingRepository
+
+log = structlog.get_logger(__name__)
 
 
 class PostgresUnitOfWork:
@@ -88,7 +93,9 @@ class PostgresUnitOfWork:
         if conn is None:
             return
         try:
-            if tx is not None and not self._committed:
+            if tx is None:
+                await self._write_audit(failing=exc is not None)
+            elif not self._committed:
                 try:
                     await tx.rollback()
                 except (asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
@@ -100,6 +107,17 @@ class PostgresUnitOfWork:
                         conn.terminate()
         finally:
             await self._pool.release(conn)
+
+    async def _write_audit(self, *, failing: bool) -> None:
+        """``atomic=False``: the audit rows no statement carried. While the block is failing
+        (often the database itself), a failure here is logged rather than raised over the
+        block's own exception."""
+        try:
+            await self.orders.write_audit()
+        except (asyncpg.InterfaceError, asyncpg.PostgresError, OSError) as error:
+            if not failing:
+                raise
+            log.error("audit rows not written", error=repr(error))
 
 
 class PostgresUnitOfWorkFactory:

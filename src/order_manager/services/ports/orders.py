@@ -135,7 +135,8 @@ class OrderRepository(Protocol):
         stored together, or — when the row has moved on (the tracker applied the exchange's
         events first) — nothing is. Returns (stored, the exchange order id the row holds: the
         answer's when stored, else the one already there, None if none yet). Works without a
-        transaction (``uow_factory(atomic=False)``); the call's audit row is not part of it."""
+        transaction (``uow_factory(atomic=False)``); the call's audit row, recorded on the same
+        unit of work just before, is written by the same statement, stored or not."""
         ...
 
     async def reset_intent(
@@ -209,5 +210,7 @@ class OrderRepository(Protocol):
         order_link_id: str | None,
         is_dry_run: bool,
     ) -> None:
-        """One audit_log row (kind ``exchange_call``)."""
+        """One audit_log row (kind ``exchange_call``), written with the transaction's commit;
+        without a transaction (``atomic=False``) by the next ``answer_untouched`` or, failing
+        that, when the unit of work is left (also by an exception)."""
         ...
