@@ -111,14 +111,57 @@ TARGET_DRY_RUN_RATE = 1000.0
 
 
 LOAD_PUBLISHER = str(Path(__file__).resolve().parent / "load_publisher.py")
+TRACKING_PROCESS = str(Path(__file__).resolve().parent / "tracking_process.py")
+
+
+class LineChild:
+    """A bench script in a process of its own that talks in lines: commands on its stdin, one
+    JSON object per line on its stdout, ``{"ready": true}`` first."""
+
+    def __init__(self, process: asyncio.subprocess.Process, name: str, patience: float) -> None:
+        self._process = process
+        self._name = name
+        #: seconds a reply may take (a publisher's report comes after the whole run)
+        self._patience = patience
+
+    @classmethod
+    async def spawn(cls, name: str, patience: float, script: str, *args: str) -> LineChild:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            script,
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024,  # a publisher's report is one line of ~60 bytes per signal
+        )
+        child = cls(process, name, patience)
+        if await child.read() != {"ready": True}:
+            raise RuntimeError(f"the {name} did not get ready")
+        return child
+
+    async def read(self) -> dict[str, Any]:
+        assert self._process.stdout is not None
+        line = await asyncio.wait_for(self._process.stdout.readline(), self._patience)
+        if not line:
+            raise RuntimeError(f"the {self._name} exited ({await self._process.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def send(self, command: str) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write(command.encode() + b"\n")
+        await self._process.stdin.drain()
+
+    async def wait(self) -> None:
+        await asyncio.wait_for(self._process.wait(), 30)
 
 
 class LoadPublisher:
     """``bench/load_publisher.py`` in its own process: the model service publishing signals
     (its clock, ``time.monotonic``, is the machine's CLOCK_MONOTONIC, as ours)."""
 
-    def __init__(self, process: asyncio.subprocess.Process, folder: Any) -> None:
-        self._process = process
+    def __init__(self, child: LineChild, folder: Any) -> None:
+        self._child = child
         self._folder = folder
 
     @classmethod
@@ -131,89 +174,43 @@ class LoadPublisher:
                 for s in batch
             )
         )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            LOAD_PUBLISHER,
-            url,
-            QUEUE,
-            str(rate),
-            str(bodies),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=64 * 1024 * 1024,  # the report is one line of ~60 bytes per signal
+        child = await LineChild.spawn(
+            "load publisher", 600, LOAD_PUBLISHER, url, QUEUE, str(rate), str(bodies)
         )
-        publisher = cls(process, folder)
-        if json.loads(await publisher._line()) != {"ready": True}:
-            raise RuntimeError("the load publisher did not get ready")
-        return publisher
-
-    async def _line(self) -> bytes:
-        assert self._process.stdout is not None
-        line = await asyncio.wait_for(self._process.stdout.readline(), 600)
-        if not line:
-            raise RuntimeError(f"the load publisher exited ({await self._process.wait()})")
-        return line
+        return cls(child, folder)
 
     async def run(self) -> dict[str, Any]:
         """Start publishing; return its report once every signal is confirmed."""
-        assert self._process.stdin is not None
-        self._process.stdin.write(b"go\n")
-        await self._process.stdin.drain()
+        await self._child.send("go")
         try:
-            report: dict[str, Any] = json.loads(await self._line())
+            return await self._child.read()
         finally:
-            await self._process.wait()
+            await self._child.wait()
             self._folder.cleanup()
-        return report
-
-
-TRACKING_PROCESS = str(Path(__file__).resolve().parent / "tracking_process.py")
 
 
 class TrackingProcess:
     """``bench/tracking_process.py``: the tracker and the relay in a process of their own."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self._process = process
+    def __init__(self, child: LineChild) -> None:
+        self._child = child
 
     @classmethod
     async def start(
         cls, db_url: str, amqp_url: str, sim_url: str, coalesce_ms: float
     ) -> TrackingProcess:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            TRACKING_PROCESS,
-            db_url,
-            amqp_url,
-            sim_url,
-            str(coalesce_ms),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
+        child = await LineChild.spawn(
+            "tracking process", 60, TRACKING_PROCESS, db_url, amqp_url, sim_url, str(coalesce_ms)
         )
-        apart = cls(process)
-        if json.loads(await apart._line()) != {"ready": True}:
-            raise RuntimeError("the tracking process did not get ready")
-        return apart
-
-    async def _line(self) -> bytes:
-        assert self._process.stdout is not None
-        line = await asyncio.wait_for(self._process.stdout.readline(), 60)
-        if not line:
-            raise RuntimeError(f"the tracking process exited ({await self._process.wait()})")
-        return line
-
-    async def _send(self, command: str) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.write(command.encode() + b"\n")
-        await self._process.stdin.drain()
+        return cls(child)
 
     async def cpu(self) -> float:
-        await self._send("cpu")
-        return float(json.loads(await self._line())["cpu_s"])
+        await self._child.send("cpu")
+        return float((await self._child.read())["cpu_s"])
 
     async def stop(self) -> None:
-        await self._send("stop")
-        await asyncio.wait_for(self._process.wait(), 30)
+        await self._child.send("stop")
+        await self._child.wait()
 
 
 class Acks:

@@ -3,7 +3,8 @@
 `free_port` is a TCP port nobody listens on right now (for private services and for "the
 broker is down" tests). `eventually` polls a condition with a deadline. It is for state that
 offers no event to await (a row in another process's database, a simulator's REST view); where
-an event, a queue or a future exists, await that instead.
+an event, a queue or a future exists, await that instead. `record_create_call` records one
+successful ``order.create`` exchange call on an orders repository (the audit row tests).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from order_manager.services.ports.orders import OrderRepository
 
 T = TypeVar("T")
 
@@ -58,3 +61,25 @@ async def until(
 
     typed: Callable[[], Awaitable[bool] | bool] = truthy
     await eventually(typed, timeout=within, interval=interval, what=what)
+
+
+async def record_create_call(
+    orders: OrderRepository, link: str, *, order_uuid: str | None = None
+) -> None:
+    """One successful ``order.create`` call for orderLinkId ``link`` (its audit row: response
+    ``{"orderId": "id-<link>", "message": "OK"}``, 1.5 ms, trace ``t-audit``)."""
+    await orders.record_exchange_call(
+        action="order.create",
+        request={"orderLinkId": link},
+        response={"orderId": f"id-{link}"},
+        ok=True,
+        ret_code=0,
+        error_kind=None,
+        message="OK",
+        duration_ms=1.5,
+        trace_id="t-audit",
+        signal_id=None,
+        order_uuid=order_uuid,
+        order_link_id=link,
+        is_dry_run=False,
+    )

@@ -7,6 +7,7 @@ import pytest
 
 from order_manager.adapters.postgres.pool import create_pool
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
+from tests.helpers import record_create_call
 
 
 @pytest.fixture
@@ -104,24 +105,6 @@ async def test_without_a_transaction_each_statement_commits_and_events_are_refus
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
 
 
-async def _audit(uow: object, link: str) -> None:
-    await uow.orders.record_exchange_call(  # type: ignore[attr-defined]
-        action="order.create",
-        request={"orderLinkId": link},
-        response={"orderId": f"id-{link}"},
-        ok=True,
-        ret_code=0,
-        error_kind=None,
-        message="OK",
-        duration_ms=1.5,
-        trace_id="t-audit",
-        signal_id=None,
-        order_uuid=None,
-        order_link_id=link,
-        is_dry_run=False,
-    )
-
-
 async def test_audit_rows_and_events_are_written_with_the_commit(pool: asyncpg.Pool) -> None:
     """A transaction's audit rows and outbox events are queued and written in one statement at
     commit, in the order recorded; a rollback writes neither; without a transaction the audit
@@ -129,13 +112,13 @@ async def test_audit_rows_and_events_are_written_with_the_commit(pool: asyncpg.P
     of work is left if none did."""
     factory = PostgresUnitOfWorkFactory(pool)
     async with factory() as uow:
-        await _audit(uow, "a-1")
+        await record_create_call(uow.orders, "a-1")
         assert await _count(pool) == 0  # queued, not written yet
     assert await _count(pool) == 0  # rolled back
 
     async with factory() as uow:
         for link in ("b-1", "b-2", "b-3"):
-            await _audit(uow, link)
+            await record_create_call(uow.orders, link)
         await uow.outbox.add_event(
             topic="t",
             event_type="created",
@@ -153,6 +136,6 @@ async def test_audit_rows_and_events_are_written_with_the_commit(pool: asyncpg.P
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
 
     async with factory(atomic=False) as uow:
-        await _audit(uow, "c-1")
+        await record_create_call(uow.orders, "c-1")
         assert await _count(pool) == 3  # no transaction: queued for a statement to carry it
     assert await _count(pool) == 4  # none did: written when the block was left

@@ -182,7 +182,9 @@ class Processor:
     ) -> None:
         self.uow_factory = uow_factory
         #: ``store``: whether the tracker's store is trusted, and its commits to wait for
-        self.freshness = freshness
+        #: (without one from the wiring: trusted, and no commit ever comes — a lane behind
+        #: asks the exchange once ``store_wait`` has passed)
+        self.freshness = freshness or StoreFreshness()
         self.gateway = gateway
         self.config = config or ProcessorConfig()
         self.switch = switch or TradingSwitch()
@@ -278,22 +280,20 @@ class Processor:
         nothing known to be missing from the store (``StoreFreshness.trusted``)."""
         if self.config.account_source is not AccountSource.STORE or self.gateway.is_dry_run:
             return False
-        return self.freshness is None or self.freshness.trusted
+        return self.freshness.trusted
 
     async def _current_store(
         self, signal: TradingSignal, instrument: Instrument, *, is_new: bool
     ) -> _Stored:
         """The store's account state; while an acknowledged taker of the symbol still waits for
         its final event, wait for the tracker's next commit of the symbol and read again — up to
-        ``store_wait`` (without a ``StoreFreshness`` there is nothing to wait for). The result
-        may still be behind (``store_current`` False): the caller then asks the exchange."""
+        ``store_wait``. The result may still be behind (``store_current`` False): the caller
+        then asks the exchange."""
         freshness = self.freshness
         deadline = asyncio.get_running_loop().time() + self.config.store_wait
         while True:
-            version = freshness.version if freshness is not None else 0
+            version = freshness.version
             stored = await self._stored(signal, instrument, with_account=True, is_new=is_new)
-            if freshness is None:
-                return stored
             if not freshness.trusted:  # the stream dropped meanwhile: the read may lack events
                 return replace(stored, store_current=False)
             if stored.store_current:

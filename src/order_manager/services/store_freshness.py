@@ -62,7 +62,8 @@ class StoreFreshness:
         self._next: dict[str | None, asyncio.Future[None]] = {}
         self._reasons: set[str] = set(untrusted)
         self._waiting = 0
-        STORE_TRUSTED.set(0 if self._reasons else 1)
+        # the gauge moves only with trust() / distrust(): a default instance (trusted, e.g. a
+        # processor's own when the wiring gave none) must not overwrite the service's state
 
     # ------------------------------------------------------------------ commits
     @property

@@ -28,6 +28,7 @@ from order_manager.domain.orders import (
 from order_manager.domain.plans import LinkType, Relation, SignalOrderLink, order_link_id
 from order_manager.services.ports.orders import OrderRepository
 from order_manager.services.ports.outbox import QueuedEvent
+from tests.helpers import record_create_call
 
 from .conftest import insert_signal
 
@@ -290,7 +291,7 @@ async def test_an_answer_is_stored_with_its_events_only_on_the_untouched_intent(
         state, queued = answer(name)
         link = rows[name].state.order_link_id
         async with factory(atomic=False) as uow:
-            await _record_create(uow.orders, link, rows[name].uuid)
+            await record_create_call(uow.orders, link, order_uuid=rows[name].uuid)
             assert await audited(link) == 0  # queued: the answer's statement carries it
             held[name] = await uow.orders.answer_untouched(
                 rows[name], state, events=queued, submitted_at=NOW
@@ -315,34 +316,16 @@ async def test_an_audit_row_no_answer_carried_is_written_when_the_unit_of_work_c
     unrecorded."""
     factory = PostgresUnitOfWorkFactory(pool)
     async with factory(atomic=False) as uow:
-        await _record_create(uow.orders, "om-lone-1", None)
+        await record_create_call(uow.orders, "om-lone-1")
     with pytest.raises(RuntimeError, match="after the call"):
         async with factory(atomic=False) as uow:
-            await _record_create(uow.orders, "om-lone-2", None)
+            await record_create_call(uow.orders, "om-lone-2")
             raise RuntimeError("the block failed after the call")
     rows = await pool.fetch("SELECT entity_id, action, ret_code FROM audit_log ORDER BY id")
     assert [tuple(r) for r in rows] == [
         ("om-lone-1", "order.create", 0),
         ("om-lone-2", "order.create", 0),
     ]
-
-
-async def _record_create(orders: OrderRepository, link: str, order_uuid: str | None) -> None:
-    await orders.record_exchange_call(
-        action="order.create",
-        request={"orderLinkId": link},
-        response={"orderId": f"ord-{link}"},
-        ok=True,
-        ret_code=0,
-        error_kind=None,
-        message="OK",
-        duration_ms=1.5,
-        trace_id="t",
-        signal_id=None,
-        order_uuid=order_uuid,
-        order_link_id=link,
-        is_dry_run=False,
-    )
 
 
 async def test_the_open_orders_read_settles_on_one_cached_plan(pool: asyncpg.Pool) -> None:
