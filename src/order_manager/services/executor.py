@@ -29,9 +29,13 @@ unknown outcome / retryable              row stays ``submitting`` (recovery reso
 auth                                     fatal: :class:`ExchangeAuthFailure`
 =====================================  ========================================================
 
-Amends (many-to-one) send absolute quantity/price, so repeating one is harmless; the signal's
-``amend`` link is committed with the write-ahead transaction, and a resumed signal treats an
-amend it already recorded as done (it can lose that addition in a crash window, never double it).
+Amends (many-to-one) send absolute quantity/price. The signal's ``amend`` link is committed with
+the write-ahead transaction and carries the amend's record (target, the order as planned from,
+the added quantity and notional); the transaction that records the acknowledgement marks it
+landed. A resumed signal settles an amend not marked landed from the exchange's current order
+(``resume_amend``, rules in ``domain.amends``): landed → recorded; untouched and open → sent
+now; closed → its quantity placed as the signal's own order; changed otherwise → refused, with
+an error log. Neither lost nor doubled, and never overwriting someone else's change.
 A successful amend updates the row's quantity/price and emits ``modified``; the exchange's later
 order update then carries no change. Cancels are idempotent: "order not found" (110001) means it
 is already gone. Cancels run first (they free margin), then amends, then places concurrently.
@@ -48,6 +52,7 @@ from decimal import Decimal
 
 import structlog
 
+from order_manager.domain.amends import AmendResolution, RecordedAmend, recorded, resolve
 from order_manager.domain.enums import OrderType, PositionIdx, TimeInForce
 from order_manager.domain.market import MarketSnapshot
 from order_manager.domain.orders import (
@@ -168,6 +173,16 @@ class ExecutionResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SettledAmend:
+    """An amend carried to its end: its leg, the order placed instead when it could not land,
+    and what the signal's notes should say."""
+
+    leg: LegResult
+    fallback: LegResult | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionContext:
     signal: TradingSignal
     trace_id: str
@@ -231,7 +246,8 @@ class Executor:
         """Commit every place intent and link of ``plan`` in one transaction.
 
         Returns the places still to send (new, still ``submitting``, or a ``failed`` intent
-        reused) and the orderLinkIds of amends this signal had already recorded.
+        reused) and the orderLinkIds of amends this signal had already linked (an earlier run:
+        ``execute`` settles them from their write-ahead record).
 
         The common plan — one place, nothing to amend — is a single statement (the intent and
         its link, ``add_intent``), atomic by itself: it runs without BEGIN/COMMIT
@@ -241,7 +257,7 @@ class Executor:
         now = self.clock()
         links = plan.links
         to_send: list[tuple[Place, StoredOrder]] = []
-        done_amends: set[str] = set()
+        linked_amends: set[str] = set()
         single = (
             len(plan.places) <= 1
             and not plan.amends
@@ -272,16 +288,17 @@ class Executor:
                 if target is None:
                     continue
                 if plan.signal_id in target.signal_ids:
-                    done_amends.add(amend.order_link_id)
+                    linked_amends.add(amend.order_link_id)
                     continue
+                record = recorded(amend, plan.signal_id)
                 for link in links:
                     if (
                         link.order_link_id == amend.order_link_id
                         and link.relation is Relation.AMEND
                     ):
-                        await uow.orders.add_link(link, target.uuid)
+                        await uow.orders.add_link(link, target.uuid, amend=record)
             await uow.commit()
-        return to_send, done_amends
+        return to_send, linked_amends
 
     # ------------------------------------------------------------------ run
     async def execute(self, plan: Plan, ctx: ExecutionContext) -> ExecutionResult:
@@ -299,29 +316,34 @@ class Executor:
             # never doubled.
             cancels = await self._cancel_all(plan, ctx)
             plan = _keep_confirmed_conversions(plan, cancels, notes)
-        to_send, done_amends = await self.write_intents(plan, ctx)
+        to_send, linked_amends = await self.write_intents(plan, ctx)
         if not cancel_first:
             cancels = await self._cancel_all(plan, ctx)
         legs += cancels
         fallbacks: list[LegResult] = []
+        first_free_leg = max((p.leg for p in plan.places), default=0) + 1
+        records: dict[str, RecordedAmend] = {}
+        if linked_amends:
+            async with self.uow_factory(atomic=False) as uow:
+                records = {r.order_link_id: r for r in await uow.orders.amend_links(plan.signal_id)}
         for amend in plan.amends:
-            if amend.order_link_id in done_amends:
-                notes.append(f"amend {amend.order_link_id} already recorded for this signal")
-                legs.append(LegResult(amend.order_link_id, "amend", True, amend.order_id))
-                continue
-            leg = await self._amend(amend, plan, ctx)
-            legs.append(leg)
-            if leg.replaceable:
-                # the amend did not land (the order filled, vanished or refused it): the
-                # signal's quantity becomes an order of its own instead of being lost
-                next_leg = max((p.leg for p in plan.places), default=0) + 1 + len(fallbacks)
-                fallback = await self._replace_amend(amend, plan, ctx, next_leg)
-                if fallback is not None:
-                    fallbacks.append(fallback)
-                    notes.append(
-                        f"amend of {amend.order_link_id} refused ({leg.message}): "
-                        f"placed {fallback.order_link_id} instead"
-                    )
+            if amend.order_link_id in linked_amends:
+                # an earlier run of this signal linked it: settle THAT amend, never this
+                # run's re-computed one (it may have landed and moved the order already)
+                record = records.get(amend.order_link_id)
+                if record is None or record.landed:
+                    notes.append(f"amend {amend.order_link_id} already recorded for this signal")
+                    legs.append(LegResult(amend.order_link_id, "amend", True, amend.order_id))
+                    continue
+                settled = await self.resume_amend(record, ctx, first_free_leg + len(fallbacks))
+            else:
+                settled = await self._settle_amend(
+                    amend, plan.signal_id, ctx, first_free_leg + len(fallbacks)
+                )
+            legs.append(settled.leg)
+            notes += settled.notes
+            if settled.fallback is not None:
+                fallbacks.append(settled.fallback)
         legs += fallbacks
         sending = {place.order_link_id for place, _ in to_send}
         for place in plan.places:
@@ -461,7 +483,115 @@ class Executor:
             await uow.commit()
 
     # ------------------------------------------------------------------ amend
-    async def _amend(self, action: Amend, plan: Plan, ctx: ExecutionContext) -> LegResult:
+    async def _settle_amend(
+        self, amend: Amend, signal_id: str, ctx: ExecutionContext, free_leg: int
+    ) -> SettledAmend:
+        """Send the amend; one that did not land (the order filled, vanished or refused it)
+        becomes the signal's own order (leg ``free_leg``) instead of losing its quantity."""
+        leg = await self._amend(amend, signal_id, ctx)
+        if not leg.replaceable:
+            return SettledAmend(leg)
+        return await self._replace(amend, signal_id, ctx, free_leg, leg)
+
+    async def _replace(
+        self, amend: Amend, signal_id: str, ctx: ExecutionContext, free_leg: int, leg: LegResult
+    ) -> SettledAmend:
+        fallback = await self._replace_amend(amend, signal_id, ctx, free_leg)
+        if fallback is None:
+            return SettledAmend(leg)
+        note = (
+            f"amend of {amend.order_link_id} refused ({leg.message}): "
+            f"placed {fallback.order_link_id} instead"
+        )
+        return SettledAmend(leg, fallback, (note,))
+
+    async def resume_amend(
+        self, record: RecordedAmend, ctx: ExecutionContext, free_leg: int
+    ) -> SettledAmend:
+        """Settle an amend an earlier run of the signal linked but never saw acknowledged
+        (``domain.amends``): the exchange's current order decides — landed (recorded now),
+        still as planned from (sent now), closed (its quantity placed as the signal's own
+        order) or changed by something else (refused: neither sent nor placed)."""
+        link_id = record.order_link_id
+        async with self.uow_factory(atomic=False) as uow:
+            row = await uow.orders.get(link_id)
+        if row is None:  # pragma: no cover - a link always references an existing row
+            return SettledAmend(LegResult(link_id, "amend", False, None, "rejected", None, "gone"))
+        state = row.state
+        amend = record.amend(state.order_id, state.category, state.symbol, state.side)
+        lookup = await self.gateway.find_order(
+            state.category, state.symbol, link_id, trace_id=ctx.trace_id
+        )
+        if not lookup.ok:
+            async with self.uow_factory() as uow:
+                await self._audit(uow, lookup, ctx, row.uuid, link_id)
+                await uow.commit()
+            return SettledAmend(
+                LegResult(
+                    link_id,
+                    "amend",
+                    False,
+                    state.order_id,
+                    ExchangeErrorKind.UNKNOWN_OUTCOME.value,
+                    lookup.ret_code,
+                    f"resumed amend: the order lookup failed ({lookup.message})",
+                )
+            )
+        decision = resolve(record, lookup.order)
+        log.info(
+            "executor.amend_resumed",
+            order_link_id=link_id,
+            signal_id=record.signal_id,
+            decision=decision.value,
+            trace_id=ctx.trace_id,
+        )
+        if decision is AmendResolution.SEND:
+            await self._audit_alone(lookup, ctx, row.uuid, link_id)
+            return await self._settle_amend(amend, record.signal_id, ctx, free_leg)
+        if decision is AmendResolution.LANDED:
+            await self._record_amend(amend, record.signal_id, ctx, [lookup], landed=True)
+            return SettledAmend(LegResult(link_id, "amend", True, state.order_id))
+        await self._audit_alone(lookup, ctx, row.uuid, link_id)
+        if decision is AmendResolution.REPLACE:
+            refused = LegResult(
+                link_id,
+                "amend",
+                False,
+                state.order_id,
+                ExchangeErrorKind.NOT_FOUND.value,
+                None,
+                "resumed amend: the order can no longer be amended",
+                replaceable=True,
+            )
+            return await self._replace(amend, record.signal_id, ctx, free_leg, refused)
+        found = lookup.order
+        assert found is not None  # an order the exchange does not know resolves to REPLACE
+        log.error(
+            "executor.amend_outcome_ambiguous",
+            order_link_id=link_id,
+            signal_id=record.signal_id,
+            planned_from=f"{record.previous_qty}@{record.previous_price}",
+            target=f"{record.target_qty}@{record.target_price}",
+            exchange=f"{found.qty}@{found.price}",
+            trace_id=ctx.trace_id,
+        )
+        message = (
+            f"resumed amend: the order is at {found.qty}@{found.price}, neither as planned "
+            f"from ({record.previous_qty}@{record.previous_price}) nor at the target "
+            f"({record.target_qty}@{record.target_price}): not sent, not replaced"
+        )
+        return SettledAmend(
+            LegResult(link_id, "amend", False, state.order_id, "ambiguous", None, message)
+        )
+
+    async def _audit_alone(
+        self, report: CallReport, ctx: ExecutionContext, order_uuid: str, link_id: str
+    ) -> None:
+        async with self.uow_factory() as uow:
+            await self._audit(uow, report, ctx, order_uuid, link_id)
+            await uow.commit()
+
+    async def _amend(self, action: Amend, signal_id: str, ctx: ExecutionContext) -> LegResult:
         """Amend, then record. A failed amend that may have landed is checked against the
         exchange's order (by orderLinkId) before anything else happens: at the target quantity
         (and price) it DID land — recorded as done, never replaced (replacing would double the
@@ -474,38 +604,11 @@ class Executor:
             lookup = await self.gateway.find_order(
                 action.category, action.symbol, action.order_link_id, trace_id=ctx.trace_id
             )
-            found = lookup.order if lookup.ok else None
-            landed = (
-                found is not None
-                and found.qty == action.qty
-                and (action.price is None or found.price == action.price)
+            landed = lookup.ok and (
+                resolve(recorded(action, signal_id), lookup.order) is AmendResolution.LANDED
             )
-        async with self.uow_factory() as uow:
-            locked = await uow.orders.get(action.order_link_id, for_update=True)
-            order_uuid = locked.uuid if locked else None
-            await self._audit(uow, report, ctx, order_uuid, action.order_link_id)
-            if lookup is not None:
-                await self._audit(uow, lookup, ctx, order_uuid, action.order_link_id)
-            if landed and locked is not None:
-                before = locked.state
-                after = replace(
-                    before,
-                    qty=action.qty,
-                    price=action.price if action.price is not None else before.price,
-                    updated_at=self.clock(),
-                )
-                change = {
-                    name: (_fmt(getattr(before, name)), _fmt(getattr(after, name)))
-                    for name in ("qty", "price")
-                    if getattr(before, name) != getattr(after, name)
-                }
-                saved = await uow.orders.save(locked, after)
-                if action.added_notional > 0:  # today's volume counts the added part too
-                    await uow.orders.add_notional(locked.uuid, action.added_notional)
-                if change:
-                    event = OrderEvent(OrderEventType.MODIFIED, after, before, modification=change)
-                    await self._publish(uow.outbox, saved, [event], ctx)
-            await uow.commit()
+        reports = [report] if lookup is None else [report, lookup]
+        await self._record_amend(action, signal_id, ctx, reports, landed=landed)
         if landed:
             if not report.ok:
                 log.warning(
@@ -539,14 +642,53 @@ class Executor:
             replaceable=lookup is not None,
         )
 
+    async def _record_amend(
+        self,
+        action: Amend,
+        signal_id: str,
+        ctx: ExecutionContext,
+        reports: Sequence[CallReport],
+        *,
+        landed: bool,
+    ) -> None:
+        """The calls' audit rows and, when the amend landed, in the same transaction: the
+        row's new quantity/price with its ``modified`` event, the added notional and the
+        signal's amend link marked landed."""
+        async with self.uow_factory() as uow:
+            locked = await uow.orders.get(action.order_link_id, for_update=True)
+            order_uuid = locked.uuid if locked else None
+            for report in reports:
+                await self._audit(uow, report, ctx, order_uuid, action.order_link_id)
+            if landed and locked is not None:
+                before = locked.state
+                after = replace(
+                    before,
+                    qty=action.qty,
+                    price=action.price if action.price is not None else before.price,
+                    updated_at=self.clock(),
+                )
+                change = {
+                    name: (_fmt(getattr(before, name)), _fmt(getattr(after, name)))
+                    for name in ("qty", "price")
+                    if getattr(before, name) != getattr(after, name)
+                }
+                saved = await uow.orders.save(locked, after)
+                if action.added_notional > 0:  # today's volume counts the added part too
+                    await uow.orders.add_notional(locked.uuid, action.added_notional)
+                await uow.orders.mark_amend_landed(signal_id, locked.uuid, self.clock())
+                if change:
+                    event = OrderEvent(OrderEventType.MODIFIED, after, before, modification=change)
+                    await self._publish(uow.outbox, saved, [event], ctx)
+            await uow.commit()
+
     async def _replace_amend(
-        self, amend: Amend, plan: Plan, ctx: ExecutionContext, leg: int
+        self, amend: Amend, signal_id: str, ctx: ExecutionContext, leg: int
     ) -> LegResult | None:
         """Place the quantity a refused amend would have added as a new limit order (its own
         leg and orderLinkId, the resting order's time in force), moving the signal's link."""
         prefix = amend.order_link_id.split("-", 1)[0]
         try:
-            link_id = order_link_id(prefix, plan.signal_id, leg)
+            link_id = order_link_id(prefix, signal_id, leg)
         except ValueError:
             return None
         async with self.uow_factory() as uow:
@@ -572,12 +714,12 @@ class Executor:
                 notional=amend.added_notional,
             )
             link = SignalOrderLink(
-                plan.signal_id, link_id, LinkType.ONE_TO_ONE, Relation.CREATE, leg, place.qty
+                signal_id, link_id, LinkType.ONE_TO_ONE, Relation.CREATE, leg, place.qty
             )
-            await uow.orders.remove_link(plan.signal_id, target.uuid, Relation.AMEND)
+            await uow.orders.remove_link(signal_id, target.uuid, Relation.AMEND)
             row, created = await uow.orders.add_intent(
                 intent_state(place, self.clock()),
-                signal_id=plan.signal_id,
+                signal_id=signal_id,
                 leg=leg,
                 trace_id=ctx.trace_id,
                 is_dry_run=self.is_dry_run,

@@ -45,6 +45,7 @@ import structlog
 from prometheus_client import Counter
 
 from order_manager.domain.account import AccountState, OpenOrder
+from order_manager.domain.amends import RecordedAmend
 from order_manager.domain.enums import Category, OrderType, TimeInForce
 from order_manager.domain.instruments import Instrument
 from order_manager.domain.orders import OrderStatus
@@ -407,14 +408,29 @@ class Processor:
         """Finish a signal that already has order rows, without planning it again."""
         own = [row for row in rows if row.signal_id == signal.signal_id]
         legs: list[LegResult] = []
+        notes: list[str] = ["resumed: not planned again"]
         pending = [
             row for row in own if row.state.status in (OrderStatus.SUBMITTING, OrderStatus.FAILED)
         ]
-        if pending:
-            market = await self.gateway.market(pending[0].state.category, signal.asset)
+        unsettled: list[RecordedAmend] = []
+        if len(own) < len(rows):  # linked to orders of other signals: amends to settle?
+            async with self.uow_factory(atomic=False) as uow:
+                links = await uow.orders.amend_links(signal.signal_id)
+            unsettled = [link for link in links if not link.landed]
+        if pending or unsettled:
+            category = (pending or rows)[0].state.category
+            market = await self.gateway.market(category, signal.asset)
             ctx = ExecutionContext(signal, trace_id, market)
             for row in pending:
                 legs.append(await self.executor.resend(place_from_row(row), row, ctx))
+            free_leg = max((row.leg or 0 for row in own), default=0) + 1
+            for link in unsettled:
+                settled = await self.executor.resume_amend(link, ctx, free_leg)
+                legs.append(settled.leg)
+                notes += settled.notes
+                if settled.fallback is not None:
+                    legs.append(settled.fallback)
+                    free_leg += 1
         sent = {leg.order_link_id for leg in legs}
         async with self.uow_factory() as uow:
             for row in rows:
@@ -429,7 +445,7 @@ class Processor:
                     )
                 else:
                     legs.append(_row_leg(fresh))
-        result = ExecutionResult(tuple(legs), notes=("resumed: not planned again",))
+        result = ExecutionResult(tuple(legs), notes=tuple(notes))
         return self._outcome(result, result.notes)
 
     # ------------------------------------------------------------------ outcome

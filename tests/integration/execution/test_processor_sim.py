@@ -164,6 +164,15 @@ async def test_a_same_side_signal_amends_the_resting_limit(env: Env) -> None:
         (first.signal_id, "create"),
         (second.signal_id, "amend"),
     ]
+    # the amend's write-ahead record, marked landed with its recorded answer
+    record = await env.fetch(
+        "SELECT amend_qty, amend_price, amend_from_qty, amend_from_price, amended_at "
+        "FROM signal_order_links WHERE relation = 'amend'"
+    )
+    assert record[0]["amend_qty"] == Decimal("0.030")
+    assert record[0]["amend_from_qty"] == Decimal("0.015")
+    assert record[0]["amend_price"] == record[0]["amend_from_price"] is not None
+    assert record[0]["amended_at"] is not None
     rows = await env.fetch("SELECT qty FROM orders")
     assert [r["qty"] for r in rows] == [Decimal("0.030")]
 

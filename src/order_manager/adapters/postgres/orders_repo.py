@@ -23,6 +23,7 @@ from typing import Any, Protocol, cast
 import asyncpg
 
 from order_manager.adapters.postgres.outbox_rows import AGGREGATE_LOCK_NS, QueuedEvent, outbox_row
+from order_manager.domain.amends import RecordedAmend
 from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
 from order_manager.domain.orders import (
     BybitOrderStatus,
@@ -590,8 +591,66 @@ class PgOrderRepository:
             relation.value,
         )
 
-    async def add_link(self, link: SignalOrderLink, order_uuid: str) -> None:
-        await self._insert_link(link, order_uuid)
+    async def add_link(
+        self, link: SignalOrderLink, order_uuid: str, *, amend: RecordedAmend | None = None
+    ) -> None:
+        if amend is None:
+            await self._insert_link(link, order_uuid)
+            return
+        await self._conn.execute(
+            """
+            INSERT INTO signal_order_links (signal_id, order_uuid, relation, sequence,
+                allocated_qty, amend_qty, amend_price, amend_from_qty, amend_from_price,
+                amend_notional)
+            VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10)
+            ON CONFLICT (signal_id, order_uuid, relation) DO NOTHING
+            """,
+            link.signal_id,
+            order_uuid,
+            link.relation.value,
+            link.sequence,
+            link.allocated_qty,
+            amend.target_qty,
+            amend.target_price,
+            amend.previous_qty,
+            amend.previous_price,
+            amend.added_notional,
+        )
+
+    async def amend_links(self, signal_id: str) -> list[RecordedAmend]:
+        rows = await self._conn.fetch(
+            """
+            SELECT o.order_link_id, l.allocated_qty, l.amend_qty, l.amend_price,
+                   l.amend_from_qty, l.amend_from_price, l.amend_notional, l.amended_at
+            FROM signal_order_links l JOIN orders o ON o.id = l.order_uuid
+            WHERE l.signal_id = $1::uuid AND l.relation = 'amend' AND l.amend_qty IS NOT NULL
+            ORDER BY l.id
+            """,
+            signal_id,
+        )
+        return [
+            RecordedAmend(
+                signal_id=signal_id,
+                order_link_id=row["order_link_id"],
+                target_qty=row["amend_qty"],
+                target_price=row["amend_price"],
+                previous_qty=row["amend_from_qty"],
+                previous_price=row["amend_from_price"],
+                added_qty=row["allocated_qty"],
+                added_notional=row["amend_notional"],
+                landed=row["amended_at"] is not None,
+            )
+            for row in rows
+        ]
+
+    async def mark_amend_landed(self, signal_id: str, order_uuid: str, at: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE signal_order_links SET amended_at = COALESCE(amended_at, $3) "
+            "WHERE signal_id = $1::uuid AND order_uuid = $2::uuid AND relation = 'amend'",
+            signal_id,
+            order_uuid,
+            at,
+        )
 
     async def reset_intent(
         self, order: _Identified, state: OrderState, trace_id: str

@@ -26,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from order_manager.domain.amends import RecordedAmend
 from order_manager.domain.enums import Category
 from order_manager.domain.orders import OrderState
 from order_manager.domain.plans import Relation, SignalOrderLink
@@ -146,8 +147,20 @@ class OrderRepository(Protocol):
         overwrite its parameters with ``state`` (status ``submitting``)."""
         ...
 
-    async def add_link(self, link: SignalOrderLink, order_uuid: str) -> None:
-        """Link another signal to an existing order (many-to-one amend); idempotent."""
+    async def add_link(
+        self, link: SignalOrderLink, order_uuid: str, *, amend: RecordedAmend | None = None
+    ) -> None:
+        """Link another signal to an existing order (many-to-one amend); idempotent. An
+        ``amend`` link carries its write-ahead record (``domain.amends``)."""
+        ...
+
+    async def amend_links(self, signal_id: str) -> Sequence[RecordedAmend]:
+        """The signal's ``amend`` links that carry a write-ahead record (revision 0006)."""
+        ...
+
+    async def mark_amend_landed(self, signal_id: str, order_uuid: str, at: datetime) -> None:
+        """The exchange acknowledged the signal's amend of the order (same transaction as the
+        recorded answer)."""
         ...
 
     async def remove_link(self, signal_id: str, order_uuid: str, relation: Relation) -> None:
