@@ -174,6 +174,19 @@ _TIF_ENDED_REASONS = frozenset(
 _NO_CANCEL_TYPE = frozenset({"", "UNKNOWN"})
 
 
+def untraded_after_cancel(order: ExchangeOrderUpdate | None, planned: Decimal) -> Decimal:
+    """How much of an order we cancelled will never trade, by the exchange's word on it after
+    the cancel: a closed order that did not fill leaves ``qty - cum_exec_qty`` untraded (at most
+    ``planned``, what the planner counted on); a filled, still open or unknown order: nothing —
+    converting a quantity that may still trade could trade it twice."""
+    if order is None:
+        return Decimal(0)
+    status = order.status
+    if not status.is_terminal or status is OrderStatus.FILLED:
+        return Decimal(0)
+    return max(Decimal(0), min(planned, order.qty - order.cum_exec_qty))
+
+
 def map_bybit_status(
     status: BybitOrderStatus | str,
     *,

@@ -63,6 +63,7 @@ from order_manager.domain.orders import (
     acknowledge,
     apply_update,
     mark_rejected,
+    untraded_after_cancel,
 )
 from order_manager.domain.plans import (
     Action,
@@ -309,13 +310,16 @@ class Executor:
         auth_failed = False
         cancel_first = plan.converted_qty > 0
         if cancel_first:
-            # convert: the cancels go first, and the opening legs keep only the quantity of
-            # limits the exchange confirmed cancelled — a limit that filled meanwhile ("not
-            # found") or a refused cancel must not be traded a second time. A crash between
-            # the cancels and the intents re-plans without them: the quantity can be lost,
-            # never doubled.
+            # convert: the cancels go first, and the opening legs keep only the quantity the
+            # cancelled limits left untraded by the exchange's word (each looked up after its
+            # cancel): a limit that filled meanwhile ("not found"), the part of one that
+            # traded before the cancel, or a refused cancel must not be traded a second time.
+            # A crash between the cancels and the intents: the redelivered signal plans again
+            # (the processor), and a limit its first run cancelled — "not found" now — is
+            # looked up the same way.
             cancels = await self._cancel_all(plan, ctx)
-            plan = _keep_confirmed_conversions(plan, cancels, notes)
+            untraded = await self._untraded(plan, cancels, ctx)
+            plan = _keep_untraded_conversions(plan, untraded, notes)
         to_send, linked_amends = await self.write_intents(plan, ctx)
         if not cancel_first:
             cancels = await self._cancel_all(plan, ctx)
@@ -767,6 +771,28 @@ class Executor:
             gone=gone,
         )
 
+    async def _untraded(
+        self, plan: Plan, cancels: Sequence[LegResult], ctx: ExecutionContext
+    ) -> list[Decimal]:
+        """Per cancel of the plan: the quantity of a converted limit that will never trade
+        (``domain.orders.untraded_after_cancel``, from an audited lookup of the order after
+        its cancel); zero for other cancels, refused ones, and when the lookup fails."""
+        untraded: list[Decimal] = []
+        for cancel, leg in zip(plan.cancels, cancels, strict=True):
+            if cancel.reason is not CancelReason.REPLACED_BY_MARKET or not leg.ok:
+                untraded.append(Decimal(0))
+                continue
+            lookup = await self.gateway.find_order(
+                cancel.category, cancel.symbol, cancel.order_link_id, trace_id=ctx.trace_id
+            )
+            async with self.uow_factory() as uow:
+                row = await uow.orders.get(cancel.order_link_id)
+                await self._audit(uow, lookup, ctx, row.uuid if row else None, cancel.order_link_id)
+                await uow.commit()
+            found = lookup.order if lookup.ok else None
+            untraded.append(untraded_after_cancel(found, cancel.remaining_qty))
+        return untraded
+
     # ------------------------------------------------------------------ helpers
     async def _audit(
         self,
@@ -822,22 +848,23 @@ def _untouched_answer_applies(report: CallReport, row: StoredOrder) -> bool:
     )
 
 
-def _keep_confirmed_conversions(plan: Plan, cancels: Sequence[LegResult], notes: list[str]) -> Plan:
-    """The plan with its opening legs shrunk by the converted quantity of every limit whose
-    cancel was not confirmed (taken from the last opening leg backwards; a leg left at zero, or
-    under the instrument's minimums, is dropped — its link goes with it)."""
+def _keep_untraded_conversions(plan: Plan, untraded: Sequence[Decimal], notes: list[str]) -> Plan:
+    """The plan with its opening legs shrunk by the converted quantity its limits did not leave
+    untraded (filled before the cancel, in part or whole, or not confirmed cancelled; taken
+    from the last opening leg backwards; a leg left at zero, or under the instrument's
+    minimums, is dropped — its link goes with it)."""
     unconfirmed = sum(
         (
-            cancel.remaining_qty
-            for cancel, leg in zip(plan.cancels, cancels, strict=True)
-            if cancel.reason is CancelReason.REPLACED_BY_MARKET and (not leg.ok or leg.gone)
+            cancel.remaining_qty - kept
+            for cancel, kept in zip(plan.cancels, untraded, strict=True)
+            if cancel.reason is CancelReason.REPLACED_BY_MARKET
         ),
         Decimal(0),
     )
     excess = min(unconfirmed, plan.converted_qty)
     if excess == 0:
         return plan
-    notes.append(f"convert: {excess} not added (its limit was not confirmed cancelled)")
+    notes.append(f"convert: {excess} not added (traded, or not confirmed cancelled)")
     instrument = plan.instrument
     places: dict[str, Place | None] = {}
     for place in reversed(plan.places):

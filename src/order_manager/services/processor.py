@@ -50,7 +50,7 @@ from order_manager.domain.enums import Category, OrderType, TimeInForce
 from order_manager.domain.instruments import Instrument
 from order_manager.domain.orders import OrderStatus
 from order_manager.domain.planner import PlannerConfig, plan
-from order_manager.domain.plans import LegIntent, Place
+from order_manager.domain.plans import LegIntent, Place, Relation
 from order_manager.domain.positions import Position
 from order_manager.domain.rejections import RejectCode, Rejection
 from order_manager.domain.risk import RATE_WINDOW, RiskLimits, check
@@ -256,7 +256,11 @@ class Processor:
             )
         existing, rows, recent = stored.existing, stored.open_rows, stored.recent
         own = [row for row in existing if row.signal_id == signal.signal_id]
-        if existing and not (own and all(r.state.status is OrderStatus.FAILED for r in own)):
+        if (
+            existing
+            and not (own and all(r.state.status is OrderStatus.FAILED for r in own))
+            and await self._wrote_ahead(signal, own)
+        ):
             return await self._resume(signal, trace_id, existing)
 
         leverage = await self.gateway.leverage(category, symbol)
@@ -402,6 +406,18 @@ class Processor:
         )
 
     # ------------------------------------------------------------------ resume
+    async def _wrote_ahead(self, signal: TradingSignal, own: list[StoredOrder]) -> bool:
+        """Did an earlier run of the signal get past its write-ahead commit? Its own orders or
+        an amend link say so. Orders it is linked to only by cancels do not: under
+        ``pending_limits_on_market_signal=convert`` the cancels go out before the intents, and
+        a run that died in between must plan again — not be reported executed with nothing
+        placed."""
+        if own:
+            return True
+        async with self.uow_factory(atomic=False) as uow:
+            relations = await uow.orders.link_relations(signal.signal_id)
+        return relations != {Relation.CANCEL}
+
     async def _resume(
         self, signal: TradingSignal, trace_id: str, rows: list[StoredOrder]
     ) -> SignalOutcome:

@@ -768,3 +768,64 @@ async def test_an_answer_after_the_tracker_applied_the_order_adds_nothing_but_it
     )
     assert [e["event_type"] for e in events] == ["created", "filled"]
     assert [e["sequence"] for e in events] == [1, 2]
+
+
+async def test_convert_adds_only_what_a_partly_filled_limit_left_untraded(env: Env) -> None:
+    """The limit traded 0.005 of its 0.015 on the exchange after the market signal planned
+    (our row still says 0.015 unfilled): the cancel succeeds, but only the 0.010 that never
+    traded may be converted — the market order is 0.015 + 0.010, not 0.030."""
+    from order_manager.domain.planner import PendingLimitPolicy
+
+    planner = PlannerConfig(pending_limits_on_market=PendingLimitPolicy.CONVERT)
+    processor = env.processor(planner=planner)
+    limit = await processor.process(await new_signal(env, metadata={"order_type": "limit"}), "t-l")
+    assert isinstance(limit, SignalExecuted), limit
+    await env.admin_post("/sim/fill", {"orderId": limit.order_ids[0], "qty": "0.005"})
+    outcome = await processor.process(
+        await new_signal(env, metadata={"order_type": "market"}), "t-market"
+    )
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    markets = [o for o in await env.sim_orders() if o["orderType"] == "Market"]
+    assert [Decimal(o["qty"]) for o in markets] == [Decimal("0.025")]
+    assert any("0.005 not added" in note for note in outcome.notes), outcome.notes
+
+
+async def test_a_crash_between_the_convert_cancels_and_the_intents_loses_nothing(
+    env: Env,
+) -> None:
+    """convert sends its cancels BEFORE writing its intents. The process dies in between —
+    stood in for by the intents' INSERT failing on the real database. The limit is cancelled
+    on the exchange, the signal has a `cancel` link and no order of its own. Its redelivery
+    must place the market order with the converted quantity (it used to be reported executed
+    with nothing placed)."""
+    from order_manager.domain.planner import PendingLimitPolicy
+
+    planner = PlannerConfig(pending_limits_on_market=PendingLimitPolicy.CONVERT)
+    limit = await env.processor(planner=planner).process(
+        await new_signal(env, metadata={"order_type": "limit"}), "t-l"
+    )
+    assert isinstance(limit, SignalExecuted), limit
+    market = await new_signal(env, metadata={"order_type": "market"})
+    async with env.pool.acquire() as conn:
+        await conn.execute(
+            "CREATE FUNCTION om_test_die() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'the process died here'; END $$"
+        )
+        await conn.execute(
+            "CREATE TRIGGER om_test_die BEFORE INSERT ON orders "
+            "FOR EACH ROW EXECUTE FUNCTION om_test_die()"
+        )
+        with pytest.raises(Exception, match="the process died here"):
+            await env.processor(planner=planner).process(market, "t-crash")
+        await conn.execute("DROP TRIGGER om_test_die ON orders; DROP FUNCTION om_test_die()")
+    assert {o["orderType"]: o["orderStatus"] for o in await env.sim_orders()} == {
+        "Limit": "Cancelled"
+    }
+
+    outcome = await env.processor(planner=planner).process(market, "t-redelivered")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    markets = [o for o in await env.sim_orders() if o["orderType"] == "Market"]
+    assert [Decimal(o["qty"]) for o in markets] == [Decimal("0.030")]  # 0.015 own + 0.015
+    assert [o["orderLinkId"] for o in markets] == list(outcome.order_link_ids)

@@ -25,6 +25,7 @@ from order_manager.domain.orders import (
     mark_failed,
     mark_rejected,
     ms_to_datetime,
+    untraded_after_cancel,
 )
 from tests.unit.domain.conftest import NOW
 
@@ -434,3 +435,25 @@ def test_malformed_exchange_objects_raise_value_error(broken: dict[str, object])
 def test_millisecond_timestamps_are_exact() -> None:
     assert ms_to_datetime(1684738540999).microsecond == 999000
     assert ms_to_datetime("1684738540999").second == 40
+
+
+@pytest.mark.parametrize(
+    ("status", "cum", "expected"),
+    [
+        (BybitOrderStatus.CANCELLED, "0", "1.000"),  # cancelled untouched: all of it
+        (BybitOrderStatus.PARTIALLY_FILLED_CANCELED, "0.400", "0.600"),  # the rest only
+        (BybitOrderStatus.FILLED, "1.000", "0"),  # traded: nothing to convert
+        (BybitOrderStatus.NEW, "0", "0"),  # still open: it may still trade
+        (BybitOrderStatus.PARTIALLY_FILLED, "0.400", "0"),
+    ],
+)
+def test_what_a_cancelled_order_left_untraded(
+    status: BybitOrderStatus, cum: str, expected: str
+) -> None:
+    order = update(status, 1, cum)
+    assert untraded_after_cancel(order, Decimal("1.000")) == Decimal(expected)
+    assert untraded_after_cancel(order, Decimal("0.500")) == min(Decimal(expected), Decimal("0.5"))
+
+
+def test_an_order_the_exchange_does_not_know_left_nothing_to_convert() -> None:
+    assert untraded_after_cancel(None, Decimal("1")) == 0

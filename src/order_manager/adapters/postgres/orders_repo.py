@@ -617,6 +617,13 @@ class PgOrderRepository:
             amend.added_notional,
         )
 
+    async def link_relations(self, signal_id: str) -> frozenset[Relation]:
+        rows = await self._conn.fetch(
+            "SELECT DISTINCT relation FROM signal_order_links WHERE signal_id = $1::uuid",
+            signal_id,
+        )
+        return frozenset(Relation(row["relation"]) for row in rows)
+
     async def amend_links(self, signal_id: str) -> list[RecordedAmend]:
         rows = await self._conn.fetch(
             """

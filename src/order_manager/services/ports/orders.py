@@ -154,6 +154,10 @@ class OrderRepository(Protocol):
         ``amend`` link carries its write-ahead record (``domain.amends``)."""
         ...
 
+    async def link_relations(self, signal_id: str) -> frozenset[Relation]:
+        """How the signal is linked to orders (its own and others')."""
+        ...
+
     async def amend_links(self, signal_id: str) -> Sequence[RecordedAmend]:
         """The signal's ``amend`` links that carry a write-ahead record (revision 0006)."""
         ...
