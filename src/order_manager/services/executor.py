@@ -527,9 +527,7 @@ class Executor:
             state.category, state.symbol, link_id, trace_id=ctx.trace_id
         )
         if not lookup.ok:
-            async with self.uow_factory() as uow:
-                await self._audit(uow, lookup, ctx, row.uuid, link_id)
-                await uow.commit()
+            await self._audit_alone(lookup, ctx, link_id, row.uuid)
             return SettledAmend(
                 LegResult(
                     link_id,
@@ -550,12 +548,12 @@ class Executor:
             trace_id=ctx.trace_id,
         )
         if decision is AmendResolution.SEND:
-            await self._audit_alone(lookup, ctx, row.uuid, link_id)
+            await self._audit_alone(lookup, ctx, link_id, row.uuid)
             return await self._settle_amend(amend, record.signal_id, ctx, free_leg)
         if decision is AmendResolution.LANDED:
             await self._record_amend(amend, record.signal_id, ctx, [lookup], landed=True)
             return SettledAmend(LegResult(link_id, "amend", True, state.order_id))
-        await self._audit_alone(lookup, ctx, row.uuid, link_id)
+        await self._audit_alone(lookup, ctx, link_id, row.uuid)
         if decision is AmendResolution.REPLACE:
             refused = LegResult(
                 link_id,
@@ -589,10 +587,19 @@ class Executor:
         )
 
     async def _audit_alone(
-        self, report: CallReport, ctx: ExecutionContext, order_uuid: str, link_id: str
+        self,
+        report: CallReport,
+        ctx: ExecutionContext,
+        order_link_id: str,
+        order_uuid: str | None = None,
     ) -> None:
+        """The call's audit row in a transaction of its own (the order's uuid looked up when
+        not given)."""
         async with self.uow_factory() as uow:
-            await self._audit(uow, report, ctx, order_uuid, link_id)
+            if order_uuid is None:
+                row = await uow.orders.get(order_link_id)
+                order_uuid = row.uuid if row else None
+            await self._audit(uow, report, ctx, order_uuid, order_link_id)
             await uow.commit()
 
     async def _amend(self, action: Amend, signal_id: str, ctx: ExecutionContext) -> LegResult:
@@ -785,10 +792,7 @@ class Executor:
             lookup = await self.gateway.find_order(
                 cancel.category, cancel.symbol, cancel.order_link_id, trace_id=ctx.trace_id
             )
-            async with self.uow_factory() as uow:
-                row = await uow.orders.get(cancel.order_link_id)
-                await self._audit(uow, lookup, ctx, row.uuid if row else None, cancel.order_link_id)
-                await uow.commit()
+            await self._audit_alone(lookup, ctx, cancel.order_link_id)
             found = lookup.order if lookup.ok else None
             untraded.append(untraded_after_cancel(found, cancel.remaining_qty))
         return untraded

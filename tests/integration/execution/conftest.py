@@ -79,6 +79,19 @@ class Env:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
+    async def fail_next(self, *endpoints: str, kind: str = "http_status") -> None:
+        """The next call of each REST endpoint fails on the simulator (``http_status``: a
+        503 page, not executed; ``timeout_after_execute``: executed, never answered)."""
+        for endpoint in endpoints:
+            rule: dict[str, Any] = {"target": "rest", "endpoint": endpoint, "kind": kind}
+            if kind == "http_status":
+                rule["params"] = {"status": 503}
+            await self.admin_post("/sim/faults", {**rule, "count": 1})
+
+    async def fail_next_lookups(self) -> None:
+        """The next order lookup (realtime, then history) fails: an outcome stays unknown."""
+        await self.fail_next("/v5/order/realtime", "/v5/order/history")
+
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         async with self.pool.acquire() as conn:
             return list(await conn.fetch(query, *args))

@@ -33,28 +33,11 @@ async def _resting_limit(env: Env) -> str:
     return first.order_link_ids[0]
 
 
-async def _fail_amend_and_lookups(env: Env, amend_kind: str) -> None:
-    fault: dict[str, object] = {"kind": amend_kind, "count": 1}
-    if amend_kind == "http_status":
-        fault["params"] = {"status": 503}
-    await env.admin_post("/sim/faults", {"target": "rest", "endpoint": "/v5/order/amend", **fault})
-    for endpoint in ("/v5/order/realtime", "/v5/order/history"):
-        await env.admin_post(
-            "/sim/faults",
-            {
-                "target": "rest",
-                "endpoint": endpoint,
-                "kind": "http_status",
-                "count": 1,
-                "params": {"status": 503},
-            },
-        )
-
-
 async def _unsettled_amend(env: Env, amend_kind: str) -> TradingSignal:
     """The second signal's first run: the amend's outcome stays unknown."""
     second = await new_signal(env, metadata=LIMIT)
-    await _fail_amend_and_lookups(env, amend_kind)
+    await env.fail_next("/v5/order/amend", kind=amend_kind)
+    await env.fail_next_lookups()
     async with one_attempt_processor(env) as processor:
         outcome = await processor.process(second, "t-second")
     assert isinstance(outcome, SignalFailed), outcome

@@ -43,26 +43,8 @@ async def fragile(env: Env) -> AsyncIterator[Processor]:
 
 
 async def _lose_the_answer(env: Env) -> None:
-    await env.admin_post(
-        "/sim/faults",
-        {
-            "target": "rest",
-            "endpoint": "/v5/order/create",
-            "kind": "timeout_after_execute",
-            "count": 1,
-        },
-    )
-    for endpoint in ("/v5/order/realtime", "/v5/order/history"):
-        await env.admin_post(
-            "/sim/faults",
-            {
-                "target": "rest",
-                "endpoint": endpoint,
-                "kind": "http_status",
-                "count": 1,
-                "params": {"status": 503},
-            },
-        )
+    await env.fail_next("/v5/order/create", kind="timeout_after_execute")
+    await env.fail_next_lookups()
 
 
 async def test_lost_create_answer_then_recovery_gives_exactly_one_order(

@@ -615,17 +615,8 @@ async def test_a_failed_amend_whose_order_cannot_be_looked_up_is_neither_replace
         await new_signal(env, amount="1000", metadata={"order_type": "limit"}), "t-u1"
     )
     assert isinstance(first, SignalExecuted), first
-    for endpoint in ("/v5/order/amend", "/v5/order/realtime", "/v5/order/history"):
-        await env.admin_post(
-            "/sim/faults",
-            {
-                "target": "rest",
-                "endpoint": endpoint,
-                "kind": "http_status",
-                "count": 1,
-                "params": {"status": 503},
-            },
-        )
+    await env.fail_next("/v5/order/amend")
+    await env.fail_next_lookups()
     async with one_attempt_processor(env) as processor:
         second = await processor.process(
             await new_signal(env, amount="1000", metadata={"order_type": "limit"}), "t-u2"

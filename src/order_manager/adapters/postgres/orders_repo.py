@@ -567,12 +567,15 @@ class PgOrderRepository:
             raise RuntimeError(f"order {state.order_link_id} vanished")
         return record, False
 
-    async def _insert_link(self, link: SignalOrderLink, order_uuid: str) -> None:
+    async def _insert_link(
+        self, link: SignalOrderLink, order_uuid: str, amend: RecordedAmend | None = None
+    ) -> None:
         await self._conn.execute(
             """
             INSERT INTO signal_order_links (signal_id, order_uuid, relation, sequence,
-                                            allocated_qty)
-            VALUES ($1::uuid, $2::uuid, $3, $4, $5)
+                allocated_qty, amend_qty, amend_price, amend_from_qty, amend_from_price,
+                amend_notional)
+            VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10)
             ON CONFLICT (signal_id, order_uuid, relation) DO NOTHING
             """,
             link.signal_id,
@@ -580,6 +583,11 @@ class PgOrderRepository:
             link.relation.value,
             link.sequence,
             link.allocated_qty,
+            amend.target_qty if amend else None,
+            amend.target_price if amend else None,
+            amend.previous_qty if amend else None,
+            amend.previous_price if amend else None,
+            amend.added_notional if amend else None,
         )
 
     async def remove_link(self, signal_id: str, order_uuid: str, relation: Relation) -> None:
@@ -594,28 +602,7 @@ class PgOrderRepository:
     async def add_link(
         self, link: SignalOrderLink, order_uuid: str, *, amend: RecordedAmend | None = None
     ) -> None:
-        if amend is None:
-            await self._insert_link(link, order_uuid)
-            return
-        await self._conn.execute(
-            """
-            INSERT INTO signal_order_links (signal_id, order_uuid, relation, sequence,
-                allocated_qty, amend_qty, amend_price, amend_from_qty, amend_from_price,
-                amend_notional)
-            VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10)
-            ON CONFLICT (signal_id, order_uuid, relation) DO NOTHING
-            """,
-            link.signal_id,
-            order_uuid,
-            link.relation.value,
-            link.sequence,
-            link.allocated_qty,
-            amend.target_qty,
-            amend.target_price,
-            amend.previous_qty,
-            amend.previous_price,
-            amend.added_notional,
-        )
+        await self._insert_link(link, order_uuid, amend)
 
     async def link_relations(self, signal_id: str) -> frozenset[Relation]:
         rows = await self._conn.fetch(
