@@ -78,6 +78,7 @@ EXPECTED_COLUMNS = {
         "amend_from_price",
         "amend_notional",
         "amended_at",
+        "cancel_done_at",
     },
     "executions": {"exec_id", "order_uuid", "exec_qty", "exec_price", "exec_fee", "exec_time"},
     "positions": {

@@ -37,6 +37,7 @@ from enum import StrEnum
 from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
 from order_manager.domain.instruments import Instrument
 from order_manager.domain.money import ZERO
+from order_manager.domain.orders import OrderState
 from order_manager.domain.rejections import Rejection
 
 MAX_ORDER_LINK_ID = 36
@@ -52,6 +53,24 @@ def signal_token(signal_id: str) -> str:
     except ValueError:
         raw = hashlib.sha256(signal_id.encode("utf-8")).digest()[:16]
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def resumed_cancel(order: OrderState, signal_side: Side) -> Cancel:
+    """A cancel a plan wrote ahead, rebuilt from the order's row for the signal's resumed run:
+    an order on the other side than the signal was cancelled as an opposite order, one on its
+    side as a pending limit a market signal replaces (the only cancels a plan sends after its
+    intents; ``convert`` sends its own before them, answered)."""
+    same_side = order.side is signal_side
+    return Cancel(
+        order_link_id=order.order_link_id,
+        order_id=order.order_id,
+        category=order.category,
+        symbol=order.symbol,
+        side=order.side,
+        reason=CancelReason.REPLACED_BY_MARKET if same_side else CancelReason.OPPOSITE_SIGNAL,
+        remaining_qty=order.remaining_qty,
+        reduce_only=order.reduce_only,
+    )
 
 
 def order_link_id(prefix: str, signal_id: str, leg: int) -> str:

@@ -77,6 +77,7 @@ from order_manager.domain.plans import (
     Relation,
     SignalOrderLink,
     order_link_id,
+    resumed_cancel,
 )
 from order_manager.domain.signals import TradingSignal
 from order_manager.services import events
@@ -172,6 +173,12 @@ class ExecutionResult:
             leg for leg in self.legs if leg.unresolved and leg.action in ("place", "amend")
         )
 
+    @property
+    def failed_cancels(self) -> tuple[LegResult, ...]:
+        """Cancels the exchange did not carry out (the order stays): reported with the
+        signal, never a reason to fail it — its own orders stand."""
+        return tuple(leg for leg in self.legs if leg.action == "cancel" and not leg.ok)
+
 
 @dataclass(frozen=True, slots=True)
 class SettledAmend:
@@ -242,9 +249,11 @@ class Executor:
 
     # ------------------------------------------------------------------ write-ahead
     async def write_intents(
-        self, plan: Plan, ctx: ExecutionContext
+        self, plan: Plan, ctx: ExecutionContext, *, cancels_ahead: bool = True
     ) -> tuple[list[tuple[Place, StoredOrder]], set[str]]:
-        """Commit every place intent and link of ``plan`` in one transaction.
+        """Commit every place intent and link of ``plan`` in one transaction — with
+        ``cancels_ahead`` the links of the cancels still to be sent too (not marked done: a
+        resumed signal sends them).
 
         Returns the places still to send (new, still ``submitting``, or a ``failed`` intent
         reused) and the orderLinkIds of amends this signal had already linked (an earlier run:
@@ -259,9 +268,11 @@ class Executor:
         links = plan.links
         to_send: list[tuple[Place, StoredOrder]] = []
         linked_amends: set[str] = set()
+        ahead = plan.cancels if cancels_ahead else ()
         single = (
             len(plan.places) <= 1
             and not plan.amends
+            and not ahead
             and all(
                 sum(link.order_link_id == place.order_link_id for link in links) <= 1
                 for place in plan.places
@@ -298,6 +309,16 @@ class Executor:
                         and link.relation is Relation.AMEND
                     ):
                         await uow.orders.add_link(link, target.uuid, amend=record)
+            for cancel in ahead:
+                target = await uow.orders.get(cancel.order_link_id)
+                if target is None:
+                    continue
+                for link in links:
+                    if (
+                        link.order_link_id == cancel.order_link_id
+                        and link.relation is Relation.CANCEL
+                    ):
+                        await uow.orders.add_link(link, target.uuid)
             await uow.commit()
         return to_send, linked_amends
 
@@ -320,7 +341,7 @@ class Executor:
             cancels = await self._cancel_all(plan, ctx)
             untraded = await self._untraded(plan, cancels, ctx)
             plan = _keep_untraded_conversions(plan, untraded, notes)
-        to_send, linked_amends = await self.write_intents(plan, ctx)
+        to_send, linked_amends = await self.write_intents(plan, ctx, cancels_ahead=not cancel_first)
         if not cancel_first:
             cancels = await self._cancel_all(plan, ctx)
         legs += cancels
@@ -744,9 +765,48 @@ class Executor:
 
     # ------------------------------------------------------------------ cancel
     async def _cancel_all(self, plan: Plan, ctx: ExecutionContext) -> list[LegResult]:
-        return list(await asyncio.gather(*(self._cancel(c, plan, ctx) for c in plan.cancels)))
+        links = plan.links
+        return list(
+            await asyncio.gather(
+                *(self._cancel(c, plan.signal_id, links, ctx) for c in plan.cancels)
+            )
+        )
 
-    async def _cancel(self, action: Cancel, plan: Plan, ctx: ExecutionContext) -> LegResult:
+    async def resume_cancels(
+        self, signal_id: str, order_link_ids: Sequence[str], ctx: ExecutionContext
+    ) -> list[LegResult]:
+        """Send the cancels an earlier run of the signal wrote ahead and never saw answered
+        (concurrently, as a plan's cancels go). An order our store already knows closed needs
+        none: its link is marked done."""
+        async with self.uow_factory(atomic=False) as uow:
+            pending = [await uow.orders.get(link_id) for link_id in order_link_ids]
+        cancels: list[Cancel] = []
+        for row in pending:
+            if row is None:  # pragma: no cover - a link always references an existing row
+                continue
+            if row.state.status.is_terminal:
+                async with self.uow_factory() as uow:
+                    await uow.orders.mark_cancel_done(signal_id, row.uuid, self.clock())
+                    await uow.commit()
+                continue
+            cancels.append(resumed_cancel(row.state, ctx.signal.side))
+        links = [
+            SignalOrderLink(
+                signal_id, c.order_link_id, LinkType.ONE_TO_ONE, Relation.CANCEL, 0, Decimal(0)
+            )
+            for c in cancels
+        ]
+        return list(
+            await asyncio.gather(*(self._cancel(c, signal_id, links, ctx) for c in cancels))
+        )
+
+    async def _cancel(
+        self,
+        action: Cancel,
+        signal_id: str,
+        links: Sequence[SignalOrderLink],
+        ctx: ExecutionContext,
+    ) -> LegResult:
         report = await self.gateway.cancel(action, trace_id=ctx.trace_id)
         gone = report.error_kind == ExchangeErrorKind.NOT_FOUND
         async with self.uow_factory() as uow:
@@ -755,12 +815,13 @@ class Executor:
                 uow, report, ctx, locked.uuid if locked else None, action.order_link_id
             )
             if locked is not None and (report.ok or gone):
-                for link in plan.links:
+                for link in links:
                     if (
                         link.order_link_id == action.order_link_id
                         and link.relation is Relation.CANCEL
                     ):
                         await uow.orders.add_link(link, locked.uuid)
+                        await uow.orders.mark_cancel_done(signal_id, locked.uuid, self.clock())
                 if report.order is not None:
                     result = apply_update(locked.state, report.order)
                     if result.applied:

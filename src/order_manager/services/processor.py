@@ -429,14 +429,18 @@ class Processor:
             row for row in own if row.state.status in (OrderStatus.SUBMITTING, OrderStatus.FAILED)
         ]
         unsettled: list[RecordedAmend] = []
-        if len(own) < len(rows):  # linked to orders of other signals: amends to settle?
+        cancels: Mapping[str, bool] = {}
+        if len(own) < len(rows):  # linked to other orders: amends to settle, cancels to send?
             async with self.uow_factory(atomic=False) as uow:
-                links = await uow.orders.amend_links(signal.signal_id)
-            unsettled = [link for link in links if not link.landed]
-        if pending or unsettled:
-            category = (pending or rows)[0].state.category
-            market = await self.gateway.market(category, signal.asset)
+                amends = await uow.orders.amend_links(signal.signal_id)
+                cancels = await uow.orders.cancel_links(signal.signal_id)
+            unsettled = [link for link in amends if not link.landed]
+        unsent = [link_id for link_id, done in cancels.items() if not done]
+        if pending or unsettled or unsent:
+            market = await self.gateway.market(rows[0].state.category, signal.asset)
             ctx = ExecutionContext(signal, trace_id, market)
+            # as a plan runs: cancels first (they free margin), then places and amends
+            legs += await self.executor.resume_cancels(signal.signal_id, unsent, ctx)
             for row in pending:
                 legs.append(await self.executor.resend(place_from_row(row), row, ctx))
             free_leg = max((row.leg or 0 for row in own), default=0) + 1
@@ -450,7 +454,7 @@ class Processor:
         sent = {leg.order_link_id for leg in legs}
         async with self.uow_factory() as uow:
             for row in rows:
-                if row.state.order_link_id in sent:
+                if row.state.order_link_id in sent or row.state.order_link_id in cancels:
                     continue
                 fresh = await uow.orders.get(row.state.order_link_id)
                 if fresh is None:
@@ -484,7 +488,9 @@ class Processor:
                 order_link_ids=tuple(leg.order_link_id for leg in placed),
                 order_ids=tuple(leg.order_id for leg in placed if leg.order_id),
                 is_dry_run=dry,
-                partial_failures={leg.order_link_id: leg.message for leg in result.refused},
+                partial_failures={
+                    leg.order_link_id: leg.message for leg in result.refused + result.failed_cancels
+                },
                 notes=notes,
             )
         refused = result.refused

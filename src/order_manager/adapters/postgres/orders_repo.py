@@ -611,6 +611,27 @@ class PgOrderRepository:
         )
         return frozenset(Relation(row["relation"]) for row in rows)
 
+    async def cancel_links(self, signal_id: str) -> dict[str, bool]:
+        rows = await self._conn.fetch(
+            """
+            SELECT o.order_link_id, l.cancel_done_at IS NOT NULL AS done
+            FROM signal_order_links l JOIN orders o ON o.id = l.order_uuid
+            WHERE l.signal_id = $1::uuid AND l.relation = 'cancel'
+            ORDER BY l.id
+            """,
+            signal_id,
+        )
+        return {row["order_link_id"]: row["done"] for row in rows}
+
+    async def mark_cancel_done(self, signal_id: str, order_uuid: str, at: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE signal_order_links SET cancel_done_at = COALESCE(cancel_done_at, $3) "
+            "WHERE signal_id = $1::uuid AND order_uuid = $2::uuid AND relation = 'cancel'",
+            signal_id,
+            order_uuid,
+            at,
+        )
+
     async def amend_links(self, signal_id: str) -> list[RecordedAmend]:
         rows = await self._conn.fetch(
             """

@@ -158,6 +158,15 @@ class OrderRepository(Protocol):
         """How the signal is linked to orders (its own and others')."""
         ...
 
+    async def cancel_links(self, signal_id: str) -> Mapping[str, bool]:
+        """The orders the signal's plan cancels (orderLinkId → whether the exchange answered
+        the cancel yet; written ahead since revision 0007), in link order."""
+        ...
+
+    async def mark_cancel_done(self, signal_id: str, order_uuid: str, at: datetime) -> None:
+        """The exchange answered the signal's cancel of the order (done, or already gone)."""
+        ...
+
     async def amend_links(self, signal_id: str) -> Sequence[RecordedAmend]:
         """The signal's ``amend`` links that carry a write-ahead record (revision 0006)."""
         ...
