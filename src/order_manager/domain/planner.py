@@ -456,12 +456,16 @@ def plan(
     market: MarketSnapshot | None,
     config: PlannerConfig,
     now: datetime,
+    *,
+    carried_conversion: Decimal = ZERO,
 ) -> Plan:
     """Decide what to do for ``signal``. Never raises for business reasons: refusals are a
-    rejected ``Plan``."""
+    rejected ``Plan``. ``carried_conversion``: under ``convert``, untraded quantity of limits an
+    earlier run of this signal already cancelled (it died before writing its intents) — added
+    to the market order like the limits converted now."""
     notes: list[str] = []
     try:
-        return _plan(signal, account, instrument, market, config, now, notes)
+        return _plan(signal, account, instrument, market, config, now, notes, carried_conversion)
     except _Refused as refused:
         return Plan.rejected(signal.signal_id, refused.rejection, tuple(notes))
 
@@ -474,6 +478,7 @@ def _plan(
     config: PlannerConfig,
     now: datetime,
     notes: list[str],
+    carried_conversion: Decimal = ZERO,
 ) -> Plan:
     if instrument.symbol != signal.asset or signal.category_or(instrument.category) is not (
         instrument.category
@@ -528,7 +533,7 @@ def _plan(
         limits = [o for o in same_side if o.order_type is OrderType.LIMIT]
         cancels += [_cancel(o, CancelReason.REPLACED_BY_MARKET) for o in limits]
         if config.pending_limits_on_market is PendingLimitPolicy.CONVERT:
-            extra = sum((o.remaining_qty for o in limits), ZERO)
+            extra = sum((o.remaining_qty for o in limits), carried_conversion)
             intents = [
                 _Intent(i.kind, i.side, i.qty + extra, i.position_idx)
                 if i.kind is LegIntent.OPEN

@@ -222,6 +222,16 @@ class SignalOrderLink:
 
 
 @dataclass(frozen=True, slots=True)
+class WrittenCancel:
+    """A signal's ``cancel`` link as stored: whether the exchange answered the cancel, and the
+    quantity of the order the plan converted into its market order (``convert``; else 0)."""
+
+    order_link_id: str
+    done: bool
+    converted_qty: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     signal_id: str
     actions: tuple[Action, ...]

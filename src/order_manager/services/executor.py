@@ -53,7 +53,7 @@ from decimal import Decimal
 import structlog
 
 from order_manager.domain.amends import AmendResolution, RecordedAmend, recorded, resolve
-from order_manager.domain.enums import OrderType, PositionIdx, TimeInForce
+from order_manager.domain.enums import Category, OrderType, PositionIdx, TimeInForce
 from order_manager.domain.market import MarketSnapshot
 from order_manager.domain.orders import (
     OrderEvent,
@@ -309,18 +309,39 @@ class Executor:
                         and link.relation is Relation.AMEND
                     ):
                         await uow.orders.add_link(link, target.uuid, amend=record)
-            for cancel in ahead:
-                target = await uow.orders.get(cancel.order_link_id)
-                if target is None:
-                    continue
-                for link in links:
-                    if (
-                        link.order_link_id == cancel.order_link_id
-                        and link.relation is Relation.CANCEL
-                    ):
-                        await uow.orders.add_link(link, target.uuid)
+            await self._add_cancel_links(uow, plan, ahead)
             await uow.commit()
         return to_send, linked_amends
+
+    async def _write_cancels_ahead(self, plan: Plan) -> None:
+        """``convert``: the cancel links, each converted limit's with the quantity the plan
+        converts (``allocated_qty``), committed before the cancels go out — a run that dies
+        before its intents leaves the conversion for the redelivered signal to carry over."""
+        async with self.uow_factory() as uow:
+            await self._add_cancel_links(uow, plan, plan.cancels)
+            await uow.commit()
+
+    @staticmethod
+    async def _add_cancel_links(uow: UnitOfWork, plan: Plan, cancels: Sequence[Cancel]) -> None:
+        converting = plan.converted_qty > 0
+        for cancel in cancels:
+            target = await uow.orders.get(cancel.order_link_id)
+            if target is None:
+                continue
+            converted = (
+                cancel.remaining_qty
+                if converting and cancel.reason is CancelReason.REPLACED_BY_MARKET
+                else Decimal(0)
+            )
+            link = SignalOrderLink(
+                plan.signal_id,
+                cancel.order_link_id,
+                LinkType.ONE_TO_ONE,
+                Relation.CANCEL,
+                0,
+                converted,
+            )
+            await uow.orders.add_link(link, target.uuid)
 
     # ------------------------------------------------------------------ run
     async def execute(self, plan: Plan, ctx: ExecutionContext) -> ExecutionResult:
@@ -338,6 +359,7 @@ class Executor:
             # A crash between the cancels and the intents: the redelivered signal plans again
             # (the processor), and a limit its first run cancelled — "not found" now — is
             # looked up the same way.
+            await self._write_cancels_ahead(plan)
             cancels = await self._cancel_all(plan, ctx)
             untraded = await self._untraded(plan, cancels, ctx)
             plan = _keep_untraded_conversions(plan, untraded, notes)
@@ -850,13 +872,33 @@ class Executor:
             if cancel.reason is not CancelReason.REPLACED_BY_MARKET or not leg.ok:
                 untraded.append(Decimal(0))
                 continue
-            lookup = await self.gateway.find_order(
-                cancel.category, cancel.symbol, cancel.order_link_id, trace_id=ctx.trace_id
+            untraded.append(
+                await self.untraded_of(
+                    cancel.category,
+                    cancel.symbol,
+                    cancel.order_link_id,
+                    cancel.remaining_qty,
+                    ctx,
+                )
             )
-            await self._audit_alone(lookup, ctx, cancel.order_link_id)
-            found = lookup.order if lookup.ok else None
-            untraded.append(untraded_after_cancel(found, cancel.remaining_qty))
         return untraded
+
+    async def untraded_of(
+        self,
+        category: Category,
+        symbol: str,
+        order_link_id: str,
+        planned: Decimal,
+        ctx: ExecutionContext,
+    ) -> Decimal:
+        """What a cancelled order left untraded (at most ``planned``), by an audited lookup of
+        it on the exchange (``domain.orders.untraded_after_cancel``; 0 if the lookup fails)."""
+        lookup = await self.gateway.find_order(
+            category, symbol, order_link_id, trace_id=ctx.trace_id
+        )
+        await self._audit_alone(lookup, ctx, order_link_id)
+        found = lookup.order if lookup.ok else None
+        return untraded_after_cancel(found, planned)
 
     # ------------------------------------------------------------------ helpers
     async def _audit(

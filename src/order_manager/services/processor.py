@@ -35,7 +35,7 @@ nothing was written.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -48,9 +48,10 @@ from order_manager.domain.account import AccountState, OpenOrder
 from order_manager.domain.amends import RecordedAmend
 from order_manager.domain.enums import Category, OrderType, TimeInForce
 from order_manager.domain.instruments import Instrument
+from order_manager.domain.market import MarketSnapshot
 from order_manager.domain.orders import OrderStatus
 from order_manager.domain.planner import PlannerConfig, plan
-from order_manager.domain.plans import LegIntent, Place, Relation
+from order_manager.domain.plans import LegIntent, Place, Relation, WrittenCancel
 from order_manager.domain.positions import Position
 from order_manager.domain.rejections import RejectCode, Rejection
 from order_manager.domain.risk import RATE_WINDOW, RiskLimits, check
@@ -256,19 +257,30 @@ class Processor:
             )
         existing, rows, recent = stored.existing, stored.open_rows, stored.recent
         own = [row for row in existing if row.signal_id == signal.signal_id]
-        if (
-            existing
-            and not (own and all(r.state.status is OrderStatus.FAILED for r in own))
-            and await self._wrote_ahead(signal, own)
-        ):
-            return await self._resume(signal, trace_id, existing)
+        carried = Decimal(0)
+        if existing:
+            retry_all_failed = bool(own) and all(
+                r.state.status is OrderStatus.FAILED for r in own
+            )
+            if not retry_all_failed and await self._wrote_ahead(signal, own):
+                return await self._resume(signal, trace_id, existing)
+            # planned again: a conversion an earlier run already cancelled is carried over
+            carried = await self._carried_conversion(signal, trace_id, market, rows)
 
         leverage = await self.gateway.leverage(category, symbol)
         account = await self._account(
             instrument, balances, positions, leverage, rows, recent, stored.daily_volume
         )
         now = self.clock()
-        planned = plan(signal, account, instrument, market, self.config.planner, now)
+        planned = plan(
+            signal,
+            account,
+            instrument,
+            market,
+            self.config.planner,
+            now,
+            carried_conversion=carried,
+        )
         decision = check(planned, account, self.config.limits, now)
         notes = tuple(planned.notes) + tuple(decision.notes)
         if not decision.approved:
@@ -406,6 +418,39 @@ class Processor:
         )
 
     # ------------------------------------------------------------------ resume
+    async def _carried_conversion(
+        self,
+        signal: TradingSignal,
+        trace_id: str,
+        market: MarketSnapshot | None,
+        open_rows: Sequence[StoredOrder],
+    ) -> Decimal:
+        """An earlier run of this ``convert`` signal cancelled limits and died before writing
+        its intents. A limit still open in our store is converted again by the new plan (its
+        cancel comes back "not found", its lookup says what it left untraded); one our store
+        already knows closed is not a candidate any more, so what it left untraded (looked up
+        on the exchange, at most what that run converted) is carried into the new plan."""
+        async with self.uow_factory(atomic=False) as uow:
+            written = await uow.orders.cancel_links(signal.signal_id)
+        still_open = {row.state.order_link_id for row in open_rows}
+        closed = [c for c in written if c.converted_qty > 0 and c.order_link_id not in still_open]
+        if not closed:
+            return Decimal(0)
+        ctx = ExecutionContext(signal, trace_id, market)
+        category = signal.category_or(self.config.default_category)
+        carried = Decimal(0)
+        for cancel in closed:
+            carried += await self.executor.untraded_of(
+                category, signal.asset, cancel.order_link_id, cancel.converted_qty, ctx
+            )
+        log.info(
+            "processor.conversion_carried_over",
+            signal_id=signal.signal_id,
+            carried=str(carried),
+            trace_id=trace_id,
+        )
+        return carried
+
     async def _wrote_ahead(self, signal: TradingSignal, own: list[StoredOrder]) -> bool:
         """Did an earlier run of the signal get past its write-ahead commit? Its own orders or
         an amend link say so. Orders it is linked to only by cancels do not: under
@@ -429,13 +474,14 @@ class Processor:
             row for row in own if row.state.status in (OrderStatus.SUBMITTING, OrderStatus.FAILED)
         ]
         unsettled: list[RecordedAmend] = []
-        cancels: Mapping[str, bool] = {}
+        cancels: Sequence[WrittenCancel] = ()
         if len(own) < len(rows):  # linked to other orders: amends to settle, cancels to send?
             async with self.uow_factory(atomic=False) as uow:
                 amends = await uow.orders.amend_links(signal.signal_id)
                 cancels = await uow.orders.cancel_links(signal.signal_id)
             unsettled = [link for link in amends if not link.landed]
-        unsent = [link_id for link_id, done in cancels.items() if not done]
+        unsent = [c.order_link_id for c in cancels if not c.done]
+        cancelled = {c.order_link_id for c in cancels}
         if pending or unsettled or unsent:
             market = await self.gateway.market(rows[0].state.category, signal.asset)
             ctx = ExecutionContext(signal, trace_id, market)
@@ -454,7 +500,7 @@ class Processor:
         sent = {leg.order_link_id for leg in legs}
         async with self.uow_factory() as uow:
             for row in rows:
-                if row.state.order_link_id in sent or row.state.order_link_id in cancels:
+                if row.state.order_link_id in sent or row.state.order_link_id in cancelled:
                     continue
                 fresh = await uow.orders.get(row.state.order_link_id)
                 if fresh is None:

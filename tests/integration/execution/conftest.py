@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import uuid
@@ -155,3 +156,17 @@ async def new_signal(env: Env, **kwargs: Any) -> TradingSignal:
     signal = make_signal(**kwargs)
     await insert_signal(env.pool, signal.signal_id)
     return signal
+
+
+@contextlib.asynccontextmanager
+async def one_attempt_processor(
+    env: Env, planner: PlannerConfig | None = None
+) -> AsyncIterator[Processor]:
+    """A processor whose client makes one attempt per call and waits 0.5 s for an answer."""
+    config = client_config(env.sim_url, retry=RetryConfig(max_attempts=1), read_timeout=0.5)
+    async with BybitRestClient(config, metrics=metrics_for(CollectorRegistry())) as rest:
+        cache = InstrumentCache(rest, ["linear"])
+        await cache.refresh()
+        yield Processor(
+            env.uow, BybitGateway(rest, cache), ProcessorConfig(planner or PlannerConfig())
+        )

@@ -21,8 +21,7 @@ from order_manager.services.ports.processing import (
     SignalRejected,
 )
 
-from .conftest import Env, new_signal
-from .test_processor_sim import one_attempt_processor
+from .conftest import Env, new_signal, one_attempt_processor
 
 LIMIT = {"order_type": "limit"}
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from order_manager.adapters.bybit.config import RetryConfig
 from order_manager.adapters.bybit.gateway import BybitGateway, GatewayReport
 from order_manager.adapters.bybit.instruments import InstrumentCache
 from order_manager.adapters.bybit.metrics import metrics_for
@@ -34,7 +31,7 @@ from order_manager.services.store_freshness import StoreFreshness
 from order_manager.services.tracker import Tracker
 from tests.helpers import eventually
 
-from .conftest import Env, client_config, new_signal
+from .conftest import Env, client_config, new_signal, one_attempt_processor
 
 
 async def test_a_1000_usdt_buy_becomes_the_right_order(env: Env) -> None:
@@ -561,16 +558,6 @@ async def test_an_external_resting_order_is_never_amended_or_cancelled(env: Env)
     assert by_link[ours.order_link_ids[0]]["orderStatus"] == "Cancelled"
 
 
-@contextlib.asynccontextmanager
-async def one_attempt_processor(env: Env) -> AsyncIterator[Processor]:
-    """A processor whose client makes one attempt per call and waits 0.5 s for an answer."""
-    config = client_config(env.sim_url, retry=RetryConfig(max_attempts=1), read_timeout=0.5)
-    async with BybitRestClient(config, metrics=metrics_for(CollectorRegistry())) as rest:
-        cache = InstrumentCache(rest, ["linear"])
-        await cache.refresh()
-        yield Processor(env.uow, BybitGateway(rest, cache))
-
-
 async def test_an_amend_whose_answer_is_lost_is_recorded_not_replaced(env: Env) -> None:
     """The exchange applies the amend but its answer never arrives (and, one attempt only,
     the client cannot retry). The order is looked up by orderLinkId: it is at the target
@@ -780,43 +767,3 @@ async def test_convert_adds_only_what_a_partly_filled_limit_left_untraded(env: E
     markets = [o for o in await env.sim_orders() if o["orderType"] == "Market"]
     assert [Decimal(o["qty"]) for o in markets] == [Decimal("0.025")]
     assert any("0.005 not added" in note for note in outcome.notes), outcome.notes
-
-
-async def test_a_crash_between_the_convert_cancels_and_the_intents_loses_nothing(
-    env: Env,
-) -> None:
-    """convert sends its cancels BEFORE writing its intents. The process dies in between —
-    stood in for by the intents' INSERT failing on the real database. The limit is cancelled
-    on the exchange, the signal has a `cancel` link and no order of its own. Its redelivery
-    must place the market order with the converted quantity (it used to be reported executed
-    with nothing placed)."""
-    from order_manager.domain.planner import PendingLimitPolicy
-
-    planner = PlannerConfig(pending_limits_on_market=PendingLimitPolicy.CONVERT)
-    limit = await env.processor(planner=planner).process(
-        await new_signal(env, metadata={"order_type": "limit"}), "t-l"
-    )
-    assert isinstance(limit, SignalExecuted), limit
-    market = await new_signal(env, metadata={"order_type": "market"})
-    async with env.pool.acquire() as conn:
-        await conn.execute(
-            "CREATE FUNCTION om_test_die() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'the process died here'; END $$"
-        )
-        await conn.execute(
-            "CREATE TRIGGER om_test_die BEFORE INSERT ON orders "
-            "FOR EACH ROW EXECUTE FUNCTION om_test_die()"
-        )
-        with pytest.raises(Exception, match="the process died here"):
-            await env.processor(planner=planner).process(market, "t-crash")
-        await conn.execute("DROP TRIGGER om_test_die ON orders; DROP FUNCTION om_test_die()")
-    assert {o["orderType"]: o["orderStatus"] for o in await env.sim_orders()} == {
-        "Limit": "Cancelled"
-    }
-
-    outcome = await env.processor(planner=planner).process(market, "t-redelivered")
-
-    assert isinstance(outcome, SignalExecuted), outcome
-    markets = [o for o in await env.sim_orders() if o["orderType"] == "Market"]
-    assert [Decimal(o["qty"]) for o in markets] == [Decimal("0.030")]  # 0.015 own + 0.015
-    assert [o["orderLinkId"] for o in markets] == list(outcome.order_link_ids)

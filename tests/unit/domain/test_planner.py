@@ -479,6 +479,24 @@ def test_pending_limits_when_a_market_signal_arrives() -> None:
     assert convert.converted_qty == D("0.010") and cancel.converted_qty == 0
 
 
+def test_a_conversion_carried_over_from_a_crashed_run_joins_the_market_order() -> None:
+    """The signal's first run cancelled a 0.010 limit and died before its intents; the limit is
+    closed now (no candidate), its untraded 0.010 is carried in. Only under convert."""
+    kw: dict[str, object] = {"confidence": D("0.9")}
+    signal = make_signal(**kw)
+
+    def planned(policy: PendingLimitPolicy, account: AccountState = EMPTY) -> Plan:
+        config = replace(CONFIG, pending_limits_on_market=policy)
+        return plan(signal, account, btc(), book(), config, NOW, carried_conversion=D("0.010"))
+
+    convert = planned(PendingLimitPolicy.CONVERT)
+    assert only_place(convert).qty == D("0.025") and convert.cancels == ()
+    assert convert.converted_qty == D("0.010")
+    both = planned(PendingLimitPolicy.CONVERT, AccountState(open_orders=(resting(qty="0.005"),)))
+    assert both.places[0].qty == D("0.030") and both.converted_qty == D("0.015")
+    assert only_place(planned(PendingLimitPolicy.KEEP)).qty == D("0.015")
+
+
 def test_stale_orders() -> None:
     orders = [resting(link="old", age=600), resting(link="new", age=10)]
     cancels = stale_orders(orders, NOW, timedelta(minutes=5))

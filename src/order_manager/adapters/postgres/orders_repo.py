@@ -32,7 +32,7 @@ from order_manager.domain.orders import (
     OrderState,
     OrderStatus,
 )
-from order_manager.domain.plans import Relation, SignalOrderLink
+from order_manager.domain.plans import Relation, SignalOrderLink, WrittenCancel
 
 ACTIVE_STATUSES = tuple(s.value for s in OrderStatus if s.is_open)
 #: the open statuses as SQL text, exactly the predicate of the partial index `orders_active_idx`
@@ -611,17 +611,20 @@ class PgOrderRepository:
         )
         return frozenset(Relation(row["relation"]) for row in rows)
 
-    async def cancel_links(self, signal_id: str) -> dict[str, bool]:
+    async def cancel_links(self, signal_id: str) -> list[WrittenCancel]:
         rows = await self._conn.fetch(
             """
-            SELECT o.order_link_id, l.cancel_done_at IS NOT NULL AS done
+            SELECT o.order_link_id, l.cancel_done_at IS NOT NULL AS done, l.allocated_qty
             FROM signal_order_links l JOIN orders o ON o.id = l.order_uuid
             WHERE l.signal_id = $1::uuid AND l.relation = 'cancel'
             ORDER BY l.id
             """,
             signal_id,
         )
-        return {row["order_link_id"]: row["done"] for row in rows}
+        return [
+            WrittenCancel(row["order_link_id"], row["done"], row["allocated_qty"] or Decimal(0))
+            for row in rows
+        ]
 
     async def mark_cancel_done(self, signal_id: str, order_uuid: str, at: datetime) -> None:
         await self._conn.execute(

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from order_manager.domain.amends import RecordedAmend
 from order_manager.domain.enums import Category
 from order_manager.domain.orders import OrderState
-from order_manager.domain.plans import Relation, SignalOrderLink
+from order_manager.domain.plans import Relation, SignalOrderLink, WrittenCancel
 from order_manager.services.ports.outbox import QueuedEvent
 
 
@@ -158,9 +158,9 @@ class OrderRepository(Protocol):
         """How the signal is linked to orders (its own and others')."""
         ...
 
-    async def cancel_links(self, signal_id: str) -> Mapping[str, bool]:
-        """The orders the signal's plan cancels (orderLinkId → whether the exchange answered
-        the cancel yet; written ahead since revision 0007), in link order."""
+    async def cancel_links(self, signal_id: str) -> Sequence[WrittenCancel]:
+        """The orders the signal's plan cancels (written ahead since revision 0007), in link
+        order."""
         ...
 
     async def mark_cancel_done(self, signal_id: str, order_uuid: str, at: datetime) -> None:
