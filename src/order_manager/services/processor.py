@@ -259,9 +259,7 @@ class Processor:
         own = [row for row in existing if row.signal_id == signal.signal_id]
         carried = Decimal(0)
         if existing:
-            retry_all_failed = bool(own) and all(
-                r.state.status is OrderStatus.FAILED for r in own
-            )
+            retry_all_failed = bool(own) and all(r.state.status is OrderStatus.FAILED for r in own)
             if not retry_all_failed and await self._wrote_ahead(signal, own):
                 return await self._resume(signal, trace_id, existing)
             # planned again: a conversion an earlier run already cancelled is carried over
