@@ -223,6 +223,78 @@ async def test_sigkill_between_intent_and_answer_leaves_exactly_one_order(world:
     assert len(all_ours) == 1  # exactly one exchange order in total
 
 
+async def test_sigkill_while_an_amend_is_unanswered_records_it_once_after_restart(
+    world: World,
+) -> None:
+    """A second limit buy amends the resting first one (many-to-one). The exchange executes the
+    amend and holds its answer; the service is SIGKILLed. After the restart the redelivered
+    signal settles the amend from the exchange's order — it landed: recorded, not sent again,
+    and no order of its own placed for the quantity."""
+    await world.service.start()
+    limit = {"order_type": "limit"}
+    first = build_signal(
+        asset="BTCUSDT",
+        side="buy",
+        amount=Decimal("1000"),
+        confidence=Decimal("0.9"),
+        metadata=limit,
+    )
+    await world.publisher.publish_signal(first)
+    await _executed(world, first["signal_id"])
+    fault = await world.admin.post(
+        "/sim/faults",
+        json={
+            "target": "rest",
+            "endpoint": "/v5/order/amend",
+            "kind": "timeout_after_execute",
+            "count": 1,
+            "params": {"mode": "hold", "hold_ms": 60000},
+        },
+    )
+    assert fault.status_code == 200, fault.text
+    second = build_signal(
+        asset="BTCUSDT",
+        side="buy",
+        amount=Decimal("1000"),
+        confidence=Decimal("0.9"),
+        metadata=limit,
+    )
+    second_id = second["signal_id"]
+    await world.publisher.publish_signal(second)
+
+    async def amended_on_the_exchange_answer_held() -> bool:
+        orders = await world.sim_orders()
+        return (
+            len(orders) == 1
+            and Decimal(orders[0]["qty"]) == Decimal("0.030")
+            and await world.signal_status(second_id) == "processing"
+        )
+
+    await until(amended_on_the_exchange_answer_held, what="amend executed, answer held")
+    await world.service.kill()
+    await world.admin.delete("/sim/faults")
+
+    await world.service.start()
+    await until(lambda: _is(world.signal_status(second_id), "executed"), what="signal executed")
+    orders = await world.sim_orders()
+    assert len(orders) == 1 and Decimal(orders[0]["qty"]) == Decimal("0.030")
+    links = await world.fetch(
+        "SELECT relation, amend_qty, amended_at IS NOT NULL AS landed FROM signal_order_links "
+        "WHERE signal_id = $1",
+        second_id,
+    )
+    assert [(r["relation"], r["amend_qty"], r["landed"]) for r in links] == [
+        ("amend", Decimal("0.030"), True)
+    ]
+    calls = await world.fetch(
+        "SELECT action FROM audit_log WHERE signal_id = $1 ORDER BY id", second_id
+    )
+    # the killed run's amend was never answered, so never audited; the resumed run only looked
+    assert [c["action"] for c in calls] == ["order.get"]
+    rows = await world.fetch("SELECT qty FROM orders")
+    assert [r["qty"] for r in rows] == [Decimal("0.030")]
+
+
 async def test_malformed_signals_are_dead_lettered_and_the_next_one_executes(
     world: World,
 ) -> None:
