@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import structlog
+from prometheus_client import Counter
 
 from order_manager.domain.amends import AmendResolution, RecordedAmend, recorded, resolve
 from order_manager.domain.enums import Category, OrderType, PositionIdx, TimeInForce
@@ -92,6 +93,15 @@ from order_manager.services.ports.outbox import EventWriter
 from order_manager.services.ports.uow import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("order_manager.services.executor")
+
+RESUMED = Counter(
+    "om_resumed_work_total",
+    "Work an earlier run of a signal wrote ahead and a resumed run settled: amend_landed "
+    "(recorded), amend_send, amend_replace (placed as the signal's own order), amend_ambiguous "
+    "(the order changed otherwise: neither — alert on it), amend_lookup_failed, cancel_sent, "
+    "conversion_carried",
+    ["outcome"],
+)
 
 #: a failed amend of these kinds may still have landed (a lost answer, or a retry of one that
 #: had: Bybit answers the repeat "not modified"/"not exists"): the order is looked up first
@@ -570,6 +580,7 @@ class Executor:
             state.category, state.symbol, link_id, trace_id=ctx.trace_id
         )
         if not lookup.ok:
+            RESUMED.labels("amend_lookup_failed").inc()
             await self._audit_alone(lookup, ctx, link_id, row.uuid)
             return SettledAmend(
                 LegResult(
@@ -583,6 +594,7 @@ class Executor:
                 )
             )
         decision = resolve(record, lookup.order)
+        RESUMED.labels(f"amend_{decision.value}").inc()
         log.info(
             "executor.amend_resumed",
             order_link_id=link_id,
@@ -812,6 +824,7 @@ class Executor:
                     await uow.commit()
                 continue
             cancels.append(resumed_cancel(row.state, ctx.signal.side))
+            RESUMED.labels("cancel_sent").inc()
         links = [
             SignalOrderLink(
                 signal_id, c.order_link_id, LinkType.ONE_TO_ONE, Relation.CANCEL, 0, Decimal(0)

@@ -57,6 +57,7 @@ from order_manager.domain.rejections import RejectCode, Rejection
 from order_manager.domain.risk import RATE_WINDOW, RiskLimits, check
 from order_manager.domain.signals import TradingSignal
 from order_manager.services.executor import (
+    RESUMED,
     ExecutionContext,
     ExecutionResult,
     Executor,
@@ -441,6 +442,8 @@ class Processor:
             carried += await self.executor.untraded_of(
                 category, signal.asset, cancel.order_link_id, cancel.converted_qty, ctx
             )
+        if carried > 0:
+            RESUMED.labels("conversion_carried").inc()
         log.info(
             "processor.conversion_carried_over",
             signal_id=signal.signal_id,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from prometheus_client import REGISTRY
+
 from order_manager.domain.signals import TradingSignal
 from order_manager.services.ports.processing import (
     SignalExecuted,
@@ -55,8 +57,17 @@ async def _amend_links(env: Env, signal: TradingSignal) -> list[tuple[Decimal, D
     return [(r["amend_qty"], r["amend_from_qty"], r["landed"]) for r in rows]
 
 
-async def _retry(env: Env, signal: TradingSignal) -> SignalOutcome:
-    return await env.processor().process(signal, "t-retry")
+async def _retry(env: Env, signal: TradingSignal, expected_outcome: str) -> SignalOutcome:
+    """The signal's retry; the resumed-work metric counts exactly the expected decision."""
+
+    def count() -> float:
+        labels = {"outcome": expected_outcome}
+        return REGISTRY.get_sample_value("om_resumed_work_total", labels) or 0.0
+
+    before = count()
+    outcome = await env.processor().process(signal, "t-retry")
+    assert count() == before + 1
+    return outcome
 
 
 async def _retry_actions(env: Env) -> list[str]:
@@ -70,7 +81,7 @@ async def test_an_amend_that_never_landed_is_sent_when_its_signal_is_retried(env
     orders = await env.sim_orders()
     assert [Decimal(o["qty"]) for o in orders] == [Decimal("0.015")]  # it did not land
 
-    outcome = await _retry(env, second)
+    outcome = await _retry(env, second, "amend_send")
 
     assert isinstance(outcome, SignalExecuted), outcome
     assert outcome.order_link_ids == (resting,)
@@ -95,7 +106,7 @@ async def test_an_amend_that_landed_unrecorded_is_recorded_not_sent_again(env: E
     orders = await env.sim_orders()
     assert [Decimal(o["qty"]) for o in orders] == [Decimal("0.030")]  # it landed
 
-    outcome = await _retry(env, second)
+    outcome = await _retry(env, second, "amend_landed")
 
     assert isinstance(outcome, SignalExecuted), outcome
     assert await _retry_actions(env) == ["order.get"]  # looked up, not amended again
@@ -114,7 +125,7 @@ async def test_an_amend_whose_order_closed_meanwhile_becomes_the_signals_own_ord
     second = await _unsettled_amend(env, "http_status")
     await env.rest.cancel_order("linear", "BTCUSDT", order_link_id=resting)
 
-    outcome = await _retry(env, second)
+    outcome = await _retry(env, second, "amend_replace")
 
     assert isinstance(outcome, SignalExecuted), outcome
     assert resting not in outcome.order_link_ids
@@ -138,7 +149,7 @@ async def test_an_amend_whose_order_changed_otherwise_is_neither_sent_nor_replac
     second = await _unsettled_amend(env, "http_status")
     await env.rest.amend_order("linear", "BTCUSDT", order_link_id=resting, qty=Decimal("0.045"))
 
-    outcome = await _retry(env, second)
+    outcome = await _retry(env, second, "amend_ambiguous")
 
     assert isinstance(outcome, SignalRejected), outcome
     assert outcome.details["error_kind"] == "ambiguous"

@@ -10,6 +10,7 @@ not only re-send its intent. Real PostgreSQL, a running bybit_sim.
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
 from order_manager.adapters.bybit.gateway import BybitGateway, GatewayReport
 from order_manager.domain.plans import Cancel
@@ -55,7 +56,10 @@ async def test_a_cancel_the_process_never_sent_is_sent_by_the_resumed_signal(env
     assert [(r["relation"], r["done"]) for r in links] == [("create", False), ("cancel", False)]
     assert {o["orderLinkId"]: o["orderStatus"] for o in await env.sim_orders()} == {resting: "New"}
 
+    sent_before = REGISTRY.get_sample_value("om_resumed_work_total", {"outcome": "cancel_sent"})
     outcome = await env.processor().process(buy, "t-redelivered")
+    sent = REGISTRY.get_sample_value("om_resumed_work_total", {"outcome": "cancel_sent"})
+    assert sent == (sent_before or 0.0) + 1
 
     assert isinstance(outcome, SignalExecuted), outcome
     statuses = {o["orderLinkId"]: o["orderStatus"] for o in await env.sim_orders()}

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from prometheus_client import REGISTRY
 
 from order_manager.adapters.bybit.queries import BybitReconcileQueries
 from order_manager.domain.planner import PendingLimitPolicy, PlannerConfig
@@ -64,12 +65,20 @@ async def test_a_crash_between_the_convert_cancels_and_the_intents_loses_nothing
         )
         assert row["status"] == "cancelled"
 
+    carried_before = _carried()
     outcome = await env.processor(planner=CONVERT).process(market, "t-redelivered")
 
     assert isinstance(outcome, SignalExecuted), outcome
     markets = [o for o in await env.sim_orders() if o["orderType"] == "Market"]
     assert [Decimal(o["qty"]) for o in markets] == [Decimal("0.030")]  # 0.015 own + 0.015
     assert [o["orderLinkId"] for o in markets] == list(outcome.order_link_ids)
+    # carried over only when the store already had the limit closed; else converted again
+    assert _carried() == carried_before + (1 if reconciled else 0)
+
+
+def _carried() -> float:
+    labels = {"outcome": "conversion_carried"}
+    return REGISTRY.get_sample_value("om_resumed_work_total", labels) or 0.0
 
 
 async def test_a_convert_retried_after_its_intent_failed_keeps_the_converted_quantity(
