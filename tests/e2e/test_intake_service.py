@@ -99,6 +99,20 @@ class World:
         async with self.pool.acquire() as conn:
             return list(await conn.fetch(query, *args))
 
+    async def execute_and_hold_the_answer(self, endpoint: str) -> None:
+        """The simulator's next call of ``endpoint`` executes and its answer is held (60 s)."""
+        fault = await self.admin.post(
+            "/sim/faults",
+            json={
+                "target": "rest",
+                "endpoint": endpoint,
+                "kind": "timeout_after_execute",
+                "count": 1,
+                "params": {"mode": "hold", "hold_ms": 60000},
+            },
+        )
+        assert fault.status_code == 200, fault.text
+
     async def signal_status(self, signal_id: str) -> str | None:
         rows = await self.fetch("SELECT status FROM signals WHERE signal_id = $1", signal_id)
         return str(rows[0]["status"]) if rows else None
@@ -173,17 +187,7 @@ async def _executed(world: World, signal_id: str) -> None:
 
 async def test_sigkill_between_intent_and_answer_leaves_exactly_one_order(world: World) -> None:
     await world.service.start()
-    fault = await world.admin.post(
-        "/sim/faults",
-        json={
-            "target": "rest",
-            "endpoint": "/v5/order/create",
-            "kind": "timeout_after_execute",
-            "count": 1,
-            "params": {"mode": "hold", "hold_ms": 60000},
-        },
-    )
-    assert fault.status_code == 200, fault.text
+    await world.execute_and_hold_the_answer("/v5/order/create")
     signal_ = build_signal(
         asset="BTCUSDT", side="buy", amount=Decimal("1000"), confidence=Decimal("0.9")
     )
@@ -241,17 +245,7 @@ async def test_sigkill_while_an_amend_is_unanswered_records_it_once_after_restar
     )
     await world.publisher.publish_signal(first)
     await _executed(world, first["signal_id"])
-    fault = await world.admin.post(
-        "/sim/faults",
-        json={
-            "target": "rest",
-            "endpoint": "/v5/order/amend",
-            "kind": "timeout_after_execute",
-            "count": 1,
-            "params": {"mode": "hold", "hold_ms": 60000},
-        },
-    )
-    assert fault.status_code == 200, fault.text
+    await world.execute_and_hold_the_answer("/v5/order/amend")
     second = build_signal(
         asset="BTCUSDT",
         side="buy",

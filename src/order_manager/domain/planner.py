@@ -104,6 +104,7 @@ from order_manager.domain.plans import (
     LegIntent,
     Place,
     Plan,
+    cancel_of,
     order_link_id,
 )
 from order_manager.domain.rejections import RejectCode, Rejection
@@ -524,14 +525,16 @@ def _plan(
     cancels: list[Cancel] = []
     converted = ZERO
     if config.cancel_opposite_orders:
-        cancels += [_cancel(o, CancelReason.OPPOSITE_SIGNAL) for o in resting if o.side is not side]
+        cancels += [
+            cancel_of(o, CancelReason.OPPOSITE_SIGNAL) for o in resting if o.side is not side
+        ]
     same_side = [o for o in resting if o.side is side and not o.reduce_only]
     if (
         order_type is OrderType.MARKET
         and config.pending_limits_on_market is not PendingLimitPolicy.KEEP
     ):
         limits = [o for o in same_side if o.order_type is OrderType.LIMIT]
-        cancels += [_cancel(o, CancelReason.REPLACED_BY_MARKET) for o in limits]
+        cancels += [cancel_of(o, CancelReason.REPLACED_BY_MARKET) for o in limits]
         if config.pending_limits_on_market is PendingLimitPolicy.CONVERT:
             extra = sum((o.remaining_qty for o in limits), carried_conversion)
             intents = [
@@ -669,19 +672,6 @@ def _note_tpsl_not_attached(
     notes.append(f"{', '.join(given)} not attached: {why}")
 
 
-def _cancel(order: OpenOrder, reason: CancelReason) -> Cancel:
-    return Cancel(
-        order_link_id=order.order_link_id,
-        order_id=order.order_id,
-        category=order.category,
-        symbol=order.symbol,
-        side=order.side,
-        reason=reason,
-        remaining_qty=order.remaining_qty,
-        reduce_only=order.reduce_only,
-    )
-
-
 def _amend(
     intent: _Intent,
     qty: Decimal,
@@ -728,7 +718,7 @@ def stale_orders(
     part). Only ``is_actionable`` orders qualify: never an external order, a conditional order
     waiting for its trigger, or a ``submitting`` intent."""
     return tuple(
-        _cancel(o, CancelReason.STALE)
+        cancel_of(o, CancelReason.STALE)
         for o in open_orders
         if o.is_actionable and now - o.created_at > max_age
     )

@@ -33,6 +33,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import Protocol
 
 from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
 from order_manager.domain.instruments import Instrument
@@ -55,21 +56,46 @@ def signal_token(signal_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def resumed_cancel(order: OrderState, signal_side: Side) -> Cancel:
-    """A cancel a plan wrote ahead, rebuilt from the order's row for the signal's resumed run:
-    an order on the other side than the signal was cancelled as an opposite order, one on its
-    side as a pending limit a market signal replaces (the only cancels a plan sends after its
-    intents; ``convert`` sends its own before them, answered)."""
-    same_side = order.side is signal_side
+class Cancellable(Protocol):
+    """What a cancel is built from (an open order as planning sees it, or an order's state)."""
+
+    @property
+    def order_link_id(self) -> str: ...
+    @property
+    def order_id(self) -> str | None: ...
+    @property
+    def category(self) -> Category: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def side(self) -> Side: ...
+    @property
+    def remaining_qty(self) -> Decimal: ...
+    @property
+    def reduce_only(self) -> bool: ...
+
+
+def cancel_of(order: Cancellable, reason: CancelReason) -> Cancel:
     return Cancel(
         order_link_id=order.order_link_id,
         order_id=order.order_id,
         category=order.category,
         symbol=order.symbol,
         side=order.side,
-        reason=CancelReason.REPLACED_BY_MARKET if same_side else CancelReason.OPPOSITE_SIGNAL,
+        reason=reason,
         remaining_qty=order.remaining_qty,
         reduce_only=order.reduce_only,
+    )
+
+
+def resumed_cancel(order: OrderState, signal_side: Side) -> Cancel:
+    """A cancel a plan wrote ahead, rebuilt from the order's row for the signal's resumed run:
+    an order on the other side than the signal was cancelled as an opposite order, one on its
+    side as a pending limit a market signal replaces (the only cancels a plan sends after its
+    intents; ``convert`` sends its own before them, answered)."""
+    same_side = order.side is signal_side
+    return cancel_of(
+        order, CancelReason.REPLACED_BY_MARKET if same_side else CancelReason.OPPOSITE_SIGNAL
     )
 
 
