@@ -463,7 +463,8 @@ def plan(
     """Decide what to do for ``signal``. Never raises for business reasons: refusals are a
     rejected ``Plan``. ``carried_conversion``: under ``convert``, untraded quantity of limits an
     earlier run of this signal already cancelled (it died before writing its intents) — added
-    to the market order like the limits converted now."""
+    to the market order like the limits converted now; the signal stays a market order (its
+    first run chose one: only market signals convert)."""
     notes: list[str] = []
     try:
         return _plan(signal, account, instrument, market, config, now, notes, carried_conversion)
@@ -505,6 +506,10 @@ def _plan(
 
     side = signal.side
     order_type, why = _choose_order_type(signal, market, config)
+    if carried_conversion > 0 and order_type is not OrderType.MARKET:
+        # the first run of this signal chose a market order (only market signals convert) and
+        # already cancelled the limits it converts: a fresher book must not strand them
+        order_type, why = OrderType.MARKET, f"carrying a conversion ({why} otherwise)"
     notes.append(f"{order_type.value}: {why}")
     tif, post_only = _time_in_force(signal, order_type, config)
     asked = signal.metadata.time_in_force

@@ -262,7 +262,7 @@ class Executor:
         self, plan: Plan, ctx: ExecutionContext, *, cancels_ahead: bool = True
     ) -> tuple[list[tuple[Place, StoredOrder]], set[str]]:
         """Commit every place intent and link of ``plan`` in one transaction — with
-        ``cancels_ahead`` the links of the cancels still to be sent too (not marked done: a
+        ``cancels_ahead`` the links of the cancels still to be sent first (not marked done: a
         resumed signal sends them).
 
         Returns the places still to send (new, still ``submitting``, or a ``failed`` intent
@@ -278,11 +278,13 @@ class Executor:
         links = plan.links
         to_send: list[tuple[Place, StoredOrder]] = []
         linked_amends: set[str] = set()
-        ahead = plan.cancels if cancels_ahead else ()
+        if cancels_ahead and plan.cancels:
+            # before the intents: a run that dies in between has only cancel links, and its
+            # redelivery plans again (the processor) — never resumes intents without cancels
+            await self._write_cancels_ahead(plan)
         single = (
             len(plan.places) <= 1
             and not plan.amends
-            and not ahead
             and all(
                 sum(link.order_link_id == place.order_link_id for link in links) <= 1
                 for place in plan.places
@@ -319,39 +321,37 @@ class Executor:
                         and link.relation is Relation.AMEND
                     ):
                         await uow.orders.add_link(link, target.uuid, amend=record)
-            await self._add_cancel_links(uow, plan, ahead)
             await uow.commit()
         return to_send, linked_amends
 
     async def _write_cancels_ahead(self, plan: Plan) -> None:
-        """``convert``: the cancel links, each converted limit's with the quantity the plan
-        converts (``allocated_qty``), committed before the cancels go out — a run that dies
-        before its intents leaves the conversion for the redelivered signal to carry over."""
-        async with self.uow_factory() as uow:
-            await self._add_cancel_links(uow, plan, plan.cancels)
-            await uow.commit()
-
-    @staticmethod
-    async def _add_cancel_links(uow: UnitOfWork, plan: Plan, cancels: Sequence[Cancel]) -> None:
+        """The plan's cancel links, committed before the intents (and under ``convert`` before
+        the cancels go out: each converted limit's link carries the quantity the plan converts,
+        ``allocated_qty``, for a redelivered signal to carry over). One autocommitted statement
+        per link, never one transaction: each link's foreign key share-locks the order it
+        cancels, and a transaction holding several such locks deadlocks with the tracker or the
+        reconciler locking the same orders in another order (seen in the sync-concurrency
+        test). Links are idempotent (``ON CONFLICT DO NOTHING``)."""
         converting = plan.converted_qty > 0
-        for cancel in cancels:
-            target = await uow.orders.get(cancel.order_link_id)
-            if target is None:
-                continue
-            converted = (
-                cancel.remaining_qty
-                if converting and cancel.reason is CancelReason.REPLACED_BY_MARKET
-                else Decimal(0)
-            )
-            link = SignalOrderLink(
-                plan.signal_id,
-                cancel.order_link_id,
-                LinkType.ONE_TO_ONE,
-                Relation.CANCEL,
-                0,
-                converted,
-            )
-            await uow.orders.add_link(link, target.uuid)
+        async with self.uow_factory(atomic=False) as uow:
+            for cancel in plan.cancels:
+                target = await uow.orders.get(cancel.order_link_id)
+                if target is None:
+                    continue
+                converted = (
+                    cancel.remaining_qty
+                    if converting and cancel.reason is CancelReason.REPLACED_BY_MARKET
+                    else Decimal(0)
+                )
+                link = SignalOrderLink(
+                    plan.signal_id,
+                    cancel.order_link_id,
+                    LinkType.ONE_TO_ONE,
+                    Relation.CANCEL,
+                    0,
+                    converted,
+                )
+                await uow.orders.add_link(link, target.uuid)
 
     # ------------------------------------------------------------------ run
     async def execute(self, plan: Plan, ctx: ExecutionContext) -> ExecutionResult:

@@ -162,3 +162,34 @@ async def test_a_paper_position_under_water_raises_the_loss_warning(env: Env) ->
     assert warnings[0]["payload"]["position"]["size"] == "0.015"  # nothing was closed
     (row,) = await env.fetch("SELECT * FROM positions WHERE symbol = 'BTCUSDT'")
     assert Decimal(59000) < row["mark_price"] < Decimal(61000)
+
+
+async def test_a_paper_convert_adds_what_the_cancelled_paper_limit_left_untraded(
+    env: Env,
+) -> None:
+    """`convert` on paper: the resting paper limit is cancelled and looked up on the paper
+    exchange like on the live one; its whole untraded 0.015 joins the market order."""
+    from order_manager.domain.planner import PendingLimitPolicy
+
+    paper = PaperExchange(env.gateway, levels=env.gateway)
+    planner = PlannerConfig(pending_limits_on_market=PendingLimitPolicy.CONVERT)
+    processor = paper_processor(env, paper, planner=planner)
+    limit = await processor.process(
+        await new_signal(env, metadata={"order_type": "limit"}), "t-paper-limit"
+    )
+    assert isinstance(limit, SignalExecuted), limit
+    market = await processor.process(
+        await new_signal(env, metadata={"order_type": "market"}), "t-paper-market"
+    )
+
+    assert isinstance(market, SignalExecuted), market
+    rows = await env.fetch("SELECT order_type, status, qty FROM orders ORDER BY created_at")
+    assert [(r["order_type"], r["status"], r["qty"]) for r in rows] == [
+        ("Limit", "cancelled", Decimal("0.015")),
+        ("Market", "filled", Decimal("0.030")),
+    ]
+    actions = await env.fetch(
+        "SELECT action FROM audit_log WHERE trace_id = 't-paper-market' ORDER BY id"
+    )
+    assert [a["action"] for a in actions] == ["order.cancel", "order.get", "order.create"]
+    assert await env.sim_orders() == []

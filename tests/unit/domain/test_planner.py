@@ -497,6 +497,18 @@ def test_a_conversion_carried_over_from_a_crashed_run_joins_the_market_order() -
     assert only_place(planned(PendingLimitPolicy.KEEP)).qty == D("0.015")
 
 
+def test_a_carried_conversion_keeps_the_signal_a_market_order() -> None:
+    """Its first run chose market; the fresher book would say limit now (low confidence)."""
+    signal = make_signal(confidence=D("0.1"))
+    config = replace(CONFIG, pending_limits_on_market=PendingLimitPolicy.CONVERT)
+    fresh = plan(signal, EMPTY, btc(), book(), config, NOW)
+    assert only_place(fresh).order_type is OrderType.LIMIT
+    carried = plan(signal, EMPTY, btc(), book(), config, NOW, carried_conversion=D("0.010"))
+    place = only_place(carried)
+    assert place.order_type is OrderType.MARKET and place.qty == D("0.025")
+    assert any("carrying a conversion" in note for note in carried.notes)
+
+
 def test_stale_orders() -> None:
     orders = [resting(link="old", age=600), resting(link="new", age=10)]
     cancels = stale_orders(orders, NOW, timedelta(minutes=5))
