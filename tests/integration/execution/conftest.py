@@ -93,6 +93,27 @@ class Env:
         """The next order lookup (realtime, then history) fails: an outcome stays unknown."""
         await self.fail_next("/v5/order/realtime", "/v5/order/history")
 
+    @contextlib.asynccontextmanager
+    async def process_dies_writing_intents(self) -> AsyncIterator[None]:
+        """Inside: any INSERT into ``orders`` fails on the real database — a stand-in for the
+        process dying right before its intents' commit (what ran before it stays done)."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "CREATE FUNCTION om_test_die() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'the process died here'; END $$"
+            )
+            await conn.execute(
+                "CREATE TRIGGER om_test_die BEFORE INSERT ON orders "
+                "FOR EACH ROW EXECUTE FUNCTION om_test_die()"
+            )
+            try:
+                with pytest.raises(Exception, match="the process died here"):
+                    yield
+            finally:
+                await conn.execute(
+                    "DROP TRIGGER om_test_die ON orders; DROP FUNCTION om_test_die()"
+                )
+
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         async with self.pool.acquire() as conn:
             return list(await conn.fetch(query, *args))

@@ -95,3 +95,26 @@ async def test_a_cancel_that_fails_is_reported_with_the_signal(env: Env) -> None
     assert isinstance(outcome, SignalExecuted), outcome
     assert resting in outcome.partial_failures, outcome
     assert {o["orderLinkId"]: o["orderStatus"] for o in await env.sim_orders()}[resting] == "New"
+
+
+async def test_a_run_that_dies_between_its_cancel_links_and_its_intents_plans_again(
+    env: Env,
+) -> None:
+    """The cancel links are written just before the intents; the process dies in between —
+    stood in for by the intents' INSERT failing on the real database. The signal has only a
+    cancel link, nothing was sent: its redelivery plans again and carries out the whole plan."""
+    resting = await _resting_sell(env)
+    buy = await new_signal(env, metadata={"order_type": "market"})
+    async with env.process_dies_writing_intents():
+        await env.processor().process(buy, "t-died")
+    links = await env.fetch(
+        "SELECT relation FROM signal_order_links WHERE signal_id = $1::uuid", buy.signal_id
+    )
+    assert [r["relation"] for r in links] == ["cancel"]
+
+    outcome = await env.processor().process(buy, "t-redelivered")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    statuses = {o["orderLinkId"]: o["orderStatus"] for o in await env.sim_orders()}
+    [placed] = outcome.order_link_ids
+    assert statuses == {resting: "Cancelled", placed: "Filled"}

@@ -37,18 +37,8 @@ async def test_a_crash_between_the_convert_cancels_and_the_intents_loses_nothing
     )
     assert isinstance(limit, SignalExecuted), limit
     market = await new_signal(env, metadata={"order_type": "market"})
-    async with env.pool.acquire() as conn:
-        await conn.execute(
-            "CREATE FUNCTION om_test_die() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'the process died here'; END $$"
-        )
-        await conn.execute(
-            "CREATE TRIGGER om_test_die BEFORE INSERT ON orders "
-            "FOR EACH ROW EXECUTE FUNCTION om_test_die()"
-        )
-        with pytest.raises(Exception, match="the process died here"):
-            await env.processor(planner=CONVERT).process(market, "t-crash")
-        await conn.execute("DROP TRIGGER om_test_die ON orders; DROP FUNCTION om_test_die()")
+    async with env.process_dies_writing_intents():
+        await env.processor(planner=CONVERT).process(market, "t-crash")
     assert {o["orderType"]: o["orderStatus"] for o in await env.sim_orders()} == {
         "Limit": "Cancelled"
     }
