@@ -38,7 +38,14 @@ now; closed → its quantity placed as the signal's own order; changed otherwise
 an error log. Neither lost nor doubled, and never overwriting someone else's change.
 A successful amend updates the row's quantity/price and emits ``modified``; the exchange's later
 order update then carries no change. Cancels are idempotent: "order not found" (110001) means it
-is already gone. Cancels run first (they free margin), then amends, then places concurrently.
+is already gone. Their ``cancel`` links are written ahead too, just before the intents (one
+autocommitted statement each: several orders' share locks in one transaction deadlocked with
+the tracker), and marked done with the answer; a resumed signal sends the unanswered ones, and
+a signal whose only links are cancels has not reached its intents and plans again.
+``convert`` sends its cancels before the intents (a limit must be confirmed cancelled, and
+untraded, before its quantity joins the market order): each converted limit's link carries the
+converted quantity, so a re-planned signal carries what those limits left untraded over.
+Cancels run first (they free margin), then amends, then places concurrently.
 Every call is in ``audit_log`` with trace_id, request (never secrets), retCode and duration.
 """
 
