@@ -96,6 +96,11 @@ def _at(order: ExchangeOrderUpdate, qty: Decimal, price: Decimal | None) -> bool
     return order.qty == qty and (price is None or order.price == price)
 
 
+def at_target(amend: Amend, found: ExchangeOrderUpdate | None) -> bool:
+    """The exchange's order is at the amend's target: the amend landed."""
+    return found is not None and _at(found, amend.qty, amend.price)
+
+
 def resolve(record: RecordedAmend, found: ExchangeOrderUpdate | None) -> AmendResolution:
     """What a resumed signal does with an amend not known to have landed (module docstring)."""
     if found is None:

@@ -60,7 +60,13 @@ from decimal import Decimal
 import structlog
 from prometheus_client import Counter
 
-from order_manager.domain.amends import AmendResolution, RecordedAmend, recorded, resolve
+from order_manager.domain.amends import (
+    AmendResolution,
+    RecordedAmend,
+    at_target,
+    recorded,
+    resolve,
+)
 from order_manager.domain.enums import Category, OrderType, PositionIdx, TimeInForce
 from order_manager.domain.market import MarketSnapshot
 from order_manager.domain.orders import (
@@ -266,11 +272,10 @@ class Executor:
 
     # ------------------------------------------------------------------ write-ahead
     async def write_intents(
-        self, plan: Plan, ctx: ExecutionContext, *, cancels_ahead: bool = True
+        self, plan: Plan, ctx: ExecutionContext
     ) -> tuple[list[tuple[Place, StoredOrder]], set[str]]:
-        """Commit every place intent and link of ``plan`` in one transaction — with
-        ``cancels_ahead`` the links of the cancels still to be sent first (not marked done: a
-        resumed signal sends them).
+        """Commit every place intent and link of ``plan`` in one transaction (the cancels'
+        links are written before it: ``_write_cancels_ahead``).
 
         Returns the places still to send (new, still ``submitting``, or a ``failed`` intent
         reused) and the orderLinkIds of amends this signal had already linked (an earlier run:
@@ -285,10 +290,6 @@ class Executor:
         links = plan.links
         to_send: list[tuple[Place, StoredOrder]] = []
         linked_amends: set[str] = set()
-        if cancels_ahead and plan.cancels:
-            # before the intents: a run that dies in between has only cancel links, and its
-            # redelivery plans again (the processor) — never resumes intents without cancels
-            await self._write_cancels_ahead(plan)
         single = (
             len(plan.places) <= 1
             and not plan.amends
@@ -338,7 +339,11 @@ class Executor:
         per link, never one transaction: each link's foreign key share-locks the order it
         cancels, and a transaction holding several such locks deadlocks with the tracker or the
         reconciler locking the same orders in another order (seen in the sync-concurrency
-        test). Links are idempotent (``ON CONFLICT DO NOTHING``)."""
+        test). Links are idempotent (``ON CONFLICT DO NOTHING``). A run that dies between
+        them and the intents has only cancel links: its redelivery plans again (the
+        processor), it never resumes intents without their cancels."""
+        if not plan.cancels:
+            return
         converting = plan.converted_qty > 0
         async with self.uow_factory(atomic=False) as uow:
             for cancel in plan.cancels:
@@ -368,6 +373,7 @@ class Executor:
         notes: list[str] = []
         auth_failed = False
         cancel_first = plan.converted_qty > 0
+        await self._write_cancels_ahead(plan)
         if cancel_first:
             # convert: the cancels go first, and the opening legs keep only the quantity the
             # cancelled limits left untraded by the exchange's word (each looked up after its
@@ -376,11 +382,10 @@ class Executor:
             # A crash between the cancels and the intents: the redelivered signal plans again
             # (the processor), and a limit its first run cancelled — "not found" now — is
             # looked up the same way.
-            await self._write_cancels_ahead(plan)
             cancels = await self._cancel_all(plan, ctx)
             untraded = await self._untraded(plan, cancels, ctx)
             plan = _keep_untraded_conversions(plan, untraded, notes)
-        to_send, linked_amends = await self.write_intents(plan, ctx, cancels_ahead=not cancel_first)
+        to_send, linked_amends = await self.write_intents(plan, ctx)
         if not cancel_first:
             cancels = await self._cancel_all(plan, ctx)
         legs += cancels
@@ -586,9 +591,9 @@ class Executor:
         lookup = await self.gateway.find_order(
             state.category, state.symbol, link_id, trace_id=ctx.trace_id
         )
+        await self._audit_alone(lookup, ctx, link_id, row.uuid)
         if not lookup.ok:
             RESUMED.labels("amend_lookup_failed").inc()
-            await self._audit_alone(lookup, ctx, link_id, row.uuid)
             return SettledAmend(
                 LegResult(
                     link_id,
@@ -610,12 +615,10 @@ class Executor:
             trace_id=ctx.trace_id,
         )
         if decision is AmendResolution.SEND:
-            await self._audit_alone(lookup, ctx, link_id, row.uuid)
             return await self._settle_amend(amend, record.signal_id, ctx, free_leg)
         if decision is AmendResolution.LANDED:
-            await self._record_amend(amend, record.signal_id, ctx, [lookup], landed=True)
+            await self._record_amend(amend, record.signal_id, ctx, [], landed=True)
             return SettledAmend(LegResult(link_id, "amend", True, state.order_id))
-        await self._audit_alone(lookup, ctx, link_id, row.uuid)
         if decision is AmendResolution.REPLACE:
             refused = LegResult(
                 link_id,
@@ -677,9 +680,7 @@ class Executor:
             lookup = await self.gateway.find_order(
                 action.category, action.symbol, action.order_link_id, trace_id=ctx.trace_id
             )
-            landed = lookup.ok and (
-                resolve(recorded(action, signal_id), lookup.order) is AmendResolution.LANDED
-            )
+            landed = lookup.ok and at_target(action, lookup.order)
         reports = [report] if lookup is None else [report, lookup]
         await self._record_amend(action, signal_id, ctx, reports, landed=landed)
         if landed:
@@ -806,11 +807,8 @@ class Executor:
 
     # ------------------------------------------------------------------ cancel
     async def _cancel_all(self, plan: Plan, ctx: ExecutionContext) -> list[LegResult]:
-        links = plan.links
         return list(
-            await asyncio.gather(
-                *(self._cancel(c, plan.signal_id, links, ctx) for c in plan.cancels)
-            )
+            await asyncio.gather(*(self._cancel(c, plan.signal_id, ctx) for c in plan.cancels))
         )
 
     async def resume_cancels(
@@ -832,23 +830,11 @@ class Executor:
                 continue
             cancels.append(resumed_cancel(row.state, ctx.signal.side))
             RESUMED.labels("cancel_sent").inc()
-        links = [
-            SignalOrderLink(
-                signal_id, c.order_link_id, LinkType.ONE_TO_ONE, Relation.CANCEL, 0, Decimal(0)
-            )
-            for c in cancels
-        ]
-        return list(
-            await asyncio.gather(*(self._cancel(c, signal_id, links, ctx) for c in cancels))
-        )
+        return list(await asyncio.gather(*(self._cancel(c, signal_id, ctx) for c in cancels)))
 
-    async def _cancel(
-        self,
-        action: Cancel,
-        signal_id: str,
-        links: Sequence[SignalOrderLink],
-        ctx: ExecutionContext,
-    ) -> LegResult:
+    async def _cancel(self, action: Cancel, signal_id: str, ctx: ExecutionContext) -> LegResult:
+        """Send the cancel and record its answer; its link was written ahead
+        (``_write_cancels_ahead``) and is marked done when the order is cancelled or gone."""
         report = await self.gateway.cancel(action, trace_id=ctx.trace_id)
         gone = report.error_kind == ExchangeErrorKind.NOT_FOUND
         async with self.uow_factory() as uow:
@@ -857,13 +843,7 @@ class Executor:
                 uow, report, ctx, locked.uuid if locked else None, action.order_link_id
             )
             if locked is not None and (report.ok or gone):
-                for link in links:
-                    if (
-                        link.order_link_id == action.order_link_id
-                        and link.relation is Relation.CANCEL
-                    ):
-                        await uow.orders.add_link(link, locked.uuid)
-                        await uow.orders.mark_cancel_done(signal_id, locked.uuid, self.clock())
+                await uow.orders.mark_cancel_done(signal_id, locked.uuid, self.clock())
                 if report.order is not None:
                     result = apply_update(locked.state, report.order)
                     if result.applied:
