@@ -35,15 +35,27 @@ with its raw body, logged as an error, the row untouched (`plans.identity_confli
 
 A batch that fails on the database is retried (`retries` times); an item that cannot be parsed
 is kept in the audit log with its raw body.
+
+**One transaction at a time per tracker.** The live stream, the reconciler (its periodic and
+gap syncs, the API's ``/sync``, operator cancels) and the position keeper's fill catch-up all
+write through the same tracker, each batch locking its orders and books in the order its items
+came (the stream's arrival order, the exchange's listing order, REST pages). Two such batches
+running at once can lock the same rows in opposite orders: PostgreSQL then aborts one of them
+after ``deadlock_timeout`` (a second's stall of the stream, a retry, at worst a failed sync).
+So the tracker's transactions take turns (``asyncio.Lock``): none of them waits on the network
+(an unknown order's REST lookup happens between transactions), so a turn is short, and a batch
+can no longer wait on another's rows while holding rows that one needs. ``waiting`` says how
+many batches are waiting for their turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -211,6 +223,13 @@ class Tracker:
         #: this saves one read per fill of a recent signal's order.
         self._enrichment: OrderedDict[str, _Enrichment] = OrderedDict()
         self._clock = clock
+        self._turn = asyncio.Lock()
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Batches waiting for their turn (the tracker runs one transaction at a time)."""
+        return self._waiting
 
     # ------------------------------------------------------------------ entry point
     async def handle(
@@ -292,7 +311,7 @@ class Tracker:
         while True:
             outcome = BatchOutcome()
             try:
-                async with self._uow_factory() as uow:
+                async with self._take_turn(), self._uow_factory() as uow:
                     await body(uow, outcome)
                     await uow.commit()
                 if self._on_commit is not None:
@@ -308,6 +327,18 @@ class Tracker:
                 if attempt > self._retries:
                     raise
                 log.warning("tracker batch failed; retrying", topic=topic, error=repr(exc))
+
+    @contextlib.asynccontextmanager
+    async def _take_turn(self) -> AsyncIterator[None]:
+        self._waiting += 1
+        try:
+            await self._turn.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._turn.release()
 
     async def _problem(
         self,
