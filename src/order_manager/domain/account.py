@@ -20,13 +20,17 @@ Public API:
   symbol, default 1: the balance check then demands the full notional), ``daily_volume``
   (opening notional traded today), ``trading_paused``. Helpers: ``position``,
   ``orders_for`` (every open order of a symbol), ``actionable_orders_for`` (only those the
-  planner may act on), ``available``, ``reserved``, ``exposure``.
+  planner may act on), ``available``, ``reserved``, ``exposure``, ``with_commitments``.
+- ``Commitment``: what an approved plan is about to hold (its orders as open orders, the
+  opening notional it adds to today's volume) while the account state read by a concurrent
+  signal of another symbol may not show it yet; ``AccountState.with_commitments`` counts it
+  as the snapshot will once the plan's intents are written (``risk.commitment`` builds it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
@@ -135,6 +139,15 @@ class OpenOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class Commitment:
+    """An approved plan's orders (opening legs, amend additions, spot sells) as open orders,
+    and the opening notional it adds to today's volume."""
+
+    orders: tuple[OpenOrder, ...]
+    opening_notional: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class AccountState:
     balances: Mapping[str, Decimal] = field(default_factory=dict)
     positions: tuple[Position, ...] = ()
@@ -183,6 +196,18 @@ class AccountState:
     def available(self, coin: str) -> Decimal:
         """Balance of ``coin`` minus what our open orders reserve."""
         return self.balances.get(coin, ZERO) - self.reserved(coin)
+
+    def with_commitments(self, commitments: Iterable[Commitment]) -> AccountState:
+        """This state plus plans it does not show yet: their orders reserve, add exposure and
+        (opening notional) count towards today's volume, like our open orders do."""
+        taken = tuple(commitments)
+        if not taken:
+            return self
+        return replace(
+            self,
+            open_orders=self.open_orders + tuple(o for c in taken for o in c.orders),
+            daily_volume=self.daily_volume + sum((c.opening_notional for c in taken), ZERO),
+        )
 
     def exposure(self) -> Decimal:
         """Quote notional of all positions (at mark) plus open non-reduce-only orders."""

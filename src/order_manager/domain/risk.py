@@ -31,8 +31,12 @@ fall under the exchange minimums are dropped (verdict ``adjusted``); otherwise t
 are refused. Every exceeded limit is noted; the reported code is the most fundamental one
 (balance, then position, exposure, ratio, daily volume). Off limits are ``None``.
 
+The account-wide limits (balance, order-size ratio, total exposure, daily volume) are only as
+exact as ``account``: the shell adds the ``commitment`` of every approved plan of a concurrent
+signal that its snapshot may not show yet (``AccountState.with_commitments``).
+
 Public API: ``RiskLimits``, ``RiskVerdict``, ``RiskDecision``, ``check(plan, account, limits,
-now) -> RiskDecision``.
+now) -> RiskDecision``, ``commitment(plan, account, now) -> Commitment``.
 """
 
 from __future__ import annotations
@@ -42,10 +46,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from order_manager.domain.account import AccountState
-from order_manager.domain.enums import Category, PositionIdx, Side
+from order_manager.domain.account import AccountState, Commitment, OpenOrder
+from order_manager.domain.enums import Category, OrderType, PositionIdx, Side
 from order_manager.domain.instruments import Instrument
 from order_manager.domain.money import ONE, ZERO
+from order_manager.domain.orders import OrderState
 from order_manager.domain.plans import Action, Amend, Cancel, LegIntent, Place, Plan
 from order_manager.domain.rejections import RejectCode, Rejection
 
@@ -332,3 +337,54 @@ def check(plan: Plan, account: AccountState, limits: RiskLimits, now: datetime) 
             survivors.append(by_leg[action.leg])
     adjusted = replace(plan, actions=tuple(survivors), notes=plan.notes + tuple(notes))
     return RiskDecision(RiskVerdict.ADJUSTED, adjusted, tuple(notes), first_problem)
+
+
+def commitment(plan: Plan, account: AccountState, now: datetime) -> Commitment:
+    """What an approved ``plan`` is about to hold on the exchange, as our open orders will show
+    it once its intents are written: every leg that reserves or adds exposure (reduce-only legs
+    do neither) at its price — a market leg at the plan's reference price — and the quantity
+    each amend adds, at the amend's price; reservations at the symbol's leverage in
+    ``account``. ``opening_notional`` is what the plan adds to today's volume."""
+    instrument = plan.instrument
+    if instrument is None or plan.is_rejected:
+        return Commitment((), ZERO)
+    leverage = account.leverage_for(instrument.symbol)
+    orders: list[OpenOrder] = []
+    for place in plan.places:
+        if place.reduce_only:
+            continue
+        state = OrderState.submitting(
+            order_link_id=place.order_link_id,
+            category=place.category,
+            symbol=place.symbol,
+            side=place.side,
+            order_type=place.order_type,
+            qty=place.qty,
+            price=place.price,
+            time_in_force=place.time_in_force,
+            created_at=now,
+            position_idx=place.position_idx or PositionIdx.ONE_WAY,
+        )
+        orders.append(
+            OpenOrder.from_state(
+                state, instrument, leverage=leverage, reference_price=place.reference_price
+            )
+        )
+    for amend in plan.amends:
+        state = OrderState.submitting(
+            order_link_id=amend.order_link_id,
+            category=amend.category,
+            symbol=amend.symbol,
+            side=amend.side,
+            order_type=OrderType.LIMIT,
+            qty=amend.added_qty,
+            price=amend.price,
+            time_in_force=None,
+            created_at=now,
+        )
+        orders.append(
+            OpenOrder.from_state(
+                state, instrument, leverage=leverage, reference_price=amend.reference_price
+            )
+        )
+    return Commitment(tuple(orders), plan.opening_notional)

@@ -44,7 +44,7 @@ from enum import StrEnum
 import structlog
 from prometheus_client import Counter
 
-from order_manager.domain.account import AccountState, OpenOrder
+from order_manager.domain.account import AccountState, Commitment, OpenOrder
 from order_manager.domain.amends import RecordedAmend
 from order_manager.domain.enums import Category, OrderType, TimeInForce
 from order_manager.domain.instruments import Instrument
@@ -54,7 +54,7 @@ from order_manager.domain.planner import PlannerConfig, plan
 from order_manager.domain.plans import LegIntent, Place, Relation, WrittenCancel
 from order_manager.domain.positions import Position
 from order_manager.domain.rejections import RejectCode, Rejection
-from order_manager.domain.risk import RATE_WINDOW, RiskLimits, check
+from order_manager.domain.risk import RATE_WINDOW, RiskLimits, check, commitment
 from order_manager.domain.signals import TradingSignal
 from order_manager.services.executor import (
     RESUMED,
@@ -63,6 +63,7 @@ from order_manager.services.executor import (
     Executor,
     LegResult,
 )
+from order_manager.services.in_flight import InFlightPlans
 from order_manager.services.ports.exchange import ExchangeGateway
 from order_manager.services.ports.orders import StoredOrder
 from order_manager.services.ports.processing import (
@@ -193,6 +194,8 @@ class Processor:
         self.switch = switch or TradingSwitch()
         self.clock = clock
         self.executor = Executor(uow_factory, gateway, clock=clock)
+        #: approved plans of concurrent lanes that an account snapshot may not show yet
+        self.in_flight = InFlightPlans()
 
     @property
     def is_dry_run(self) -> bool:
@@ -221,6 +224,12 @@ class Processor:
 
     async def _process(
         self, signal: TradingSignal, trace_id: str, *, is_new: bool
+    ) -> SignalOutcome:
+        with self.in_flight.snapshot() as began:  # before the first account read
+            return await self._plan_and_execute(signal, trace_id, is_new=is_new, began=began)
+
+    async def _plan_and_execute(
+        self, signal: TradingSignal, trace_id: str, *, is_new: bool, began: int
     ) -> SignalOutcome:
         category, symbol = signal.category_or(self.config.default_category), signal.asset
         try:
@@ -270,6 +279,9 @@ class Processor:
         account = await self._account(
             instrument, balances, positions, leverage, rows, recent, stored.daily_volume
         )
+        # from here to the hold, no await: no other lane approves against the same headroom
+        unseen = self.in_flight.unseen(began)
+        account = account.with_commitments(unseen)
         now = self.clock()
         planned = plan(
             signal,
@@ -282,12 +294,15 @@ class Processor:
         )
         decision = check(planned, account, self.config.limits, now)
         notes = tuple(planned.notes) + tuple(decision.notes)
+        if unseen:
+            notes += (_counted(unseen),)
         if not decision.approved:
             rejection = decision.rejection or planned.rejection
             assert rejection is not None
             return SignalRejected(rejection, self.is_dry_run, notes)
         ctx = ExecutionContext(signal, trace_id, market)
-        result = await self.executor.execute(decision.plan, ctx)
+        with self.in_flight.holding(commitment(decision.plan, account, now)):
+            result = await self.executor.execute(decision.plan, ctx)
         return self._outcome(result, notes + result.notes)
 
     # ------------------------------------------------------------------ account state
@@ -554,6 +569,15 @@ class Processor:
         return SignalRejected(
             Rejection(RejectCode.BELOW_MIN_QTY, "nothing was sent to the exchange"), dry, notes
         )
+
+
+def _counted(unseen: Sequence[Commitment]) -> str:
+    orders = sum(len(c.orders) for c in unseen)
+    notional = sum((o.notional for c in unseen for o in c.orders), Decimal(0))
+    return (
+        f"risk counted {orders} order(s) of {len(unseen)} concurrent signal(s) not yet in the"
+        f" account state read ({notional} notional)"
+    )
 
 
 def _settled_taker(row: StoredOrder) -> bool:

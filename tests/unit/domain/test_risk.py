@@ -15,7 +15,7 @@ from order_manager.domain.planner import PlannerConfig, plan
 from order_manager.domain.plans import LegIntent, Plan
 from order_manager.domain.positions import Position
 from order_manager.domain.rejections import RejectCode
-from order_manager.domain.risk import RiskDecision, RiskLimits, RiskVerdict, check
+from order_manager.domain.risk import RiskDecision, RiskLimits, RiskVerdict, check, commitment
 from order_manager.domain.signals import SignalType
 from tests.unit.domain.conftest import NOW, book, btc, make_signal
 
@@ -248,3 +248,33 @@ def test_open_order_reservations_per_category() -> None:
     assert OpenOrder.from_state(market, btc(), reference_price=D("200")).reserved == D("100.0")
     account = AccountState(balances={"USDT": D(80)}, open_orders=(buy,))
     assert account.available("USDT") == D("30.0") and account.exposure() == D("50.0")
+
+
+def test_a_concurrent_plans_commitment_counts_like_our_open_orders() -> None:
+    """Two 964 USDT buys approved on one snapshot would pass a 1 500 exposure limit each; the
+    second, checked with the first's commitment, is refused — and the commitment reserves
+    and counts exactly what the first plan's orders will once written."""
+    account = AccountState(balances=RICH, leverage={"BTCUSDT": D(4)})
+    limits = RiskLimits(max_total_exposure=D("1500"))
+    first = planned(account)
+    assert check(first, account, limits, NOW).approved
+    taken = commitment(first, account, NOW)
+    (order,) = taken.orders
+    assert order.notional == first.opening_notional == taken.opening_notional
+    assert order.reserved == first.opening_notional / 4  # at the symbol's leverage
+    after = account.with_commitments([taken])
+    assert after.exposure() == first.opening_notional
+    assert after.available("USDT") == RICH["USDT"] - order.reserved
+    assert after.daily_volume == first.opening_notional
+    rejected(check(planned(after), after, limits, NOW), RejectCode.MAX_TOTAL_EXPOSURE)
+    assert account.with_commitments([]) is account
+
+
+def test_reduce_only_legs_commit_nothing_and_amends_commit_what_they_add() -> None:
+    selling = commitment(planned(long("0.010"), signal_type=SignalType.SELL), long("0.010"), NOW)
+    assert selling.orders == () and selling.opening_notional == 0
+    account = AccountState(balances=RICH, open_orders=(open_buy("0.010", "64000.0"),))
+    amending = planned(account, confidence=D("0.5"))  # a limit buy: amends the resting one
+    (amend,) = amending.amends
+    (added,) = commitment(amending, account, NOW).orders
+    assert added.qty == amend.added_qty and added.notional == amend.added_notional
