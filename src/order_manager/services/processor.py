@@ -364,7 +364,9 @@ class Processor:
             existing = [] if is_new else list(await uow.orders.for_signal(signal.signal_id))
             # the store path also needs the symbol's acknowledged takers (below): one read of
             # every open order serves both
-            every = await uow.orders.all_open_orders(is_dry_run=dry, resting_only=not with_account)
+            every = list(
+                await uow.orders.all_open_orders(is_dry_run=dry, resting_only=not with_account)
+            )
             rows = [row for row in every if not _settled_taker(row)]
             recent: tuple[datetime, ...] = ()
             if self.config.limits.max_orders_per_minute_per_symbol is not None:
@@ -387,8 +389,11 @@ class Processor:
             books = await uow.tracking.positions(is_dry_run=dry)
         # every position of the category: the symbol's for planning, all for total exposure
         positions = tuple(b.position for b in books if b.position.category is instrument.category)
+        # another symbol's acknowledged taker is in the store's book only once the tracker
+        # applied its fill — in the transaction that also fills its row: until then the row
+        # counts (reservation, exposure), at the notional it was planned at
         return _Stored(
-            existing, rows, recent, dict(balances) or None, positions, daily_volume=volume
+            existing, every, recent, dict(balances) or None, positions, daily_volume=volume
         )
 
     async def _account(
@@ -404,7 +409,7 @@ class Processor:
         category, symbol = instrument.category, instrument.symbol
         instruments: dict[tuple[Category, str], Instrument] = {(category, symbol): instrument}
         open_orders: list[OpenOrder] = []
-        for row in rows:  # acknowledged takers are already left out (`_stored`)
+        for row in rows:  # acknowledged takers: only from the store (`_stored`)
             key = (row.state.category, row.state.symbol)
             if key not in instruments:
                 try:
@@ -417,6 +422,7 @@ class Processor:
                     row.state,
                     instruments[key],
                     leverage=lev,
+                    reference_price=_planned_price(row),
                     signal_ids=row.signal_ids,
                     is_external=row.is_external,
                 )
@@ -578,6 +584,16 @@ def _counted(unseen: Sequence[Commitment]) -> str:
         f"risk counted {orders} order(s) of {len(unseen)} concurrent signal(s) not yet in the"
         f" account state read ({notional} notional)"
     )
+
+
+def _planned_price(row: StoredOrder) -> Decimal | None:
+    """The price a market order was planned at (its planned notional over its quantity), so it
+    reserves and counts like a priced one; None for inverse rows, whose notional is in
+    contracts and says nothing of the price."""
+    state, notional = row.state, row.planned_notional
+    if state.category is Category.INVERSE or not notional or not state.qty:
+        return None
+    return notional / state.qty
 
 
 def _settled_taker(row: StoredOrder) -> bool:

@@ -767,3 +767,25 @@ async def test_convert_adds_only_what_a_partly_filled_limit_left_untraded(env: E
     markets = [o for o in await env.sim_orders() if o["orderType"] == "Market"]
     assert [Decimal(o["qty"]) for o in markets] == [Decimal("0.025")]
     assert any("0.005 not added" in note for note in outcome.notes), outcome.notes
+
+
+async def test_the_store_counts_another_symbols_taker_the_tracker_has_not_applied(
+    env: Env,
+) -> None:
+    """`store`: our 1 000 USDT BTC market buy is acknowledged, its fill not applied by the
+    tracker yet — so it is in no book of the store. An ETH buy right after must still count
+    it against the total exposure (1 500): its row is counted at the notional it was planned
+    at, until the tracker's transaction that fills the row also puts it in the book."""
+    limits = RiskLimits(max_total_exposure=Decimal("1500"))
+    config = ProcessorConfig(limits=limits, account_source=AccountSource.STORE)
+    processor = Processor(env.uow, env.gateway, config, freshness=StoreFreshness())
+    await _track_wallet(env, Tracker(env.uow, link_prefix="om"))
+    btc = await new_signal(env, amount="1000")
+    assert isinstance(await processor.process(btc, "t-store-btc"), SignalExecuted)
+
+    eth = await new_signal(env, asset="ETHUSDT", amount="1000")
+    outcome = await processor.process(eth, "t-store-eth")
+
+    assert isinstance(outcome, SignalRejected), outcome
+    assert outcome.rejection.code is RejectCode.MAX_TOTAL_EXPOSURE
+    assert [o["symbol"] for o in await env.sim_orders()] == ["BTCUSDT"]

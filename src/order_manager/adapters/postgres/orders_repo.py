@@ -88,6 +88,7 @@ class OrderRecord:
     created_at: datetime
     submitted_at: datetime | None
     signal_info: Mapping[str, Any] | None = None
+    planned_notional: Decimal | None = None
 
 
 def signal_info_columns(alias: str) -> str:
@@ -253,6 +254,7 @@ def _record(
         created_at=row["created_at"],
         submitted_at=row["submitted_at"],
         signal_info=signal_info_from_row(row),
+        planned_notional=row.get("notional"),
     )
 
 

@@ -67,6 +67,9 @@ class StoredOrder(Protocol):
     def submitted_at(self) -> datetime | None: ...
 
     @property
+    def planned_notional(self) -> Decimal | None: ...  # qty x reference price when planned
+
+    @property
     def signal_info(self) -> Mapping[str, Any] | None:
         """The originating signal's stored enrichment (strategy, confidence, amount, warm-up,
         market snapshot) when the read joined it (``locate``), else None."""
