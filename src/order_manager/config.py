@@ -174,6 +174,9 @@ class Settings(BaseSettings):
     outbox_poll_interval_seconds: PositiveSeconds = 1.0
     #: after a NOTIFY the relay waits this long so a signal's other commits join the batch
     outbox_relay_coalesce_ms: float = Field(default=5.0, ge=0, le=1000)
+    #: published events older than this are deleted, except each aggregate's newest (0: keep)
+    outbox_retention_hours: float = Field(default=168.0, ge=0, allow_inf_nan=False)
+    outbox_prune_interval_seconds: PositiveSeconds = 600.0
 
     # ---- REST API
     host: str = Field(default="127.0.0.1", min_length=1)

@@ -3,7 +3,9 @@
 `TrackingComponent` is one container component (`name`, `start()`, `stop()`) that runs:
 
 - the outbox relay (LISTEN/NOTIFY + sweep every `ORDERMANAGER_OUTBOX_POLL_INTERVAL_SECONDS`,
-  batches of `ORDERMANAGER_OUTBOX_BATCH_SIZE`, publisher confirms to the event queues);
+  batches of `ORDERMANAGER_OUTBOX_BATCH_SIZE`, publisher confirms to the event queues), and
+  the outbox retention (published rows older than `ORDERMANAGER_OUTBOX_RETENTION_HOURS`, each
+  aggregate's newest kept, every `ORDERMANAGER_OUTBOX_PRUNE_INTERVAL_SECONDS`; 0 h: off);
 - with a live exchange: the tracker fed by the private WebSocket (default) or the ws-gateway
   queue (`ORDERMANAGER_EVENT_SOURCE=ws_gateway`), and the positions keeper (snapshots every
   `ORDERMANAGER_POSITION_SNAPSHOT_INTERVAL` s, validation every
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from decimal import Decimal
 
 import asyncpg
@@ -45,6 +48,7 @@ from order_manager.adapters.ws_gateway.source import WsGatewaySource
 from order_manager.config import EventSource, Settings
 from order_manager.domain.enums import Category
 from order_manager.services.outbox_relay import OutboxRelay
+from order_manager.services.outbox_retention import OutboxPruner
 from order_manager.services.ports.exchange_events import ExchangeEventSource, GapHandler
 from order_manager.services.ports.outbox import ORDER_EVENTS_TOPIC, POSITION_EVENTS_TOPIC
 from order_manager.services.ports.uow import UnitOfWorkFactory
@@ -103,6 +107,16 @@ class TrackingComponent:
             sweep_interval=settings.outbox_poll_interval_seconds,
             coalesce=settings.outbox_relay_coalesce_ms / 1000,
         )
+        hours = settings.outbox_retention_hours
+        self.pruner = (
+            OutboxPruner(
+                self.uow,
+                retention=timedelta(hours=hours),
+                interval=settings.outbox_prune_interval_seconds,
+            )
+            if hours > 0
+            else None
+        )
         self.tracker: Tracker | None = None
         self._queries: BybitExchangeQueries | None = None
         self.keeper: PositionKeeper | None = None
@@ -129,6 +143,10 @@ class TrackingComponent:
     async def start(self) -> None:
         self._stop.clear()
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="outbox-relay"))
+        if self.pruner is not None:
+            self._tasks.append(
+                asyncio.create_task(self.pruner.run(self._stop), name="outbox-retention")
+            )
         if self._paper is not None:
             self.paper_tracker = Tracker(
                 self.uow,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -27,6 +27,7 @@ from order_manager.domain.orders import OrderState
 from order_manager.domain.plans import order_link_id
 from order_manager.services.ports.uow import UnitOfWork
 from order_manager.services.tracker import Tracker
+from tests.helpers import eventually
 from tests.integration.tracking.streams import T0, exec_obj, order_obj
 from tests.integration.tracking.support import one_row, uow_factory
 
@@ -90,14 +91,6 @@ async def lock_waiters(pool: asyncpg.Pool) -> int:
     return int(value)
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    while not await check():
-        assert loop.time() < deadline, f"timed out waiting until {what}"
-        await asyncio.sleep(0.005)
-
-
 async def run_crossed(
     pool: asyncpg.Pool,
     held: HeldLock,
@@ -116,7 +109,7 @@ async def run_crossed(
         assert not two.done(), "the second batch ran through rows the first one holds"
         return tracker.waiting > 0 or await lock_waiters(pool) > 0
 
-    await until(stuck, "the second batch waits for the first")
+    await eventually(stuck, timeout=DEADLINE, what="the second batch waits for the first")
     held.release.set()
     await asyncio.wait_for(asyncio.gather(one, two), DEADLINE)
     return tracker

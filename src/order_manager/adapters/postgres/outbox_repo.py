@@ -39,6 +39,47 @@ from order_manager.adapters.postgres.outbox_rows import AGGREGATE_LOCK_NS, outbo
 _RELAY_LOCK_KEY = 0x0B0D0001
 
 
+#: One retention step ($1 after this id, $2 published before, $3 window): the window's rows
+#: up to the first one still unpublished or too young are "old"; of those, a row whose
+#: aggregate has a newer row goes (its sequence is no longer the one the next event is
+#: numbered from), as does a row of no aggregate. The EXISTS reads the statement's snapshot,
+#: so rows deleted by this statement still count as newer rows.
+_PRUNE_SQL = """
+WITH win AS (
+    SELECT id, aggregate_type, aggregate_id, sequence,
+           published_at IS NOT NULL AND published_at < $2 AS old
+    FROM outbox WHERE id > $1 ORDER BY id LIMIT $3
+), edge AS (
+    SELECT min(id) AS young FROM win WHERE NOT old
+), batch AS (
+    SELECT win.* FROM win, edge WHERE win.old AND (edge.young IS NULL OR win.id < edge.young)
+), doomed AS (
+    SELECT b.id FROM batch b
+    WHERE b.aggregate_id IS NULL OR b.sequence IS NULL OR EXISTS (
+        SELECT 1 FROM outbox n
+        WHERE n.aggregate_type = b.aggregate_type AND n.aggregate_id = b.aggregate_id
+          AND n.sequence > b.sequence
+          AND n.aggregate_id IS NOT NULL AND n.sequence IS NOT NULL)
+), gone AS (
+    DELETE FROM outbox WHERE id IN (SELECT id FROM doomed) RETURNING id
+)
+SELECT (SELECT count(*) FROM batch)::int AS examined,
+       (SELECT count(*) FROM gone)::int AS deleted,
+       (SELECT max(id) FROM batch) AS last_id,
+       (SELECT young FROM edge) IS NULL AND (SELECT count(*) FROM win) = $3 AS more
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PgPruneStep:
+    """One retention step's result (structurally a `PruneStep`)."""
+
+    examined: int
+    deleted: int
+    last_id: int | None
+    more: bool
+
+
 @dataclass(frozen=True, slots=True)
 class _Event:
     """One event queued by `add_event` (structurally an `outbox_rows.QueuedEvent`)."""
@@ -166,6 +207,13 @@ class PgOutboxRepository:
                 list(ids),
                 published_at,
             )
+
+    async def prune_published(
+        self, *, after_id: int, published_before: datetime, window: int
+    ) -> PgPruneStep:
+        row = await self._conn.fetchrow(_PRUNE_SQL, after_id, published_before, window)
+        assert row is not None
+        return PgPruneStep(row["examined"], row["deleted"], row["last_id"], row["more"])
 
     async def record_failure(self, ids: Sequence[int], error: str) -> None:
         if ids:

@@ -27,6 +27,7 @@ stored payload, so the published JSON and the row always agree.
 
 The relay side (`fetch_unpublished`, `mark_published`, `record_failure`) is used by
 `services.outbox_relay`; `OutboxNotifications` is the LISTEN/NOTIFY wake-up it waits on.
+`prune_published` is the retention's (`services.outbox_retention`).
 """
 
 from __future__ import annotations
@@ -117,6 +118,22 @@ class EventWriter(Protocol):
         ...
 
 
+class PruneStep(Protocol):
+    """What one retention step did (adapters return their own dataclass)."""
+
+    @property
+    def examined(self) -> int: ...  # old published rows looked at
+
+    @property
+    def deleted(self) -> int: ...
+
+    @property
+    def last_id(self) -> int | None: ...  # highest id looked at (None: nothing old)
+
+    @property
+    def more(self) -> bool: ...  # the window was all old rows: the next step may find more
+
+
 class OutboxRepository(EventWriter, Protocol):
     """Repository bound to the current transaction (see `ports.uow.UnitOfWork`)."""
 
@@ -137,6 +154,15 @@ class OutboxRepository(EventWriter, Protocol):
 
     async def record_failure(self, ids: Sequence[int], error: str) -> None:
         """Count a failed publish attempt on these rows and keep the last error."""
+        ...
+
+    async def prune_published(
+        self, *, after_id: int, published_before: datetime, window: int
+    ) -> PruneStep:
+        """One step of the retention pass: look at the next ``window`` rows after ``after_id``
+        (id order) up to the first one that is unpublished or published at/after
+        ``published_before``; delete those of them that are not their aggregate's newest row
+        (the next event of an aggregate is numbered from its newest row, which is kept)."""
         ...
 
     async def last_sequence(self, aggregate_type: str, aggregate_id: str) -> int:
