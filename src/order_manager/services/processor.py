@@ -294,11 +294,18 @@ class Processor:
         )
         decision = check(planned, account, self.config.limits, now)
         notes = tuple(planned.notes) + tuple(decision.notes)
-        if unseen:
-            notes += (_counted(unseen),)
         if not decision.approved:
             rejection = decision.rejection or planned.rejection
             assert rejection is not None
+            if unseen:  # say so: the refusal may come from plans approved a moment ago
+                notes += (_counted(unseen),)
+                log.info(
+                    "processor.refused_with_concurrent_plans",
+                    signal_id=signal.signal_id,
+                    code=rejection.code.value,
+                    counted=notes[-1],
+                    trace_id=trace_id,
+                )
             return SignalRejected(rejection, self.is_dry_run, notes)
         ctx = ExecutionContext(signal, trace_id, market)
         with self.in_flight.holding(commitment(decision.plan, account, now)):

@@ -52,10 +52,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -311,9 +310,13 @@ class Tracker:
         while True:
             outcome = BatchOutcome()
             try:
-                async with self._take_turn(), self._uow_factory() as uow:
-                    await body(uow, outcome)
-                    await uow.commit()
+                await self._take_turn()
+                try:
+                    async with self._uow_factory() as uow:
+                        await body(uow, outcome)
+                        await uow.commit()
+                finally:
+                    self._turn.release()
                 if self._on_commit is not None:
                     self._on_commit(symbols)
                 return outcome
@@ -328,17 +331,13 @@ class Tracker:
                     raise
                 log.warning("tracker batch failed; retrying", topic=topic, error=repr(exc))
 
-    @contextlib.asynccontextmanager
-    async def _take_turn(self) -> AsyncIterator[None]:
+    async def _take_turn(self) -> None:
+        """Wait until no other transaction of this tracker runs (release: ``_turn.release``)."""
         self._waiting += 1
         try:
             await self._turn.acquire()
         finally:
             self._waiting -= 1
-        try:
-            yield
-        finally:
-            self._turn.release()
 
     async def _problem(
         self,
