@@ -1,13 +1,15 @@
-"""The whole service under exchange faults, duplicated and reordered stream messages and a
-restart: afterwards every signal is settled, no order exists twice, and our database, our
+"""The whole service under exchange faults, duplicated and reordered stream messages, a SIGKILL
+and a restart: afterwards every signal is settled, no order exists twice, and our database, our
 positions and our events agree with the exchange.
 
-One seeded run (the simulator's fault dice and the signal mix are fixed): creates answered 503
-(not executed) or executed with the connection cut before the answer, amends and cancels
-refused with 5xx, order lookups failing, private-stream messages duplicated and reordered;
-limit orders filled by hand in between. Then the faults stop, failed signals are replayed from
-the database as the DLQ would replay them, the service is restarted (start-up recovery,
-reconciliation) and a full sync runs. What must hold:
+One run with a fixed signal mix (the simulator's fault dice are seeded; which calls they hit
+depends on the lanes' interleaving): creates answered 503 (not executed) or executed with the
+connection cut before the answer, amends and cancels refused with 5xx, order lookups failing,
+private-stream messages duplicated and reordered; limit orders filled by hand in between; the
+service SIGKILLed while the second half of the signals is in flight (observed: three signals
+`processing`, one to three intents `submitting`) and started again with the faults still on.
+Then the faults stop, failed signals are replayed as the DLQ would replay them, the service is
+restarted (start-up recovery, reconciliation) and a full sync runs. What must hold:
 
 * no signal is left ``processing``; no intent is left ``submitting``;
 * every order of ours on the exchange is a row of ours with the same order id, and no leg of a
