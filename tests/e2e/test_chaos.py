@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 
 from order_manager.adapters.rabbitmq.signal_publisher import build_signal
 from order_manager.config import DEV_API_KEY
@@ -90,6 +91,13 @@ FAULTS: list[dict[str, Any]] = [
         "params": {"hold_ms": 150, "scope": "messages"},
         "probability": 0.2,
     },
+    {  # one private-stream drop: reconnect, gap reconciliation, the store distrusted meanwhile
+        "target": "ws_private",
+        "topic": "*",
+        "kind": "drop",
+        "params": {"after_messages": 60, "mode": "close"},
+        "count": 1,
+    },
 ]
 
 
@@ -127,10 +135,14 @@ async def fill_some_resting(world: World, rng: random.Random) -> None:
         assert r.status_code == 200 or r.json().get("retCode") == 110001, r.text  # gone
 
 
+@pytest.mark.parametrize("account_source", ["exchange", "store"])
 async def test_faults_duplicates_reordering_and_a_restart_leave_everything_consistent(
-    world: World,
+    world: World, account_source: str
 ) -> None:
+    """``store``: the lanes plan from the tracker's store while it is trusted — under the
+    same faults, which make it lag, drop and resynchronise."""
     rng = random.Random(20261129)
+    world.service.env["ORDERMANAGER_ACCOUNT_SOURCE"] = account_source
     await world.service.start()
     for fault in FAULTS:
         r = await world.admin.post("/sim/faults", json=fault)
