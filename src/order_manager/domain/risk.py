@@ -47,7 +47,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from order_manager.domain.account import AccountState, Commitment, OpenOrder
-from order_manager.domain.enums import Category, OrderType, PositionIdx, Side
+from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
 from order_manager.domain.instruments import Instrument
 from order_manager.domain.money import ONE, ZERO
 from order_manager.domain.orders import OrderState
@@ -349,42 +349,29 @@ def commitment(plan: Plan, account: AccountState, now: datetime) -> Commitment:
     if instrument is None or plan.is_rejected:
         return Commitment((), ZERO)
     leverage = account.leverage_for(instrument.symbol)
-    orders: list[OpenOrder] = []
-    for place in plan.places:
-        if place.reduce_only:
-            continue
+
+    def planned(
+        leg: Place | Amend, order_type: OrderType, qty: Decimal, tif: TimeInForce | None
+    ) -> OpenOrder:
+        idx = leg.position_idx if isinstance(leg, Place) else None
         state = OrderState.submitting(
-            order_link_id=place.order_link_id,
-            category=place.category,
-            symbol=place.symbol,
-            side=place.side,
-            order_type=place.order_type,
-            qty=place.qty,
-            price=place.price,
-            time_in_force=place.time_in_force,
+            order_link_id=leg.order_link_id,
+            category=leg.category,
+            symbol=leg.symbol,
+            side=leg.side,
+            order_type=order_type,
+            qty=qty,
+            price=leg.price,
+            time_in_force=tif,
             created_at=now,
-            position_idx=place.position_idx or PositionIdx.ONE_WAY,
+            position_idx=idx or PositionIdx.ONE_WAY,
         )
-        orders.append(
-            OpenOrder.from_state(
-                state, instrument, leverage=leverage, reference_price=place.reference_price
-            )
+        return OpenOrder.from_state(
+            state, instrument, leverage=leverage, reference_price=leg.reference_price
         )
-    for amend in plan.amends:
-        state = OrderState.submitting(
-            order_link_id=amend.order_link_id,
-            category=amend.category,
-            symbol=amend.symbol,
-            side=amend.side,
-            order_type=OrderType.LIMIT,
-            qty=amend.added_qty,
-            price=amend.price,
-            time_in_force=None,
-            created_at=now,
-        )
-        orders.append(
-            OpenOrder.from_state(
-                state, instrument, leverage=leverage, reference_price=amend.reference_price
-            )
-        )
+
+    orders = [
+        planned(p, p.order_type, p.qty, p.time_in_force) for p in plan.places if not p.reduce_only
+    ]
+    orders += [planned(a, OrderType.LIMIT, a.added_qty, None) for a in plan.amends]
     return Commitment(tuple(orders), plan.opening_notional)

@@ -9,49 +9,18 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from order_manager.domain.enums import Category, OrderType, Side, TimeInForce
-from order_manager.domain.orders import OrderState
 from order_manager.domain.plans import order_link_id
 from order_manager.services.tracker import Tracker
 from tests.integration.tracking.streams import Fill, exec_obj, lifecycle
-from tests.integration.tracking.support import one_row, uow_factory
+from tests.integration.tracking.support import (
+    PREFIX,
+    insert_intent,
+    insert_signal,
+    one_row,
+    uow_factory,
+)
 
 pytestmark = pytest.mark.integration
-
-PREFIX = "om"
-
-
-async def insert_signal(pool: asyncpg.Pool, signal_id: str, *, is_warmup: bool = False) -> None:
-    await pool.execute(
-        "INSERT INTO signals"
-        " (signal_id, status, symbol, strategy_id, amount, confidence, is_warmup, raw)"
-        " VALUES ($1::uuid, 'executed', 'BTCUSDT', 'momentum_v1', 1000, 0.82, $3, $2)",
-        signal_id,
-        {"signal_id": signal_id, "market_data_snapshot": {"price": "64250.5", "spread": "0.5"}},
-        is_warmup,
-    )
-
-
-async def insert_intent(pool: asyncpg.Pool, signal_id: str, qty: str, price: str) -> str:
-    link = order_link_id(PREFIX, signal_id, 1)
-    state = OrderState.submitting(
-        order_link_id=link,
-        category=Category.LINEAR,
-        symbol="BTCUSDT",
-        side=Side.BUY,
-        order_type=OrderType.LIMIT,
-        qty=Decimal(qty),
-        price=Decimal(price),
-        time_in_force=TimeInForce.GTC,
-        created_at=datetime.now(UTC),
-    )
-    async with uow_factory(pool)() as uow:
-        _record, created = await uow.orders.add_intent(
-            state, signal_id=signal_id, leg=1, trace_id="trace-sig", is_dry_run=False
-        )
-        await uow.commit()
-    assert created
-    return link
 
 
 async def feed(tracker: Tracker, stream: list[tuple[str, dict[str, object]]]) -> None:

@@ -15,25 +15,27 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
 
-from order_manager.domain.enums import Category, OrderType, Side, TimeInForce
-from order_manager.domain.orders import OrderState
-from order_manager.domain.plans import order_link_id
+from order_manager.domain.enums import Category
 from order_manager.services.ports.uow import UnitOfWork
 from order_manager.services.tracker import Tracker
 from tests.helpers import eventually
 from tests.integration.tracking.streams import T0, exec_obj, order_obj
-from tests.integration.tracking.support import one_row, uow_factory
+from tests.integration.tracking.support import (
+    PREFIX,
+    insert_intent,
+    insert_signal,
+    one_row,
+    uow_factory,
+)
 
 pytestmark = pytest.mark.integration
 
-PREFIX = "om"
 DEADLINE = 10.0  # s: a batch that is neither blocked nor done by then is a test failure
 
 
@@ -117,31 +119,8 @@ async def run_crossed(
 
 async def add_order(pool: asyncpg.Pool, symbol: str, qty: str, price: str) -> str:
     signal_id = str(uuid.uuid4())
-    await pool.execute(
-        "INSERT INTO signals (signal_id, status, symbol, strategy_id, amount, confidence, raw)"
-        " VALUES ($1::uuid, 'executed', $2, 'momentum_v1', 100, 0.8, '{}'::jsonb)",
-        signal_id,
-        symbol,
-    )
-    link = order_link_id(PREFIX, signal_id, 1)
-    state = OrderState.submitting(
-        order_link_id=link,
-        category=Category.LINEAR,
-        symbol=symbol,
-        side=Side.BUY,
-        order_type=OrderType.LIMIT,
-        qty=Decimal(qty),
-        price=Decimal(price),
-        time_in_force=TimeInForce.GTC,
-        created_at=datetime.now(UTC),
-    )
-    async with uow_factory(pool)() as uow:
-        _record, created = await uow.orders.add_intent(
-            state, signal_id=signal_id, leg=1, trace_id=f"t-{symbol}", is_dry_run=False
-        )
-        await uow.commit()
-    assert created
-    return link
+    await insert_signal(pool, signal_id)
+    return await insert_intent(pool, signal_id, qty, price, symbol)
 
 
 def order_at(link: str, symbol: str, qty: str, price: str, status: str, t: int) -> dict[str, Any]:
