@@ -97,21 +97,26 @@ class Env:
     async def process_dies_writing_intents(self) -> AsyncIterator[None]:
         """Inside: any INSERT into ``orders`` fails on the real database — a stand-in for the
         process dying right before its intents' commit (what ran before it stays done)."""
+        async with self.database_fails("BEFORE INSERT ON orders FOR EACH ROW"):
+            with pytest.raises(Exception, match="the process died here"):
+                yield
+
+    @contextlib.asynccontextmanager
+    async def database_fails(self, when: str) -> AsyncIterator[None]:
+        """Inside: the real database refuses every write ``when`` names (a trigger timing and
+        event, e.g. ``BEFORE INSERT ON orders FOR EACH ROW``) with 'the process died here'."""
         async with self.pool.acquire() as conn:
             await conn.execute(
                 "CREATE FUNCTION om_test_die() RETURNS trigger LANGUAGE plpgsql AS "
                 "$$ BEGIN RAISE EXCEPTION 'the process died here'; END $$"
             )
-            await conn.execute(
-                "CREATE TRIGGER om_test_die BEFORE INSERT ON orders "
-                "FOR EACH ROW EXECUTE FUNCTION om_test_die()"
-            )
+            table = when.split(" ON ", 1)[1].split()[0]
+            await conn.execute(f"CREATE TRIGGER om_test_die {when} EXECUTE FUNCTION om_test_die()")
             try:
-                with pytest.raises(Exception, match="the process died here"):
-                    yield
+                yield
             finally:
                 await conn.execute(
-                    "DROP TRIGGER om_test_die ON orders; DROP FUNCTION om_test_die()"
+                    f"DROP TRIGGER om_test_die ON {table}; DROP FUNCTION om_test_die()"
                 )
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:

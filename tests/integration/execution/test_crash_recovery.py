@@ -172,3 +172,41 @@ async def test_an_authentication_failure_is_fatal_and_places_nothing(env: Env) -
     assert not outcome.retryable  # the intake stops consuming instead of failing every signal
     assert await env.sim_orders() == []
     assert await env.fetch("SELECT 1 FROM orders") == []
+
+
+async def test_an_answer_the_database_could_not_store_is_taken_from_the_exchange_on_retry(
+    env: Env,
+) -> None:
+    """Spec edge case "database write fails after successful Bybit order creation": the create
+    went through, writing its answer failed. The signal's processing fails (the intake's lane
+    retries it, a redelivery would do the same), the intent stays ``submitting``; the retry
+    resumes it by orderLinkId — the exchange answers that it has the order (110072), the order
+    is looked up and recorded as the exchange holds it: one exchange order, nothing placed
+    twice."""
+    processor = env.processor()
+    signal = await new_signal(env, amount="1000")
+    acknowledging = (
+        "BEFORE UPDATE ON orders FOR EACH ROW"
+        " WHEN (OLD.order_id IS NULL AND NEW.order_id IS NOT NULL)"
+    )
+    async with env.database_fails(acknowledging):
+        with pytest.raises(Exception, match="the process died here"):
+            await processor.process(signal, "t-answer-lost")
+    rows = await env.fetch("SELECT status, order_id FROM orders")
+    assert [(r["status"], r["order_id"]) for r in rows] == [("submitting", None)]
+    assert len(await env.sim_orders()) == 1  # the exchange has it
+
+    outcome = await processor.process(signal, "t-answer-retry")
+
+    assert isinstance(outcome, SignalExecuted), outcome
+    (order,) = await env.sim_orders()
+    assert order["orderStatus"] == "Filled"
+    rows = await env.fetch("SELECT status, order_id, cum_exec_qty FROM orders")
+    assert [(r["status"], r["order_id"]) for r in rows] == [("filled", order["orderId"])]
+    assert rows[0]["cum_exec_qty"] == Decimal(order["cumExecQty"])  # the exchange's record
+    assert outcome.order_ids == (order["orderId"],)
+    calls = await env.fetch("SELECT action, response FROM audit_log ORDER BY id")
+    assert [(c["action"], c["response"]["outcome"]) for c in calls] == [
+        ("order.create", "created"),  # audited although its answer could not be stored
+        ("order.create", "existing"),  # the retry: the exchange already had it
+    ]
