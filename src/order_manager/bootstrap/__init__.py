@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aio_pika
 import aiohttp
@@ -82,6 +82,9 @@ from order_manager.services.recovery import Recovery
 from order_manager.services.stale_orders import StaleOrderSweeper
 from order_manager.services.store_freshness import StoreFreshness
 from order_manager.services.trading_control import TradingControl
+
+if TYPE_CHECKING:
+    from order_manager.adapters.paper.exchange import PaperExchange
 
 log = get_logger("order_manager.bootstrap")
 
@@ -439,6 +442,8 @@ class SignalPipeline:
             else None
         )
         self.paper = paper
+        if paper is not None:
+            await restore_paper(paper, uow)
         warmup_processor = None
         if paper is not None and not settings.dry_run:
             warmup_processor = Processor(uow, paper, config, switch=self.switch)
@@ -505,6 +510,16 @@ class SignalPipeline:
             await self.instruments.stop()
         if self.rest is not None:
             await self.rest.close()
+
+
+async def restore_paper(paper: PaperExchange, uow: PostgresUnitOfWorkFactory) -> None:
+    """The paper account of the previous run, from the database: its fills rebuild the books
+    and the wallet, its resting orders rest again (`PaperExchange.restore`)."""
+    async with uow(atomic=False) as reading:
+        fills = await reading.tracking.all_fills(is_dry_run=True)
+        resting = await reading.orders.all_open_orders(is_dry_run=True)
+    paper.restore(fills, [row.state for row in resting])
+    log.info("paper exchange restored", fills=len(fills), resting=len(resting))
 
 
 def _warmup_to_paper(settings: Settings) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from order_manager.adapters.paper.exchange import PaperExchange
+from order_manager.bootstrap import restore_paper
 from order_manager.domain.enums import Category
 from order_manager.domain.planner import PlannerConfig
 from order_manager.domain.rejections import RejectCode
@@ -193,3 +194,74 @@ async def test_a_paper_convert_adds_what_the_cancelled_paper_limit_left_untraded
     )
     assert [a["action"] for a in actions] == ["order.cancel", "order.get", "order.create"]
     assert await env.sim_orders() == []
+
+
+async def drain_into(tracker: Tracker, paper: PaperExchange) -> None:
+    """Hand the paper exchange's pending updates to the (paper) tracker, as the feed does."""
+    batch = []
+    while not paper.updates.empty():
+        item = paper.updates.get_nowait()
+        batch.append((item["topic"], [item["data"]], None))
+    await tracker.handle_many(batch)
+
+
+async def test_a_restarted_paper_exchange_never_reuses_an_execution_id(env: Env) -> None:
+    """Each service start builds a new paper exchange. Its fills must not take the execution
+    ids of an earlier run's: ``executions.exec_id`` is unique, and the tracker drops a fill
+    whose id it has (a duplicate) — the second run's paper fill would be lost to the books."""
+    tracker = Tracker(env.uow, link_prefix="om", is_dry_run=True)
+    for run in ("first", "after a restart"):
+        paper = PaperExchange(env.gateway, levels=env.gateway)
+        signal = await new_signal(env, amount="1000")
+        outcome = await paper_processor(env, paper).process(signal, f"t-{run}")
+        assert isinstance(outcome, SignalExecuted), (run, outcome)
+        await drain_into(tracker, paper)
+
+    fills = await env.fetch("SELECT order_uuid, exec_qty FROM executions WHERE is_dry_run")
+    assert len(fills) == 2 and len({f["order_uuid"] for f in fills}) == 2
+    (book,) = await env.fetch("SELECT size FROM positions WHERE is_dry_run")
+    assert book["size"] == Decimal("0.030")  # both runs' buys
+
+
+async def test_a_restarted_dry_run_takes_up_its_paper_account_where_it_stopped(env: Env) -> None:
+    """The paper account lives in the process; a restart (a new paper exchange) rebuilds it
+    from the database as the service does at start: the same books and wallet, the resting
+    paper limit resting again — it fills when the market crosses it — and a sell reduces the
+    long the first run bought instead of finding no position."""
+    tracker = Tracker(env.uow, link_prefix="om", is_dry_run=True)
+    before = PaperExchange(env.gateway, levels=env.gateway)
+    bought = await paper_processor(env, before).process(await new_signal(env, amount="1000"), "t")
+    limit = await new_signal(env, amount="1000", metadata={"order_type": "limit"})
+    rests = await paper_processor(env, before).process(limit, "t-rest")
+    assert isinstance(bought, SignalExecuted) and isinstance(rests, SignalExecuted)
+    await drain_into(tracker, before)
+
+    after = PaperExchange(env.gateway, levels=env.gateway)
+    await restore_paper(after, env.uow)
+
+    def account(paper: PaperExchange) -> dict[object, tuple[Decimal, ...]]:
+        return {k: (p.size, p.entry_value, p.realized_pnl, p.fees) for k, p in paper.books.items()}
+
+    assert account(after) == account(before)  # (the mark is the next book read's)
+    assert after.wallet == before.wallet
+    (link,) = rests.order_link_ids
+    assert (
+        after.orders[link].is_open and after.orders[link].order_id == before.orders[link].order_id
+    )
+
+    await env.admin_post(
+        "/sim/price", {"category": "linear", "symbol": "BTCUSDT", "price": "64000"}
+    )
+    await after.market(Category.LINEAR, "BTCUSDT")  # the restored limit fills
+    await drain_into(tracker, after)
+    (row,) = await env.fetch("SELECT status FROM orders WHERE order_link_id = $1", link)
+    assert row["status"] == "filled"
+    (book,) = await env.fetch("SELECT size FROM positions WHERE is_dry_run")
+    assert book["size"] == Decimal("0.030")
+
+    sell = await new_signal(env, side="sell", amount="100000")
+    sold = await paper_processor(env, after).process(sell, "t-sell")
+    assert isinstance(sold, SignalExecuted), sold
+    await drain_into(tracker, after)
+    (book,) = await env.fetch("SELECT size FROM positions WHERE is_dry_run")
+    assert book["size"] == Decimal(0)  # closed: reduce-only for what the paper account holds

@@ -41,7 +41,7 @@ import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -51,7 +51,7 @@ from order_manager.adapters.bybit.slippage import PERCENT, bps_from_percent, leg
 from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
 from order_manager.domain.instruments import Instrument
 from order_manager.domain.market import MarketSnapshot
-from order_manager.domain.orders import BybitOrderStatus, ExchangeOrderUpdate
+from order_manager.domain.orders import BybitOrderStatus, ExchangeOrderUpdate, OrderState
 from order_manager.domain.plans import Amend, Cancel, Place
 from order_manager.domain.positions import Position, PositionFill, apply_fill
 
@@ -262,6 +262,11 @@ class PaperExchange:
         self.mark_interval = mark_interval
         self._clock = clock
         self._marked_at: dict[tuple[Category, str, PositionIdx], float] = {}
+        #: execution ids are ``paper-<run>-<n>``: ``executions.exec_id`` is unique across
+        #: every run of the service, and a restarted service counts from 1 again — a bare
+        #: counter reused the first run's ids and the tracker dropped those fills as duplicates.
+        #: ``<run>`` is the start time in ns (hex), so ids also sort in the order they were made
+        self._run = f"{time.time_ns():x}"
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
 
@@ -602,24 +607,16 @@ class PaperExchange:
         order.status = (
             BybitOrderStatus.FILLED if order.leaves == 0 else BybitOrderStatus.PARTIALLY_FILLED
         )
-        key = (order.category, order.symbol, order.position_idx)
-        position = self.books.get(
-            key, Position.flat(order.category, order.symbol, order.position_idx)
-        )
         fill = PositionFill(
-            order.side, qty, price, fee, f"paper-{next(self._ids)}", order.position_idx
+            order.side,
+            qty,
+            price,
+            fee,
+            f"paper-{self._run}-{next(self._ids):010d}",
+            order.position_idx,
         )
-        before = position.realized_pnl
-        position = apply_fill(position, fill)
-        self.books[key] = replace(position, mark_price=price)
+        key = self._book(order.category, order.symbol, fill)
         quote = "USDT"
-        if order.category is Category.SPOT:
-            base = order.symbol.removesuffix(quote)
-            sign = order.side.sign
-            self.wallet[base] = self.wallet.get(base, ZERO) + sign * qty
-            self.wallet[quote] = self.wallet.get(quote, ZERO) - sign * value - fee
-        else:
-            self.wallet[quote] = self.wallet.get(quote, ZERO) + (position.realized_pnl - before)
         if self._publish:
             self.updates.put_nowait(
                 {
@@ -644,6 +641,74 @@ class PaperExchange:
             )
             if order.category.has_positions:
                 self._emit_position(self.books[key])
+
+    def _book(
+        self, category: Category, symbol: str, fill: PositionFill
+    ) -> tuple[Category, str, PositionIdx]:
+        """Apply one fill to its position book and to the wallet; returns the book's key."""
+        key = (category, symbol, fill.position_idx)
+        position = self.books.get(key, Position.flat(category, symbol, fill.position_idx))
+        before = position.realized_pnl
+        position = apply_fill(position, fill)
+        self.books[key] = replace(position, mark_price=fill.price)
+        quote = "USDT"
+        if category is Category.SPOT:
+            base = symbol.removesuffix(quote)
+            sign = fill.side.sign
+            self.wallet[base] = self.wallet.get(base, ZERO) + sign * fill.qty
+            spent = sign * fill.qty * fill.price + fill.fee
+            self.wallet[quote] = self.wallet.get(quote, ZERO) - spent
+        else:
+            self.wallet[quote] = self.wallet.get(quote, ZERO) + (position.realized_pnl - before)
+        return key
+
+    def restore(
+        self,
+        fills: Iterable[tuple[Category, str, PositionFill]],
+        open_orders: Iterable[OrderState],
+    ) -> None:
+        """Take up where the previous run of the service stopped (call once, at start, before
+        any order): the paper account lives in this process, its fills and orders in the
+        database. ``fills`` — every paper fill stored, in execution order — rebuild the books
+        and the wallet exactly as ``_fill`` built them; ``open_orders`` — our paper orders
+        still resting (with their exchange id) — rest again with what they had filled, and
+        fill when the market crosses them. A paper intent still ``submitting`` is not among
+        them: this exchange never saw it, and recovery marks it failed. Without this a
+        restarted dry-run traded from an empty paper account while the database showed the
+        old positions, and resting paper orders never filled again."""
+        for category, symbol, fill in fills:
+            self._book(category, symbol, fill)
+        for state in open_orders:
+            if state.order_id is None or not state.status.is_open:
+                continue
+            order = _Order(
+                order_id=state.order_id,
+                link=state.order_link_id,
+                category=state.category,
+                symbol=state.symbol,
+                side=state.side,
+                order_type=state.order_type,
+                qty=state.qty,
+                price=state.price,
+                tif=state.time_in_force or TimeInForce.GTC,
+                reduce_only=state.reduce_only,
+                position_idx=state.position_idx,
+                created=state.created_at,
+                status=(
+                    BybitOrderStatus.PARTIALLY_FILLED
+                    if state.filled_qty > 0
+                    else BybitOrderStatus.NEW
+                ),
+                cum_qty=state.filled_qty,
+                cum_value=state.filled_value,
+                cum_fee=state.fees,
+                updated=state.updated_at or state.created_at,
+                take_profit=state.take_profit,
+                stop_loss=state.stop_loss,
+            )
+            self.orders[order.link] = order
+            self.by_id[order.order_id] = order
+            self._maybe_open[order.link] = order
 
     def _open_orders(self) -> list[_Order]:
         """The open orders in arrival order; forgets the ones closed since the last call."""

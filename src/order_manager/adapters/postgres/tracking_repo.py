@@ -305,6 +305,33 @@ class PgTrackingRepository:
         assert row is not None
         return _position_record(row)
 
+    async def all_fills(self, *, is_dry_run: bool) -> list[tuple[Category, str, PositionFill]]:
+        rows = await self._conn.fetch(
+            """
+            SELECT category, symbol, position_idx, exec_id, side, exec_qty, exec_price, exec_fee
+            FROM executions
+            WHERE is_dry_run = $1 AND exec_qty > 0 AND exec_type = ANY($2::text[])
+            ORDER BY exec_time, COALESCE(exchange_seq, 0), exec_id
+            """,
+            is_dry_run,
+            list(POSITION_EXEC_TYPES),
+        )
+        return [
+            (
+                Category(r["category"]),
+                r["symbol"],
+                PositionFill(
+                    side=Side(r["side"]),
+                    qty=r["exec_qty"],
+                    price=r["exec_price"],
+                    fee=r["exec_fee"],
+                    exec_id=r["exec_id"],
+                    position_idx=PositionIdx(r["position_idx"]),
+                ),
+            )
+            for r in rows
+        ]
+
     async def book_fills(
         self,
         category: Category,

@@ -114,6 +114,11 @@ class TrackingRepository(Protocol):
         """The book's stored fills with a key greater than `after` (all when None), in order."""
         ...
 
+    async def all_fills(self, *, is_dry_run: bool) -> Sequence[tuple[Category, str, PositionFill]]:
+        """Every stored fill of the mode (category, symbol, fill), in execution order (the
+        paper exchange is rebuilt from them at start)."""
+        ...
+
     async def save_position(
         self, position: Position, *, is_dry_run: bool, last_exec_key: ExecKey | None
     ) -> None: ...
