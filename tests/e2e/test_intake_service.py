@@ -437,6 +437,54 @@ async def test_dry_run_service_trades_on_paper_only(world: World) -> None:
     assert [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")] == []
 
 
+async def test_a_dry_run_service_killed_and_restarted_keeps_its_paper_account(
+    world: World,
+) -> None:
+    """SIGKILL a dry-run service holding a paper long and a resting paper limit; after the
+    restart a market sell closes exactly that long (reduce-only, planned from the restored
+    paper account) and cancels the resting limit (the restored paper exchange knows it)."""
+    world.service.env["ORDERMANAGER_DRY_RUN"] = "true"
+    await world.service.start()
+    buy = build_signal(
+        asset="BTCUSDT", side="buy", amount=Decimal("500"), confidence=Decimal("0.9")
+    )
+    resting = build_signal(
+        asset="BTCUSDT",
+        side="buy",
+        amount=Decimal("300"),
+        confidence=Decimal("0.5"),
+        metadata={"order_type": "limit"},
+    )
+    for signal_ in (buy, resting):
+        await world.publisher.publish_signal(signal_)
+        await _executed(world, signal_["signal_id"])
+    await world.service.kill()
+    await world.service.start()
+
+    sell = build_signal(
+        asset="BTCUSDT", side="sell", amount=Decimal("5000"), confidence=Decimal("0.9")
+    )
+    await world.publisher.publish_signal(sell)
+    await _executed(world, sell["signal_id"])
+    bought = await world.fetch(
+        "SELECT cum_exec_qty FROM orders WHERE signal_id = $1", buy["signal_id"]
+    )
+    (sold,) = await world.fetch(
+        "SELECT reduce_only, qty, status FROM orders WHERE signal_id = $1", sell["signal_id"]
+    )
+    assert sold["reduce_only"] and sold["status"] == "filled"
+    assert sold["qty"] == bought[0]["cum_exec_qty"] > 0
+
+    async def limit_cancelled() -> bool:
+        rows = await world.fetch(
+            "SELECT status FROM orders WHERE signal_id = $1", resting["signal_id"]
+        )
+        return [r["status"] for r in rows] == ["cancelled"]
+
+    await until(limit_cancelled, what="the restored paper limit cancelled by the sell")
+    assert [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")] == []
+
+
 async def test_warmup_dry_run_sends_only_live_signals_to_the_exchange(world: World) -> None:
     world.service.env["ORDERMANAGER_WARMUP_SIGNALS"] = "dry_run"
     await world.service.start()
