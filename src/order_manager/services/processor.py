@@ -134,7 +134,7 @@ class ProcessorConfig:
 @dataclass(frozen=True, slots=True)
 class _Stored:
     existing: list[StoredOrder]
-    open_rows: list[StoredOrder]
+    open_rows: Sequence[StoredOrder]
     recent: tuple[datetime, ...]
     balances: Mapping[str, Decimal] | None = None
     positions: tuple[Position, ...] | None = None
@@ -371,9 +371,7 @@ class Processor:
             existing = [] if is_new else list(await uow.orders.for_signal(signal.signal_id))
             # the store path also needs the symbol's acknowledged takers (below): one read of
             # every open order serves both
-            every = list(
-                await uow.orders.all_open_orders(is_dry_run=dry, resting_only=not with_account)
-            )
+            every = await uow.orders.all_open_orders(is_dry_run=dry, resting_only=not with_account)
             rows = [row for row in every if not _settled_taker(row)]
             recent: tuple[datetime, ...] = ()
             if self.config.limits.max_orders_per_minute_per_symbol is not None:
@@ -409,7 +407,7 @@ class Processor:
         balances: Mapping[str, Decimal],
         positions: tuple[Position, ...],
         leverage: Decimal,
-        rows: list[StoredOrder],
+        rows: Sequence[StoredOrder],
         recent: tuple[datetime, ...],
         daily_volume: Decimal = Decimal(0),
     ) -> AccountState:
