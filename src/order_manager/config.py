@@ -212,6 +212,8 @@ class Settings(BaseSettings):
     stale_order_timeout_seconds: int = Field(default=300, ge=1)
     cancel_stale_orders: bool = True
     stale_order_sweep_interval_seconds: int = Field(default=15, ge=1)
+    #: seconds between two run-time passes over the intents of failed signals (services.recovery)
+    intent_settle_interval_seconds: int = Field(default=30, ge=1)
     loss_warning_threshold_pct: PositiveDecimal = Decimal("5")
 
     # ---- risk limits (USDT unless the name says otherwise)

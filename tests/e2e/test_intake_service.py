@@ -509,3 +509,43 @@ async def test_warmup_dry_run_sends_only_live_signals_to_the_exchange(world: Wor
     assert flags == {warm["signal_id"]: True, live["signal_id"]: False}
     ours = [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")]
     assert len(ours) == 1
+
+
+async def test_an_intent_an_exchange_outage_left_submitting_is_settled_without_a_restart(
+    world: World,
+) -> None:
+    """An outage fails the create and every lookup after it: the signal ends `failed`, its
+    intent `submitting` (outcome unknown). Once the exchange answers again, the running service
+    finds the intent was never placed and fails it — before, only the next start did."""
+    world.service.env["ORDERMANAGER_INTENT_SETTLE_INTERVAL_SECONDS"] = "1"
+    await world.service.start()
+    for endpoint in ("/v5/order/create", "/v5/order/realtime", "/v5/order/history"):
+        fault = await world.admin.post(
+            "/sim/faults",
+            json={
+                "target": "rest",
+                "endpoint": endpoint,
+                "kind": "http_status",
+                "probability": 1.0,
+                "params": {"status": 503},
+            },
+        )
+        assert fault.status_code == 200, fault.text
+    signal_ = build_signal(
+        asset="BTCUSDT", side="buy", amount=Decimal("1000"), confidence=Decimal("0.9")
+    )
+    signal_id = signal_["signal_id"]
+    await world.publisher.publish_signal(signal_)
+    await until(lambda: _is(world.signal_status(signal_id), "failed"), what="signal failed")
+    rows = await world.fetch("SELECT status FROM orders WHERE signal_id = $1", signal_id)
+    assert [r["status"] for r in rows] == ["submitting"]
+
+    await world.admin.delete("/sim/faults")  # the exchange is back
+
+    async def intent_failed() -> bool:
+        rows = await world.fetch("SELECT status FROM orders WHERE signal_id = $1", signal_id)
+        return [r["status"] for r in rows] == ["failed"]
+
+    await until(intent_failed, what="the orphaned intent settled while the service runs")
+    assert [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")] == []
+    assert await world.signal_status(signal_id) == "failed"  # a replay may still retry it

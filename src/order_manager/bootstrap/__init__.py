@@ -474,6 +474,14 @@ class SignalPipeline:
         if self.intake is None or uow is None:
             raise RuntimeError("the signal pipeline did not open")
         self.intake.start()
+        # intents their failed signals left `submitting` are settled while the service runs
+        self._sweeps = [
+            asyncio.create_task(
+                Recovery(uow, g).watch(settings.intent_settle_interval_seconds),
+                name="intent-settler",
+            )
+            for g in self._gateways
+        ]
         if settings.cancel_stale_orders:
             # one sweeper per exchange in use: live orders, and paper ones (dry-run / warm-ups)
             used = self._gateways
@@ -486,7 +494,7 @@ class SignalPipeline:
                 )
                 for g in used
             ]
-            self._sweeps = [
+            self._sweeps += [
                 asyncio.create_task(sweeper.run(), name="stale-order-sweeper")
                 for sweeper in self.sweepers
             ]

@@ -15,6 +15,19 @@ asked for the orderLinkId:
   next round (``run_until_settled`` waits for the window and asks again).
 
 Every lookup is audited like any other exchange call. Nothing here places or cancels orders.
+
+**At run time too** (``settle_orphans``, every ``ORDERMANAGER_INTENT_SETTLE_INTERVAL_SECONDS``
+while the service runs): a signal whose create's outcome stayed unknown (answer lost, every
+lookup failed) ends ``failed`` with its intent ``submitting``. Nobody resumes that intent until
+the signal is delivered again — and a redelivery older than the signal's maximum age is refused
+``stale_signal`` before any resume — so without this pass the row would stay ``submitting``
+until the next start: an "open" order that reserves balance and exposure in every plan and is
+shown active by the API, or a real exchange order that nobody adopted. The pass takes only the
+intents of signals no longer in progress and resolves them as above, with two guards: the
+signal's row is share-locked in the transaction that changes the intent (a claim of the signal
+by a lane waits, and an intent whose signal was claimed meanwhile is left to that lane), and
+"not found" counts as "never placed" only once the receive window has passed since the
+signal's last attempt ended — a retry may have re-sent an old intent's create.
 """
 
 from __future__ import annotations
@@ -79,12 +92,33 @@ class Recovery:
         return timedelta(milliseconds=self.gateway.recv_window_ms) + self.margin
 
     async def run(self) -> RecoveryReport:
-        """One pass over every ``submitting`` row."""
-        report = RecoveryReport()
+        """One pass over every ``submitting`` row (at start: no signal is in progress)."""
         async with self.uow_factory() as uow:
             rows = list(await uow.orders.submitting(is_dry_run=self.gateway.is_dry_run))
+        return await self._pass(rows, orphans=False)
+
+    async def settle_orphans(self) -> RecoveryReport:
+        """One pass over the ``submitting`` rows of signals no longer in progress (run time)."""
+        async with self.uow_factory() as uow:
+            rows = list(await uow.orders.orphaned_intents(is_dry_run=self.gateway.is_dry_run))
+        return await self._pass(rows, orphans=True)
+
+    async def watch(self, interval: float) -> None:
+        """``settle_orphans`` every ``interval`` seconds until cancelled."""
+        log.info("recovery.watching", interval_seconds=interval, dry_run=self.gateway.is_dry_run)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.settle_orphans()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # tried again at the next interval
+                log.exception("recovery.settle_failed", error=repr(exc))
+
+    async def _pass(self, rows: list[StoredOrder], *, orphans: bool) -> RecoveryReport:
+        report = RecoveryReport()
         for row in rows:
-            await self._resolve(row, report)
+            await self._resolve(row, report, orphan=orphans)
         if rows:
             log.info(
                 "recovery.pass",
@@ -92,6 +126,7 @@ class Recovery:
                 failed=len(report.failed),
                 pending=len(report.pending),
                 dry_run=self.gateway.is_dry_run,
+                run_time=orphans,
             )
         return report
 
@@ -111,7 +146,7 @@ class Recovery:
             await asyncio.sleep(self.window.total_seconds() if pause is None else pause)
         return total
 
-    async def _resolve(self, row: StoredOrder, report: RecoveryReport) -> None:
+    async def _resolve(self, row: StoredOrder, report: RecoveryReport, *, orphan: bool) -> None:
         state = row.state
         trace_id = row.trace_id or f"recovery-{state.order_link_id}"
         lookup = await self.gateway.find_order(
@@ -128,10 +163,19 @@ class Recovery:
                 order_link_id=state.order_link_id,
                 is_dry_run=row.is_dry_run,
             )
+            finished = None
+            if orphan:
+                # the signal's row first (share lock: a lane's claim of it waits for us)
+                finished = await uow.signals.finished_at(row.signal_id) if row.signal_id else None
+                if finished is None:
+                    await uow.commit()  # claimed meanwhile: its lane resumes the intent
+                    return
             locked = await uow.orders.get(state.order_link_id, for_update=True)
             if locked is None or locked.state.status is not OrderStatus.SUBMITTING:
                 await uow.commit()  # resolved meanwhile (tracker event, resumed signal)
                 return
+            # a create may have been sent until the signal's last attempt ended
+            since = locked.created_at if finished is None else max(locked.created_at, finished)
             produced: list[OrderEvent] = []
             current = locked.state
             if lookup.ok and lookup.order is not None:
@@ -142,7 +186,7 @@ class Recovery:
                 current = result.state
                 produced += result.events
                 report.adopted.append(state.order_link_id)
-            elif lookup.ok and now - locked.created_at > self.window:
+            elif lookup.ok and now - since > self.window:
                 result = mark_failed(
                     current,
                     f"not on the exchange {self.window.total_seconds():g}s after the intent",

@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -22,7 +23,10 @@ from order_manager.adapters.bybit.metrics import metrics_for
 from order_manager.adapters.bybit.rest import BybitRestClient
 from order_manager.adapters.postgres.pool import create_pool
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
+from order_manager.domain.enums import Category, OrderType, Side, TimeInForce
+from order_manager.domain.orders import OrderState
 from order_manager.domain.planner import PlannerConfig
+from order_manager.domain.plans import order_link_id
 from order_manager.domain.risk import RiskLimits
 from order_manager.domain.signals import TradingSignal, parse_signal
 from order_manager.services.processor import Processor, ProcessorConfig
@@ -182,6 +186,29 @@ async def new_signal(env: Env, **kwargs: Any) -> TradingSignal:
     signal = make_signal(**kwargs)
     await insert_signal(env.pool, signal.signal_id)
     return signal
+
+
+async def add_intent(env: Env, signal: TradingSignal, created_at: datetime) -> str:
+    """A committed write-ahead intent of ``signal`` (leg 1: a 0.015 BTCUSDT market buy) created
+    at ``created_at`` and never sent; returns its orderLinkId."""
+    link = order_link_id("om", signal.signal_id, 1)
+    intent = OrderState.submitting(
+        order_link_id=link,
+        category=Category.LINEAR,
+        symbol="BTCUSDT",
+        side=Side.BUY,
+        order_type=OrderType.MARKET,
+        qty=Decimal("0.015"),
+        price=None,
+        time_in_force=TimeInForce.IOC,
+        created_at=created_at,
+    )
+    async with env.uow() as uow:
+        await uow.orders.add_intent(
+            intent, signal_id=signal.signal_id, leg=1, trace_id="t", is_dry_run=False
+        )
+        await uow.commit()
+    return link
 
 
 @contextlib.asynccontextmanager

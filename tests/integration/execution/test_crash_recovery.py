@@ -20,14 +20,12 @@ from order_manager.adapters.bybit.gateway import BybitGateway
 from order_manager.adapters.bybit.instruments import InstrumentCache
 from order_manager.adapters.bybit.metrics import metrics_for
 from order_manager.adapters.bybit.rest import BybitRestClient
-from order_manager.domain.enums import Category, OrderType, Side, TimeInForce
-from order_manager.domain.orders import OrderState
 from order_manager.domain.plans import order_link_id
 from order_manager.services.ports.processing import SignalExecuted, SignalFailed
 from order_manager.services.processor import Processor, ProcessorConfig
 from order_manager.services.recovery import Recovery
 
-from .conftest import Env, client_config, new_signal
+from .conftest import Env, add_intent, client_config, new_signal
 
 
 @pytest.fixture
@@ -107,39 +105,12 @@ async def test_redelivery_before_recovery_resends_the_same_link_id_and_adopts(
     assert [c["ok_outcome"] for c in creates] == [None, "existing"]
 
 
-def _intent(link: str, created_at: datetime) -> OrderState:
-    return OrderState.submitting(
-        order_link_id=link,
-        category=Category.LINEAR,
-        symbol="BTCUSDT",
-        side=Side.BUY,
-        order_type=OrderType.MARKET,
-        qty=Decimal("0.015"),
-        price=None,
-        time_in_force=TimeInForce.IOC,
-        created_at=created_at,
-    )
-
-
 async def test_recovery_fails_unfound_intents_only_after_the_receive_window(env: Env) -> None:
     now = datetime.now(UTC)
     old = await new_signal(env)
     young = await new_signal(env)
-    old_link = order_link_id("om", old.signal_id, 1)
-    young_link = order_link_id("om", young.signal_id, 1)
-    async with env.uow() as uow:
-        for signal, link, created in (
-            (old, old_link, now - timedelta(seconds=30)),
-            (young, young_link, now),
-        ):
-            await uow.orders.add_intent(
-                _intent(link, created),
-                signal_id=signal.signal_id,
-                leg=1,
-                trace_id="t",
-                is_dry_run=False,
-            )
-        await uow.commit()
+    old_link = await add_intent(env, old, now - timedelta(seconds=30))
+    young_link = await add_intent(env, young, now)
 
     report = await Recovery(env.uow, env.gateway).run()
 

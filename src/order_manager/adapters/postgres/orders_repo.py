@@ -458,6 +458,15 @@ class PgOrderRepository:
         )
         return self._records(rows)
 
+    async def orphaned_intents(self, *, is_dry_run: bool) -> list[OrderRecord]:
+        rows = await self._conn.fetch(
+            f"{_SELECT} WHERE o.status = 'submitting' AND o.is_dry_run = $1 AND EXISTS ("
+            "SELECT 1 FROM signals s WHERE s.signal_id = o.signal_id "
+            "AND s.status NOT IN ('received', 'processing')) ORDER BY o.created_at, o.id",
+            is_dry_run,
+        )
+        return self._records(rows)
+
     async def recent_order_times(
         self, category: Category, symbol: str, since: datetime, *, is_dry_run: bool
     ) -> tuple[datetime, ...]:

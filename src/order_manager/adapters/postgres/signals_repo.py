@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -158,6 +159,14 @@ class PgSignalRepository:
             "SELECT status FROM signals WHERE signal_id = $1", signal_id
         )
         return None if status is None else str(status)
+
+    async def finished_at(self, signal_id: str) -> datetime | None:
+        finished: datetime | None = await self._conn.fetchval(
+            "SELECT completed_at FROM signals WHERE signal_id = $1 "
+            "AND status NOT IN ('received', 'processing') FOR SHARE",
+            signal_id,
+        )
+        return finished
 
 
 class PgSignalStore:

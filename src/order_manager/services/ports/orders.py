@@ -206,6 +206,12 @@ class OrderRepository(Protocol):
         """Every row still ``submitting`` (what recovery must resolve), oldest first."""
         ...
 
+    async def orphaned_intents(self, *, is_dry_run: bool) -> Sequence[StoredOrder]:
+        """The ``submitting`` rows whose signal is no longer in progress (its last attempt
+        ended, e.g. ``failed`` with the create's outcome unknown): nobody will resume them
+        until the signal is delivered again, oldest first."""
+        ...
+
     async def add_notional(self, order_uuid: str, added: Decimal) -> None:
         """An amend added quantity: the order's planned notional grows by ``added``."""
         ...

@@ -25,6 +25,7 @@ States: ``received`` → ``processing`` → ``executed`` | ``rejected`` | ``fail
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from order_manager.domain.signals import TradingSignal
@@ -83,6 +84,11 @@ class SignalRepository(Protocol):
         ...
 
     async def status_of(self, signal_id: str) -> str | None: ...
+
+    async def finished_at(self, signal_id: str) -> datetime | None:
+        """When the signal's last attempt ended, with its row share-locked for the rest of the
+        transaction (a claim of it waits); None while an attempt is in progress, or no row."""
+        ...
 
 
 class SignalStore(Protocol):
