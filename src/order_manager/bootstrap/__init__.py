@@ -522,12 +522,16 @@ class SignalPipeline:
 
 async def restore_paper(paper: PaperExchange, uow: PostgresUnitOfWorkFactory) -> None:
     """The paper account of the previous run, from the database: its fills rebuild the books
-    and the wallet, its resting orders rest again (`PaperExchange.restore`)."""
+    and the wallet, its resting orders rest again, and fills its order rows count but the
+    process died before storing are booked (`PaperExchange.restore`)."""
     async with uow(atomic=False) as reading:
         fills = await reading.tracking.all_fills(is_dry_run=True)
         resting = await reading.orders.all_open_orders(is_dry_run=True)
-    paper.restore(fills, [row.state for row in resting])
-    log.info("paper exchange restored", fills=len(fills), resting=len(resting))
+        unbooked = await reading.tracking.unbooked_fills(is_dry_run=True)
+    paper.restore(fills, [row.state for row in resting], unbooked)
+    log.info(
+        "paper exchange restored", fills=len(fills), resting=len(resting), unbooked=len(unbooked)
+    )
 
 
 def _warmup_to_paper(settings: Settings) -> bool:

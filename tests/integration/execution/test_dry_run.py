@@ -265,3 +265,43 @@ async def test_a_restarted_dry_run_takes_up_its_paper_account_where_it_stopped(e
     await drain_into(tracker, after)
     (book,) = await env.fetch("SELECT size FROM positions WHERE is_dry_run")
     assert book["size"] == Decimal(0)  # closed: reduce-only for what the paper account holds
+
+
+async def test_a_paper_fill_the_process_died_before_storing_is_restored_once(env: Env) -> None:
+    """A paper market order is answered with its record (`filled`) at once; its fill reaches
+    `executions` and the books only when the paper tracker drains the feed. A process killed
+    in between left the order `filled` in the database with no fill behind it: the restarted
+    paper account (rebuilt from stored fills) and our positions both missed the buy the
+    order's `filled` event had announced. Dry-run has no reconciliation against an exchange, so
+    the restore books what the order rows count beyond their stored fills, once."""
+    tracker = Tracker(env.uow, link_prefix="om", is_dry_run=True)
+    before = PaperExchange(env.gateway, levels=env.gateway)
+    bought = await paper_processor(env, before).process(await new_signal(env, amount="1000"), "t")
+    assert isinstance(bought, SignalExecuted), bought
+    # the process dies here: the feed's fill never reached the tracker
+    assert await env.fetch("SELECT 1 FROM executions") == []
+
+    after = PaperExchange(env.gateway, levels=env.gateway)
+    await restore_paper(after, env.uow)
+    await drain_into(tracker, after)
+
+    def account(paper: PaperExchange) -> dict[object, tuple[Decimal, ...]]:
+        return {k: (p.size, p.entry_value, p.realized_pnl, p.fees) for k, p in paper.books.items()}
+
+    assert account(after) == account(before)
+    assert after.wallet == before.wallet
+    fills = await env.fetch("SELECT exec_qty, exec_price, exec_fee FROM executions")
+    (order,) = await env.fetch("SELECT cum_exec_qty, avg_price, cum_exec_fee FROM orders")
+    assert [tuple(f.values()) for f in fills] == [tuple(order.values())]
+    (book,) = await env.fetch("SELECT size FROM positions WHERE is_dry_run")
+    assert book["size"] == Decimal("0.015")
+    events = await env.fetch("SELECT event_type FROM outbox ORDER BY id")
+    # the order's events are not announced twice; the position's move is announced now
+    assert [e["event_type"] for e in events] == ["created", "filled", "position_updated"]
+
+    # a second restart finds nothing missing: the fill is not booked twice
+    again = PaperExchange(env.gateway, levels=env.gateway)
+    await restore_paper(again, env.uow)
+    await drain_into(tracker, again)
+    assert account(again) == account(before)
+    assert len(await env.fetch("SELECT 1 FROM executions")) == 1

@@ -51,7 +51,12 @@ from order_manager.adapters.bybit.slippage import PERCENT, bps_from_percent, leg
 from order_manager.domain.enums import Category, OrderType, PositionIdx, Side, TimeInForce
 from order_manager.domain.instruments import Instrument
 from order_manager.domain.market import MarketSnapshot
-from order_manager.domain.orders import BybitOrderStatus, ExchangeOrderUpdate, OrderState
+from order_manager.domain.orders import (
+    BybitOrderStatus,
+    ExchangeOrderUpdate,
+    Execution,
+    OrderState,
+)
 from order_manager.domain.plans import Amend, Cancel, Place
 from order_manager.domain.positions import Position, PositionFill, apply_fill
 
@@ -615,31 +620,48 @@ class PaperExchange:
             f"paper-{self._run}-{next(self._ids):010d}",
             order.position_idx,
         )
-        key = self._book(order.category, order.symbol, fill)
-        quote = "USDT"
+        execution = Execution(
+            exec_id=fill.exec_id,
+            order_id=order.order_id,
+            order_link_id=order.link,
+            symbol=order.symbol,
+            side=order.side,
+            exec_price=price,
+            exec_qty=qty,
+            exec_fee=fee,
+            exec_time=order.updated,
+            is_maker=maker,
+            category=order.category,
+        )
+        self._book_and_emit(execution, fill)
+
+    def _book_and_emit(self, execution: Execution, fill: PositionFill) -> None:
+        """Book ``fill`` and publish it (and the position it moved) as the exchange would."""
+        category = execution.category or Category.LINEAR
+        key = self._book(category, execution.symbol, fill)
         if self._publish:
             self.updates.put_nowait(
                 {
                     "topic": "execution",
                     "data": {
-                        "category": order.category.value,
-                        "symbol": order.symbol,
-                        "orderId": order.order_id,
-                        "orderLinkId": order.link,
-                        "side": order.side.value,
+                        "category": category.value,
+                        "symbol": execution.symbol,
+                        "orderId": execution.order_id,
+                        "orderLinkId": execution.order_link_id,
+                        "side": execution.side.value,
                         "execId": fill.exec_id,
-                        "execPrice": str(price),
-                        "execQty": str(qty),
-                        "execValue": str(value),
-                        "execFee": str(fee),
-                        "feeCurrency": quote,
-                        "isMaker": maker,
+                        "execPrice": str(execution.exec_price),
+                        "execQty": str(execution.exec_qty),
+                        "execValue": str(execution.value),
+                        "execFee": str(execution.exec_fee),
+                        "feeCurrency": "USDT",
+                        "isMaker": execution.is_maker,
                         "execType": "Trade",
-                        "execTime": _ms(order.updated),
+                        "execTime": _ms(execution.exec_time),
                     },
                 }
             )
-            if order.category.has_positions:
+            if category.has_positions:
                 self._emit_position(self.books[key])
 
     def _book(
@@ -666,6 +688,7 @@ class PaperExchange:
         self,
         fills: Iterable[tuple[Category, str, PositionFill]],
         open_orders: Iterable[OrderState],
+        unbooked: Iterable[tuple[Execution, PositionIdx]] = (),
     ) -> None:
         """Take up where the previous run of the service stopped (call once, at start, before
         any order): the paper account lives in this process, its fills and orders in the
@@ -675,9 +698,21 @@ class PaperExchange:
         fill when the market crosses them. A paper intent still ``submitting`` is not among
         them: this exchange never saw it, and recovery marks it failed. Without this a
         restarted dry-run traded from an empty paper account while the database showed the
-        old positions, and resting paper orders never filled again."""
+        old positions, and resting paper orders never filled again.
+
+        ``unbooked`` — what order rows count as filled beyond their stored fills: an order is
+        answered with its record (e.g. ``filled``) at once, while its fills reach the database
+        only when the tracker drains this exchange's feed; a process that died in between lost
+        them. Each is booked after the stored fills, as one fill at its average price, and
+        published like any fill (execution id ``paper-restored-<orderId>-<the order row's last
+        change>``: the same on a second restart before the tracker stored it, so never booked
+        twice)."""
         for category, symbol, fill in fills:
             self._book(category, symbol, fill)
+        for execution, position_idx in unbooked:
+            exec_id = f"paper-restored-{execution.order_id}-{_ms(execution.exec_time)}"
+            restored = replace(execution, exec_id=exec_id)
+            self._book_and_emit(restored, PositionFill.from_execution(restored, position_idx))
         for state in open_orders:
             if state.order_id is None or not state.status.is_open:
                 continue

@@ -332,6 +332,43 @@ class PgTrackingRepository:
             for r in rows
         ]
 
+    async def unbooked_fills(self, *, is_dry_run: bool) -> list[tuple[Execution, PositionIdx]]:
+        rows = await self._conn.fetch(
+            """
+            SELECT o.order_id, o.order_link_id, o.category, o.symbol, o.side, o.position_idx,
+                   o.updated_at, o.cum_exec_qty - f.qty AS qty,
+                   o.cum_exec_value - f.value AS value, o.cum_exec_fee - f.fee AS fee
+            FROM orders o
+            CROSS JOIN LATERAL (
+                SELECT COALESCE(sum(e.exec_qty), 0) AS qty,
+                       COALESCE(sum(e.exec_value), 0) AS value,
+                       COALESCE(sum(e.exec_fee), 0) AS fee
+                FROM executions e WHERE e.order_uuid = o.id
+            ) f
+            WHERE o.is_dry_run = $1 AND o.order_id IS NOT NULL AND o.cum_exec_qty > f.qty
+            ORDER BY o.updated_at, o.id
+            """,
+            is_dry_run,
+        )
+        return [
+            (
+                Execution(
+                    exec_id="",
+                    order_id=r["order_id"],
+                    order_link_id=r["order_link_id"],
+                    symbol=r["symbol"],
+                    side=Side(r["side"]),
+                    exec_price=r["value"] / r["qty"],
+                    exec_qty=r["qty"],
+                    exec_fee=r["fee"],
+                    exec_time=r["updated_at"],
+                    category=Category(r["category"]),
+                ),
+                PositionIdx(r["position_idx"]),
+            )
+            for r in rows
+        ]
+
     async def book_fills(
         self,
         category: Category,

@@ -119,6 +119,12 @@ class TrackingRepository(Protocol):
         paper exchange is rebuilt from them at start)."""
         ...
 
+    async def unbooked_fills(self, *, is_dry_run: bool) -> Sequence[tuple[Execution, PositionIdx]]:
+        """What order rows of the mode count as filled beyond their stored fills, one
+        execution per order (``exec_id`` empty; the quantity, value and fee missing, at their
+        average price; the order's ``updated_at`` as its time) with the order's book."""
+        ...
+
     async def save_position(
         self, position: Position, *, is_dry_run: bool, last_exec_key: ExecKey | None
     ) -> None: ...
