@@ -52,10 +52,11 @@ Every call is in ``audit_log`` with trace_id, request (never secrets), retCode a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, TypeVar, cast
 
 import structlog
 from prometheus_client import Counter
@@ -138,6 +139,21 @@ _REFUSED = frozenset(
 
 class ExchangeAuthFailure(Exception):
     """The exchange refused our credentials: stop trading, alert loudly."""
+
+
+T = TypeVar("T")
+
+
+async def all_ended(calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run ``calls`` concurrently and return their results once EVERY one has ended; then the
+    first error, if any, is raised. (A plain ``gather`` raises at the first error while the
+    other calls run on: the lane's retry of the signal would then run beside its own previous
+    attempt's legs, and a crash test could not tell when the process had really stopped.)"""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast("list[T]", results)
 
 
 def utc_now() -> datetime:
@@ -423,7 +439,7 @@ class Executor:
         reducing = [(p, row) for p, row in to_send if p.reduce_only]
         opening = [(p, row) for p, row in to_send if not p.reduce_only]
         for group in (reducing, opening):
-            legs += await asyncio.gather(*(self._place(p, row, ctx) for p, row in group))
+            legs += await all_ended(self._place(p, row, ctx) for p, row in group)
         # legs answered in an earlier run of this signal count as placed
         if len(sending) < len(plan.places):
             async with self.uow_factory() as uow:
@@ -807,9 +823,7 @@ class Executor:
 
     # ------------------------------------------------------------------ cancel
     async def _cancel_all(self, plan: Plan, ctx: ExecutionContext) -> list[LegResult]:
-        return list(
-            await asyncio.gather(*(self._cancel(c, plan.signal_id, ctx) for c in plan.cancels))
-        )
+        return await all_ended(self._cancel(c, plan.signal_id, ctx) for c in plan.cancels)
 
     async def resume_cancels(
         self, signal_id: str, order_link_ids: Sequence[str], ctx: ExecutionContext
@@ -830,7 +844,7 @@ class Executor:
                 continue
             cancels.append(resumed_cancel(row.state, ctx.signal.side))
             RESUMED.labels("cancel_sent").inc()
-        return list(await asyncio.gather(*(self._cancel(c, signal_id, ctx) for c in cancels)))
+        return await all_ended(self._cancel(c, signal_id, ctx) for c in cancels)
 
     async def _cancel(self, action: Cancel, signal_id: str, ctx: ExecutionContext) -> LegResult:
         """Send the cancel and record its answer; its link was written ahead
