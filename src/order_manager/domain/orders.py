@@ -187,6 +187,16 @@ def untraded_after_cancel(order: ExchangeOrderUpdate | None, planned: Decimal) -
     return max(Decimal(0), min(planned, order.qty - order.cum_exec_qty))
 
 
+def untraded_in_store(state: OrderState, planned: Decimal) -> Decimal:
+    """``untraded_after_cancel`` for an order our store already knows closed: its final status
+    and cumulative fill are the exchange's own record of it (the tracker's, or the paper
+    exchange's answer), so no lookup is needed — and after a restart of a dry-run none is
+    possible: the new paper exchange knows no closed order of the old one."""
+    if not state.status.is_terminal or state.status is OrderStatus.FILLED:
+        return Decimal(0)
+    return max(Decimal(0), min(planned, state.qty - state.filled_qty))
+
+
 def map_bybit_status(
     status: BybitOrderStatus | str,
     *,

@@ -48,8 +48,7 @@ from order_manager.domain.account import AccountState, Commitment, OpenOrder
 from order_manager.domain.amends import RecordedAmend
 from order_manager.domain.enums import Category, OrderType, TimeInForce
 from order_manager.domain.instruments import Instrument
-from order_manager.domain.market import MarketSnapshot
-from order_manager.domain.orders import OrderStatus
+from order_manager.domain.orders import OrderStatus, untraded_in_store
 from order_manager.domain.planner import PlannerConfig, plan
 from order_manager.domain.plans import LegIntent, Place, Relation, WrittenCancel
 from order_manager.domain.positions import Position
@@ -273,7 +272,7 @@ class Processor:
             if not retry_all_failed and await self._wrote_ahead(signal, own):
                 return await self._resume(signal, trace_id, existing)
             # planned again: a conversion an earlier run already cancelled is carried over
-            carried = await self._carried_conversion(signal, trace_id, market, rows)
+            carried = await self._carried_conversion(signal, trace_id, rows)
 
         leverage = await self.gateway.leverage(category, symbol)
         account = await self._account(
@@ -447,27 +446,33 @@ class Processor:
         self,
         signal: TradingSignal,
         trace_id: str,
-        market: MarketSnapshot | None,
         open_rows: Sequence[StoredOrder],
     ) -> Decimal:
         """An earlier run of this ``convert`` signal cancelled limits and died before writing
         its intents. A limit still open in our store is converted again by the new plan (its
         cancel comes back "not found", its lookup says what it left untraded); one our store
-        already knows closed is not a candidate any more, so what it left untraded (looked up
-        on the exchange, at most what that run converted) is carried into the new plan."""
+        already knows closed is not a candidate any more, so what it left untraded (by the
+        store's final record of it, at most what that run converted) is carried into the new
+        plan. (Until the eighth session that was an exchange lookup; a restarted dry-run's new
+        paper exchange knows no closed order of the old one, and the quantity was lost.)"""
         async with self.uow_factory(atomic=False) as uow:
             written = await uow.orders.cancel_links(signal.signal_id)
-        still_open = {row.state.order_link_id for row in open_rows}
-        closed = [c for c in written if c.converted_qty > 0 and c.order_link_id not in still_open]
+            still_open = {row.state.order_link_id for row in open_rows}
+            closed = [
+                (cancel, await uow.orders.get(cancel.order_link_id))
+                for cancel in written
+                if cancel.converted_qty > 0 and cancel.order_link_id not in still_open
+            ]
         if not closed:
             return Decimal(0)
-        ctx = ExecutionContext(signal, trace_id, market)
-        category = signal.category_or(self.config.default_category)
-        carried = Decimal(0)
-        for cancel in closed:
-            carried += await self.executor.untraded_of(
-                category, signal.asset, cancel.order_link_id, cancel.converted_qty, ctx
-            )
+        carried = sum(
+            (
+                untraded_in_store(row.state, cancel.converted_qty)
+                for cancel, row in closed
+                if row is not None
+            ),
+            Decimal(0),
+        )
         if carried > 0:
             RESUMED.labels("conversion_carried").inc()
         log.info(

@@ -26,6 +26,7 @@ from order_manager.domain.orders import (
     mark_rejected,
     ms_to_datetime,
     untraded_after_cancel,
+    untraded_in_store,
 )
 from tests.unit.domain.conftest import NOW
 
@@ -453,6 +454,29 @@ def test_what_a_cancelled_order_left_untraded(
     order = update(status, 1, cum)
     assert untraded_after_cancel(order, Decimal("1.000")) == Decimal(expected)
     assert untraded_after_cancel(order, Decimal("0.500")) == min(Decimal(expected), Decimal("0.5"))
+
+
+@pytest.mark.parametrize(
+    ("status", "cum"),
+    [
+        (BybitOrderStatus.CANCELLED, "0"),
+        (BybitOrderStatus.PARTIALLY_FILLED_CANCELED, "0.400"),
+        (BybitOrderStatus.FILLED, "1.000"),
+        (BybitOrderStatus.NEW, "0"),
+        (BybitOrderStatus.PARTIALLY_FILLED, "0.400"),
+    ],
+)
+@pytest.mark.parametrize("planned", ["1.000", "0.500"])
+def test_the_store_record_of_an_order_answers_as_the_exchange_lookup_would(
+    status: BybitOrderStatus, cum: str, planned: str
+) -> None:
+    """What a converted limit left untraded, read from our store's final record of it (the
+    exchange's record applied through the state machine) instead of a lookup."""
+    order = update(status, 1, cum)
+    stored = apply_update(acknowledge(intent(), OID, NOW).state, order).state
+    assert untraded_in_store(stored, Decimal(planned)) == untraded_after_cancel(
+        order, Decimal(planned)
+    )
 
 
 def test_an_order_the_exchange_does_not_know_left_nothing_to_convert() -> None:
