@@ -21,6 +21,7 @@ from order_manager.adapters.bybit.gateway import BybitGateway
 from order_manager.adapters.bybit.instruments import InstrumentCache
 from order_manager.adapters.bybit.metrics import metrics_for
 from order_manager.adapters.bybit.rest import BybitRestClient
+from order_manager.adapters.paper.exchange import PaperExchange
 from order_manager.adapters.postgres.pool import create_pool
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
 from order_manager.domain.enums import Category, OrderType, Side, TimeInForce
@@ -30,6 +31,7 @@ from order_manager.domain.plans import order_link_id
 from order_manager.domain.risk import RiskLimits
 from order_manager.domain.signals import TradingSignal, parse_signal
 from order_manager.services.processor import Processor, ProcessorConfig
+from order_manager.services.tracker import Tracker
 
 
 @pytest.fixture
@@ -223,3 +225,12 @@ async def one_attempt_processor(
         yield Processor(
             env.uow, BybitGateway(rest, cache), ProcessorConfig(planner or PlannerConfig())
         )
+
+
+async def drain_into(tracker: Tracker, paper: PaperExchange) -> None:
+    """Hand the paper exchange's pending updates to the (paper) tracker, as the feed does."""
+    batch = []
+    while not paper.updates.empty():
+        item = paper.updates.get_nowait()
+        batch.append((item["topic"], [item["data"]], None))
+    await tracker.handle_many(batch)

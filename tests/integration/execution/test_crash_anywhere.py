@@ -15,6 +15,13 @@ What must hold for every k: the exchange's orders are exactly the clean run's (s
 orderLinkIds, sides, types, quantities, prices, statuses — none missing, none twice), every
 order row agrees with the exchange, no intent is left ``submitting``, and the signal executed.
 Real PostgreSQL (one fresh database per k, cloned from the migrated template), real simulator.
+
+The same in dry-run, where the exchange is the in-process paper exchange and dies with the
+process: after the crash a new paper exchange is rebuilt from the database
+(``bootstrap.restore_paper``), in two variants — the paper tracker had stored what the paper
+exchange published before the crash (``feed-stored``), or it had not (``feed-lost``). Every run
+must end with the clean run's paper orders (orderLinkIds, sides, types, quantities, prices,
+statuses, filled quantities), paper account (books, wallet) and stored positions.
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ from order_manager.adapters.bybit.instruments import InstrumentCache
 from order_manager.adapters.bybit.metrics import metrics_for
 from order_manager.adapters.bybit.queries import BybitReconcileQueries
 from order_manager.adapters.bybit.rest import BybitRestClient
+from order_manager.adapters.paper.exchange import PaperExchange
 from order_manager.adapters.postgres.pool import create_pool
 from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
+from order_manager.bootstrap import restore_paper
 from order_manager.domain.planner import PendingLimitPolicy, PlannerConfig
 from order_manager.domain.signals import TradingSignal
 from order_manager.services.ports.processing import SignalExecuted, SignalFailed
@@ -47,7 +56,7 @@ from order_manager.services.tracker import Tracker, resync_orders
 from tests.conftest import _pg_admin_execute, _pg_url_with_db
 from tests.integration.reconcile.conftest import assert_db_matches_sim
 
-from .conftest import Env, client_config, insert_signal, make_signal
+from .conftest import Env, client_config, drain_into, insert_signal, make_signal
 
 LIMIT = {"metadata": {"order_type": "limit"}}
 MARKET = {"metadata": {"order_type": "market"}}
@@ -238,3 +247,107 @@ async def test_a_crash_at_any_write_ends_as_the_clean_run(
 
             assert await run.exchange_orders() == expected, f"{scenario.name}: died at write {k}"
             await _check_rows(run)
+
+
+# ---------------------------------------------------------------------------- dry-run (paper)
+
+
+@dataclass
+class PaperRun:
+    """A `Run` in dry-run: the paper exchange of the current "process" and its paper tracker."""
+
+    run: Run
+    paper: PaperExchange
+    tracker: Tracker
+
+    @classmethod
+    def start(cls, run: Run) -> PaperRun:
+        paper = PaperExchange(run.env.gateway, levels=run.env.gateway)
+        return cls(run, paper, Tracker(run.env.uow, link_prefix="om", is_dry_run=True))
+
+    def processor(self) -> Processor:
+        config = ProcessorConfig(self.run.scenario.planner)
+        return Processor(self.run.env.uow, self.paper, config)  # type: ignore[arg-type]
+
+    async def restart(self) -> None:
+        """A new process: a new paper exchange, rebuilt from the database."""
+        self.paper = PaperExchange(self.run.env.gateway, levels=self.run.env.gateway)
+        await restore_paper(self.paper, self.run.env.uow)
+
+    async def outcome(self) -> tuple[object, ...]:
+        """What the dry-run ends with: paper orders, paper account, stored positions."""
+        orders = await self.run.env.fetch(
+            "SELECT order_link_id, side, order_type, qty, price, status, cum_exec_qty "
+            "FROM orders WHERE is_dry_run ORDER BY order_link_id"
+        )
+        positions = await self.run.env.fetch(
+            "SELECT symbol, size FROM positions WHERE is_dry_run AND size <> 0 ORDER BY symbol"
+        )
+        books = {
+            key: (p.size, p.entry_value, p.realized_pnl, p.fees)
+            for key, p in self.paper.books.items()
+            if p.size or p.realized_pnl or p.fees
+        }
+        return (
+            [tuple(r.values()) for r in orders],
+            [tuple(r.values()) for r in positions],
+            books,
+            dict(self.paper.wallet),
+        )
+
+
+async def _prepare_paper(run: Run) -> tuple[PaperRun, TradingSignal]:
+    paper = PaperRun.start(run)
+    for n, spec in enumerate(run.scenario.before):
+        signal = await run.signal(spec, run.signal_id(n))
+        outcome = await paper.processor().process(signal, "t-before")
+        assert isinstance(outcome, SignalExecuted), (run.scenario.name, outcome)
+        await drain_into(paper.tracker, paper.paper)
+    await run.env.fetch("SELECT setval('om_test_writes', 1, false)")
+    return paper, await run.signal(run.scenario.last, run.signal_id(len(run.scenario.before)))
+
+
+async def _settle_paper(paper: PaperRun, signal: TradingSignal) -> None:
+    """The restarted dry-run: rebuilt paper exchange, recovery, redelivery, its feed stored."""
+    await paper.restart()
+    later = Recovery(paper.run.env.uow, paper.paper).window + timedelta(seconds=1)
+    recovery = Recovery(paper.run.env.uow, paper.paper, clock=lambda: datetime.now(UTC) + later)
+    assert (await recovery.run()).settled
+    outcome = await paper.processor().process(signal, "t-redelivered")
+    if isinstance(outcome, SignalFailed) and outcome.retryable:
+        outcome = await paper.processor().process(signal, "t-replayed")
+    assert isinstance(outcome, SignalExecuted), outcome
+    await drain_into(paper.tracker, paper.paper)
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["feed-lost", "feed-stored"])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+async def test_a_dry_run_crash_at_any_write_ends_as_the_clean_run(
+    pg_admin_url: str, migrated_template: str, sim: Any, scenario: Scenario, stored: bool
+) -> None:
+    async with fresh_run(pg_admin_url, migrated_template, sim, scenario) as run:
+        clean, signal = await _prepare_paper(run)
+        outcome = await clean.processor().process(signal, "t-clean")
+        assert isinstance(outcome, SignalExecuted), outcome
+        writes = await run.writes()
+        await drain_into(clean.tracker, clean.paper)
+        expected = await clean.outcome()
+        await _settle_paper(clean, signal)  # a restart and a duplicate delivery change nothing
+        assert await clean.outcome() == expected
+    assert writes >= 3, writes
+
+    for k in range(1, writes + 1):
+        async with fresh_run(pg_admin_url, migrated_template, sim, scenario) as run:
+            paper, signal = await _prepare_paper(run)
+            await run.env.fetch("UPDATE om_test_crash SET die_at = $1", k)
+            with pytest.raises(Exception, match="the process died here"):
+                await paper.processor().process(signal, f"t-dies-at-{k}")
+            await run.env.fetch("UPDATE om_test_crash SET die_at = NULL")
+            assert await run.writes() >= k
+            if stored:  # the paper tracker had stored the feed before the process died
+                await drain_into(paper.tracker, paper.paper)
+
+            await _settle_paper(paper, signal)
+
+            assert await paper.outcome() == expected, f"{scenario.name}: died at write {k}"
+            assert await run.env.fetch("SELECT 1 FROM orders WHERE status = 'submitting'") == []

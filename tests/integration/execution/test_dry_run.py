@@ -18,7 +18,7 @@ from order_manager.services.ports.processing import SignalExecuted, SignalReject
 from order_manager.services.processor import Processor, ProcessorConfig
 from order_manager.services.tracker import Tracker
 
-from .conftest import Env, new_signal
+from .conftest import Env, drain_into, new_signal
 
 
 def paper_processor(env: Env, paper: PaperExchange, **config: object) -> Processor:
@@ -194,15 +194,6 @@ async def test_a_paper_convert_adds_what_the_cancelled_paper_limit_left_untraded
     )
     assert [a["action"] for a in actions] == ["order.cancel", "order.get", "order.create"]
     assert await env.sim_orders() == []
-
-
-async def drain_into(tracker: Tracker, paper: PaperExchange) -> None:
-    """Hand the paper exchange's pending updates to the (paper) tracker, as the feed does."""
-    batch = []
-    while not paper.updates.empty():
-        item = paper.updates.get_nowait()
-        batch.append((item["topic"], [item["data"]], None))
-    await tracker.handle_many(batch)
 
 
 async def test_a_restarted_paper_exchange_never_reuses_an_execution_id(env: Env) -> None:
