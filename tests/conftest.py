@@ -62,12 +62,12 @@ async def amqp_url(amqp_base_url: str, rabbitmq_api: str) -> AsyncIterator[str]:
 # the test. Tests never share rows and never see each other's schema changes.
 
 
-def _pg_url_with_db(url: str, database: str) -> str:
+def pg_url_with_db(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
 
 
-async def _pg_admin_execute(admin_url: str, *statements: str) -> None:
+async def pg_admin_execute(admin_url: str, *statements: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(admin_url)
@@ -106,7 +106,7 @@ async def _drop_stale_templates(admin_url: str) -> None:
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     """URL of the maintenance database (`postgres`) on the server of ORDERMANAGER_DATABASE_URL."""
-    return _pg_url_with_db(require_env("ORDERMANAGER_DATABASE_URL"), "postgres")
+    return pg_url_with_db(require_env("ORDERMANAGER_DATABASE_URL"), "postgres")
 
 
 @pytest.fixture(scope="session")
@@ -118,26 +118,69 @@ async def migrated_template(pg_admin_url: str) -> AsyncIterator[str]:
 
     name = f"om_tpl_{os.getpid()}"
     await _drop_stale_templates(pg_admin_url)
-    await _pg_admin_execute(
+    await pg_admin_execute(
         pg_admin_url,
         f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
         f'CREATE DATABASE "{name}"',
     )
     # Alembic's env runs its own event loop, so it runs in a worker thread.
-    await asyncio.to_thread(upgrade, _pg_url_with_db(pg_admin_url, name))
+    await asyncio.to_thread(upgrade, pg_url_with_db(pg_admin_url, name))
     yield name
-    await _pg_admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await pg_admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 async def db_url(pg_admin_url: str, migrated_template: str) -> AsyncIterator[str]:
-    """A fresh database at the newest schema revision for one test; dropped afterwards."""
+    """A fresh database at the newest schema revision for one test; dropped afterwards.
+
+    The test also fails if PostgreSQL broke a deadlock while it ran (`no_deadlock_logged`)."""
     name = f"om_t_{uuid.uuid4().hex[:16]}"
-    await _pg_admin_execute(
-        pg_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"'
-    )
-    yield _pg_url_with_db(pg_admin_url, name)
-    await _pg_admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await pg_admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    logged = await server_log_size(pg_admin_url)
+    yield pg_url_with_db(pg_admin_url, name)
+    await pg_admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await no_deadlock_logged(pg_admin_url, logged)
+
+
+# A deadlock is PostgreSQL aborting one of two transactions that lock the same rows in opposite
+# orders. The code retries the aborted one, so a test passes anyway and the stall (one
+# `deadlock_timeout`, 1 s, each time) would go unnoticed — as the tracker's self-deadlock did
+# until the seventh session. Every test on a fresh database therefore reads what the server
+# logged while it ran (`scripts/infra` starts it with its log at `<data dir>/server.log`; the
+# test role is the server's superuser, which may read it) and fails on "deadlock detected",
+# quoting the two statements. On a server whose log cannot be read this way the check is off.
+SERVER_LOG = "server.log"
+
+
+async def server_log_size(admin_url: str) -> int | None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        size = await conn.fetchval("SELECT size FROM pg_stat_file($1, true)", SERVER_LOG)
+    except asyncpg.PostgresError:  # not permitted: the check is off
+        return None
+    finally:
+        await conn.close()
+    return None if size is None else int(size)
+
+
+async def no_deadlock_logged(admin_url: str, since: int | None) -> None:
+    """Fail the current test if the server logged a deadlock after byte ``since`` of its log."""
+    import asyncpg
+
+    if since is None:
+        return
+    conn = await asyncpg.connect(admin_url)
+    try:
+        text = await conn.fetchval("SELECT pg_read_file($1, $2, 10000000, true)", SERVER_LOG, since)
+    finally:
+        await conn.close()
+    if not text or "deadlock detected" not in text:
+        return
+    start = text.index("deadlock detected")
+    excerpt = text[text.rfind("\n", 0, start) + 1 : start + 3000]
+    pytest.fail(f"PostgreSQL broke a deadlock during this test:\n{excerpt}")
 
 
 # ------------------------------------------------------------------------------ bybit_sim

@@ -53,7 +53,7 @@ from order_manager.services.ports.processing import SignalExecuted, SignalFailed
 from order_manager.services.processor import Processor, ProcessorConfig
 from order_manager.services.recovery import Recovery
 from order_manager.services.tracker import Tracker, resync_orders
-from tests.conftest import _pg_admin_execute, _pg_url_with_db
+from tests.conftest import pg_admin_execute, pg_url_with_db
 from tests.integration.reconcile.conftest import assert_db_matches_sim
 
 from .conftest import Env, client_config, drain_into, insert_signal, make_signal
@@ -155,8 +155,8 @@ async def fresh_run(
     pg_admin_url: str, template: str, sim: Any, scenario: Scenario
 ) -> AsyncIterator[Run]:
     name = f"om_t_{uuid.uuid4().hex[:16]}"
-    await _pg_admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    pool = await create_pool(_pg_url_with_db(pg_admin_url, name), min_size=1, max_size=8)
+    await pg_admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    pool = await create_pool(pg_url_with_db(pg_admin_url, name), min_size=1, max_size=8)
     try:
         async with pool.acquire() as conn:
             await conn.execute(_ARM)
@@ -180,7 +180,7 @@ async def fresh_run(
             yield Run(env, scenario)
     finally:
         await pool.close()
-        await _pg_admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await pg_admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _prepare(run: Run) -> TradingSignal:
