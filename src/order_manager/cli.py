@@ -5,6 +5,8 @@
                  migrate --revision REV | migrate downgrade REV | migrate current | migrate sql
     order-manager config-check   validate the configuration, print it with secrets masked
     order-manager send-signal    publish trading signal(s) to model-service.trading_signals
+    order-manager dlq list       show what the signals' dead-letter queue holds (keeps it all)
+                  dlq replay     deliver chosen dead-lettered signals again (FR-019 retry)
     order-manager version
 
 Exit codes: 0 success, 1 runtime failure (database unreachable, schema not current, ...),
@@ -24,12 +26,13 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from order_manager.config import ConfigError, Settings, load_settings, redact_url
+from order_manager.cli_dlq import dlq_app
+from order_manager.cli_support import EXIT_CONFIG, EXIT_FAILURE
+from order_manager.cli_support import fail as _fail
+from order_manager.cli_support import settings as _settings
+from order_manager.config import Settings, redact_url
 from order_manager.domain.money import parse_decimal
 from order_manager.services.events import iso
-
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
 
 app = typer.Typer(help="Order Manager for Bybit V5.", no_args_is_help=True, add_completion=False)
 migrate_app = typer.Typer(
@@ -38,6 +41,7 @@ migrate_app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(migrate_app, name="migrate")
+app.add_typer(dlq_app, name="dlq")
 
 
 def _migration_errors() -> tuple[type[Exception], ...]:
@@ -54,18 +58,6 @@ def _migration_errors() -> tuple[type[Exception], ...]:
         sqlalchemy.exc.SQLAlchemyError,
         alembic.util.CommandError,
     )
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"order-manager: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_CONFIG)
 
 
 def _database_url(override: str | None) -> str:
