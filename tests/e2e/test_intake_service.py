@@ -99,19 +99,22 @@ class World:
         async with self.pool.acquire() as conn:
             return list(await conn.fetch(query, *args))
 
+    async def add_fault(self, rule: dict[str, Any]) -> None:
+        """A fault rule on the simulator (docs/bybit_sim.md)."""
+        fault = await self.admin.post("/sim/faults", json=rule)
+        assert fault.status_code == 200, fault.text
+
     async def execute_and_hold_the_answer(self, endpoint: str) -> None:
         """The simulator's next call of ``endpoint`` executes and its answer is held (60 s)."""
-        fault = await self.admin.post(
-            "/sim/faults",
-            json={
+        await self.add_fault(
+            {
                 "target": "rest",
                 "endpoint": endpoint,
                 "kind": "timeout_after_execute",
                 "count": 1,
                 "params": {"mode": "hold", "hold_ms": 60000},
-            },
+            }
         )
-        assert fault.status_code == 200, fault.text
 
     async def signal_status(self, signal_id: str) -> str | None:
         rows = await self.fetch("SELECT status FROM signals WHERE signal_id = $1", signal_id)
@@ -516,21 +519,21 @@ async def test_an_intent_an_exchange_outage_left_submitting_is_settled_without_a
 ) -> None:
     """An outage fails the create and every lookup after it: the signal ends `failed`, its
     intent `submitting` (outcome unknown). Once the exchange answers again, the running service
-    finds the intent was never placed and fails it — before, only the next start did."""
+    finds the intent was never placed and fails it — before, only the next start did. Then the
+    operator replays the dead-lettered signal (`order-manager dlq replay --all`): it executes,
+    reusing its orderLinkId, one exchange order in all."""
     world.service.env["ORDERMANAGER_INTENT_SETTLE_INTERVAL_SECONDS"] = "1"
     await world.service.start()
     for endpoint in ("/v5/order/create", "/v5/order/realtime", "/v5/order/history"):
-        fault = await world.admin.post(
-            "/sim/faults",
-            json={
+        await world.add_fault(
+            {
                 "target": "rest",
                 "endpoint": endpoint,
                 "kind": "http_status",
                 "probability": 1.0,
                 "params": {"status": 503},
-            },
+            }
         )
-        assert fault.status_code == 200, fault.text
     signal_ = build_signal(
         asset="BTCUSDT", side="buy", amount=Decimal("1000"), confidence=Decimal("0.9")
     )
@@ -549,3 +552,22 @@ async def test_an_intent_an_exchange_outage_left_submitting_is_settled_without_a
     await until(intent_failed, what="the orphaned intent settled while the service runs")
     assert [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")] == []
     assert await world.signal_status(signal_id) == "failed"  # a replay may still retry it
+
+    # the operator delivers the dead-lettered signal again: executed on the same orderLinkId
+    script = Path(sys.executable).parent / "order-manager"
+    replay = await asyncio.create_subprocess_exec(
+        str(script),
+        "dlq",
+        "replay",
+        "--all",
+        env=world.service.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(replay.communicate(), timeout=60)
+    assert replay.returncode == 0, err.decode()
+    assert "1 replayed" in out.decode() and signal_id in out.decode()
+    await until(lambda: _is(world.signal_status(signal_id), "executed"), what="replay executed")
+    rows = await world.fetch("SELECT order_link_id FROM orders WHERE signal_id = $1", signal_id)
+    ours = [o for o in await world.sim_orders() if o["orderLinkId"].startswith("om")]
+    assert [o["orderLinkId"] for o in ours] == [rows[0]["order_link_id"]]  # one order, the link
