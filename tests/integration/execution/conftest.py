@@ -141,23 +141,26 @@ def client_config(url: str, **kwargs: Any) -> BybitClientConfig:
     )
 
 
+@contextlib.asynccontextmanager
+async def open_env(
+    pool: asyncpg.Pool, sim_url: str, categories: tuple[str, ...] = ("linear", "spot")
+) -> AsyncIterator[Env]:
+    """An `Env` on ``pool`` and the simulator at ``sim_url`` (its own client and gateway)."""
+    async with (
+        BybitRestClient(client_config(sim_url), metrics=metrics_for(CollectorRegistry())) as rest,
+        httpx.AsyncClient(base_url=sim_url, timeout=10) as admin,
+    ):
+        cache = InstrumentCache(rest, list(categories))
+        await cache.refresh()
+        uow = PostgresUnitOfWorkFactory(pool)
+        yield Env(pool, uow, rest, BybitGateway(rest, cache), admin, sim_url)
+
+
 @pytest.fixture
 async def env(pool: asyncpg.Pool, sim: Any) -> AsyncIterator[Env]:
-    async with BybitRestClient(
-        client_config(sim.url), metrics=metrics_for(CollectorRegistry())
-    ) as rest:
-        cache = InstrumentCache(rest, ["linear", "spot"])
-        await cache.refresh()
-        async with httpx.AsyncClient(base_url=sim.url, timeout=10) as admin:
-            yield Env(
-                pool,
-                PostgresUnitOfWorkFactory(pool),
-                rest,
-                BybitGateway(rest, cache),
-                admin,
-                sim.url,
-            )
-            await admin.delete("/sim/faults")
+    async with open_env(pool, sim.url) as opened:
+        yield opened
+        await opened.admin.delete("/sim/faults")
 
 
 def make_signal(

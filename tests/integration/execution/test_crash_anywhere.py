@@ -34,18 +34,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client import CollectorRegistry
 
-from order_manager.adapters.bybit.gateway import BybitGateway
-from order_manager.adapters.bybit.instruments import InstrumentCache
-from order_manager.adapters.bybit.metrics import metrics_for
 from order_manager.adapters.bybit.queries import BybitReconcileQueries
-from order_manager.adapters.bybit.rest import BybitRestClient
 from order_manager.adapters.paper.exchange import PaperExchange
 from order_manager.adapters.postgres.pool import create_pool
-from order_manager.adapters.postgres.uow import PostgresUnitOfWorkFactory
 from order_manager.bootstrap import restore_paper
 from order_manager.domain.planner import PendingLimitPolicy, PlannerConfig
 from order_manager.domain.signals import TradingSignal
@@ -56,7 +49,7 @@ from order_manager.services.tracker import Tracker, resync_orders
 from tests.conftest import pg_admin_execute, pg_url_with_db
 from tests.integration.reconcile.conftest import assert_db_matches_sim
 
-from .conftest import Env, client_config, drain_into, insert_signal, make_signal
+from .conftest import Env, drain_into, insert_signal, make_signal, open_env
 
 LIMIT = {"metadata": {"order_type": "limit"}}
 MARKET = {"metadata": {"order_type": "market"}}
@@ -160,23 +153,8 @@ async def fresh_run(
     try:
         async with pool.acquire() as conn:
             await conn.execute(_ARM)
-        async with (
-            httpx.AsyncClient(base_url=sim.url, timeout=10) as admin,
-            BybitRestClient(
-                client_config(sim.url), metrics=metrics_for(CollectorRegistry())
-            ) as rest,
-        ):
-            (await admin.post("/sim/reset")).raise_for_status()
-            cache = InstrumentCache(rest, ["linear"])
-            await cache.refresh()
-            env = Env(
-                pool,
-                PostgresUnitOfWorkFactory(pool),
-                rest,
-                BybitGateway(rest, cache),
-                admin,
-                sim.url,
-            )
+        async with open_env(pool, sim.url, ("linear",)) as env:
+            (await env.admin.post("/sim/reset")).raise_for_status()
             yield Run(env, scenario)
     finally:
         await pool.close()

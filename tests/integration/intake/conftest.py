@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -256,3 +258,20 @@ def aged(seconds: float) -> datetime:
 
 
 Probe = Callable[[], Awaitable[bool]]
+
+
+async def run_cli(*args: str, amqp_url: str) -> tuple[int, str, str]:
+    """``order-manager *args`` as a process, against ``amqp_url``: (exit code, stdout, stderr)."""
+    env = {**os.environ, "ORDERMANAGER_RABBITMQ_URL": amqp_url}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from order_manager.cli import main; main()",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

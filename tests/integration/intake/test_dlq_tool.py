@@ -8,10 +8,7 @@ ones to the signals queue, body byte for byte, and keeps the rest in their order
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +20,7 @@ import pytest
 from order_manager.adapters.rabbitmq.connection import connect, ensure_queue
 from order_manager.adapters.rabbitmq.dead_letters import RabbitDeadLetterPublisher
 from order_manager.adapters.rabbitmq.signal_publisher import build_signal, encode_signal
-from tests.integration.intake.conftest import DLQ, SIGNALS_QUEUE
+from tests.integration.intake.conftest import DLQ, SIGNALS_QUEUE, run_cli
 
 
 @dataclass(frozen=True)
@@ -36,20 +33,7 @@ class Letters:
 
 
 async def _cli(*args: str, amqp_url: str) -> tuple[int, str, str]:
-    env = {**os.environ, "ORDERMANAGER_RABBITMQ_URL": amqp_url}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from order_manager.cli import main; main()",
-        "dlq",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_cli("dlq", *args, amqp_url=amqp_url)
 
 
 async def _drain(amqp_url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:

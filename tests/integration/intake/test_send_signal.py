@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -15,23 +12,11 @@ import pytest
 from order_manager.adapters.rabbitmq.connection import ensure_queue
 from order_manager.domain.enums import Category, OrderType, PositionIdx, TimeInForce
 from order_manager.domain.signals import TradingSignal, Urgency, parse_signal
-from tests.integration.intake.conftest import SIGNALS_QUEUE
+from tests.integration.intake.conftest import SIGNALS_QUEUE, run_cli
 
 
 async def _cli(*args: str, amqp_url: str) -> tuple[int, str, str]:
-    env = {**os.environ, "ORDERMANAGER_RABBITMQ_URL": amqp_url}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from order_manager.cli import main; main()",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_cli(*args, amqp_url=amqp_url)
 
 
 async def test_send_signal_publishes_n_persistent_signals(amqp_url: str) -> None:
