@@ -5,16 +5,21 @@ broker is down" tests). `eventually` polls a condition with a deadline. It is fo
 offers no event to await (a row in another process's database, a simulator's REST view); where
 an event, a queue or a future exists, await that instead. `record_create_call` records one
 successful ``order.create`` exchange call on an orders repository (the audit row tests).
+`database_fails` makes the real database refuse chosen writes for a while (an outage, or a
+process dying at that write).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
+
+import asyncpg
 
 from order_manager.services.ports.orders import OrderRepository
 
@@ -83,3 +88,20 @@ async def record_create_call(
         order_link_id=link,
         is_dry_run=False,
     )
+
+
+@contextlib.asynccontextmanager
+async def database_fails(pool: asyncpg.Pool, when: str) -> AsyncIterator[None]:
+    """Inside: the real database refuses every write ``when`` names (a trigger timing and event,
+    e.g. ``BEFORE INSERT ON orders FOR EACH ROW``) with 'the process died here'."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "CREATE FUNCTION om_test_die() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'the process died here'; END $$"
+        )
+        table = when.split(" ON ", 1)[1].split()[0]
+        await conn.execute(f"CREATE TRIGGER om_test_die {when} EXECUTE FUNCTION om_test_die()")
+        try:
+            yield
+        finally:
+            await conn.execute(f"DROP TRIGGER om_test_die ON {table}; DROP FUNCTION om_test_die()")

@@ -251,6 +251,8 @@ class Reconciler:
         self._running: SyncRun | None = None
         self._pending: asyncio.Task[SyncReport | None] | None = None
         self.last_report: SyncReport | None = None
+        #: seconds between runs of an incomplete sync after a gap (`_after_gap`): ~4 min in all
+        self.gap_retry_delays: tuple[float, ...] = (1, 2, 4, 8, 16, 30, 30, 30, 30, 30, 30, 30)
 
     @property
     def running(self) -> SyncRun | None:
@@ -284,11 +286,30 @@ class Reconciler:
         self._pending = asyncio.create_task(self._after_gap(), name="reconcile-after-gap")
 
     async def _after_gap(self) -> SyncReport | None:
-        try:
-            return await self.sync(trigger="reconnect", scope="active", wait=True)
-        except Exception as exc:  # a background task: log it, the periodic run retries
-            log.error("reconciliation after reconnect failed", exc_info=exc)
-            return None
+        """The sync after a gap, run again while it is incomplete (the database or the exchange
+        failing — often the very outage that made a stream batch fail), ``gap_retry_delays``
+        apart; after the last one the periodic run takes over. Until the eighth session it ran
+        once: a batch lost to a database outage stayed lost until the next periodic run (5 min
+        by default)."""
+        delays = iter(self.gap_retry_delays)
+        while True:
+            report: SyncReport | None = None
+            try:
+                report = await self.sync(trigger="reconnect", scope="active", wait=True)
+            except Exception as exc:  # a background task: log it and try again
+                log.error("reconciliation after a gap failed", exc_info=exc)
+            if report is not None and not report.errors:
+                return report
+            delay = next(delays, None)
+            if delay is None:
+                log.error("reconciliation after a gap still incomplete; the periodic run retries")
+                return report
+            log.warning(
+                "reconciliation after a gap incomplete; retrying",
+                errors=None if report is None else report.errors,
+                retry_in_s=delay,
+            )
+            await asyncio.sleep(delay)
 
     async def cancel_pending(self) -> None:
         """Cancel a sync scheduled by `on_gap` that has not finished (shutdown)."""

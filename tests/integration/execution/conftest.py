@@ -32,6 +32,7 @@ from order_manager.domain.risk import RiskLimits
 from order_manager.domain.signals import TradingSignal, parse_signal
 from order_manager.services.processor import Processor, ProcessorConfig
 from order_manager.services.tracker import Tracker
+from tests.helpers import database_fails
 
 
 @pytest.fixture
@@ -107,23 +108,9 @@ class Env:
             with pytest.raises(Exception, match="the process died here"):
                 yield
 
-    @contextlib.asynccontextmanager
-    async def database_fails(self, when: str) -> AsyncIterator[None]:
-        """Inside: the real database refuses every write ``when`` names (a trigger timing and
-        event, e.g. ``BEFORE INSERT ON orders FOR EACH ROW``) with 'the process died here'."""
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                "CREATE FUNCTION om_test_die() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$ BEGIN RAISE EXCEPTION 'the process died here'; END $$"
-            )
-            table = when.split(" ON ", 1)[1].split()[0]
-            await conn.execute(f"CREATE TRIGGER om_test_die {when} EXECUTE FUNCTION om_test_die()")
-            try:
-                yield
-            finally:
-                await conn.execute(
-                    f"DROP TRIGGER om_test_die ON {table}; DROP FUNCTION om_test_die()"
-                )
+    def database_fails(self, when: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Inside: the real database refuses every write ``when`` names (`tests.helpers`)."""
+        return database_fails(self.pool, when)
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         async with self.pool.acquire() as conn:

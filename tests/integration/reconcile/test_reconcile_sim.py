@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from order_manager.services.reconciler import PeriodicReconciler
-from tests.helpers import eventually
+from tests.helpers import database_fails, eventually
 from tests.integration.reconcile.conftest import Env, assert_db_matches_sim
 
 pytestmark = pytest.mark.integration
@@ -236,6 +236,28 @@ async def test_a_stream_reconnect_triggers_a_reconciliation(env: Env) -> None:
         await pump.stop()
     assert report is not None
     assert (report.trigger, report.orders_changed) == ("reconnect", 1)
+    assert_db_matches_sim((await env.db_orders())[order], (await env.sim_orders())[order])
+
+
+async def test_a_gap_sync_the_database_cut_short_runs_again_until_it_completes(env: Env) -> None:
+    """A stream batch lost to a database outage asks for a sync — usually while the outage
+    lasts, so that sync aborts too. It runs again (backing off) until it completes; before,
+    the lost fill waited for the next periodic run (5 min by default)."""
+    env.reconciler.gap_retry_delays = (0.05,) * 200  # the service backs off 1 s → 30 s
+    order = await env.place_limit("BTCUSDT")
+    await env.admin_post("/sim/fill", {"orderId": order})  # the stream's batch was lost
+    async with database_fails(env.pool, "BEFORE UPDATE ON orders FOR EACH ROW"):
+        await env.reconciler.on_gap()
+
+        def aborted() -> bool:
+            report = env.reconciler.last_report
+            return report is not None and any(e.startswith("aborted") for e in report.errors)
+
+        await eventually(aborted, timeout=15, what="the gap sync aborted by the outage")
+    report = await env.reconciler.wait_pending()  # the database is back
+
+    assert report is not None and report.errors == []
+    assert report.orders_changed == 1
     assert_db_matches_sim((await env.db_orders())[order], (await env.sim_orders())[order])
 
 
