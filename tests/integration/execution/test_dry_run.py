@@ -6,9 +6,12 @@ for orders, and paper and live orders never see each other.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from decimal import Decimal
 
 from order_manager.adapters.paper.exchange import PaperExchange
+from order_manager.adapters.paper.feed import PaperFeedSource
 from order_manager.bootstrap import restore_paper
 from order_manager.domain.enums import Category
 from order_manager.domain.planner import PlannerConfig
@@ -16,7 +19,8 @@ from order_manager.domain.rejections import RejectCode
 from order_manager.domain.risk import RiskLimits
 from order_manager.services.ports.processing import SignalExecuted, SignalRejected
 from order_manager.services.processor import Processor, ProcessorConfig
-from order_manager.services.tracker import Tracker
+from order_manager.services.tracker import Tracker, run_tracker
+from tests.helpers import eventually
 
 from .conftest import Env, drain_into, new_signal
 
@@ -296,3 +300,35 @@ async def test_a_paper_fill_the_process_died_before_storing_is_restored_once(env
     await drain_into(tracker, again)
     assert account(again) == account(before)
     assert len(await env.fetch("SELECT 1 FROM executions")) == 1
+
+
+async def test_the_paper_feed_keeps_a_batch_the_database_refused_and_applies_it_later(
+    env: Env,
+) -> None:
+    """The database refuses the paper tracker's writes for a while (longer than the tracker's
+    own retries). The feed keeps the batch and hands it over again until it is applied, and
+    goes on with later fills — before, the exception ended the paper tracker for good."""
+    paper = PaperExchange(env.gateway, levels=env.gateway)
+    tracker = Tracker(env.uow, link_prefix="om", is_dry_run=True)
+    feed = PaperFeedSource(paper.updates, retry_base=0.01, retry_max=0.05)
+    running = asyncio.create_task(run_tracker(tracker, feed))
+    try:
+        async with env.database_fails("BEFORE INSERT ON executions FOR EACH ROW"):
+            first = await paper_processor(env, paper).process(await new_signal(env), "t-1")
+            assert isinstance(first, SignalExecuted), first
+            await eventually(lambda: feed.retried >= 3, timeout=10, what="the batch refused")
+            assert not running.done()
+            assert await env.fetch("SELECT 1 FROM executions") == []
+        second = await paper_processor(env, paper).process(await new_signal(env), "t-2")
+        assert isinstance(second, SignalExecuted), second
+
+        async def both_stored() -> bool:
+            return len(await env.fetch("SELECT 1 FROM executions WHERE is_dry_run")) == 2
+
+        await eventually(both_stored, timeout=10, what="both paper fills stored")
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    (book,) = await env.fetch("SELECT size FROM positions WHERE is_dry_run")
+    assert book["size"] == Decimal("0.030")
