@@ -758,6 +758,13 @@ class TrackingWiring:
             freshness=self.pipeline.freshness,
         )
         await self.component.start()
+        component = self.component
+
+        async def alive() -> None:
+            component.check_alive()
+
+        if "tracking" not in self.container.probes.checks:
+            self.container.probes.add_check("tracking", alive)
 
     def tracker(self) -> ExchangeStateSink | None:
         return self.component.tracker if self.component is not None else None

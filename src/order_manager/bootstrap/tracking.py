@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import structlog
@@ -124,6 +126,29 @@ class TrackingComponent:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(self._ended)
+        self._tasks.append(task)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not self._stop.is_set():
+            log.error("tracking task ended while the service runs", reason=_ending(task))
+
+    @property
+    def tasks(self) -> tuple[asyncio.Task[None], ...]:
+        return tuple(self._tasks)
+
+    def check_alive(self) -> None:
+        """The readiness check ``tracking``: raises while any background task (tracker, relay,
+        positions, paper feed, ...) has ended although the component runs — orders would no
+        longer be tracked or events published, and the service must not call itself ready."""
+        if self._stop.is_set():
+            return
+        ended = [_ending(task) for task in self._tasks if task.done()]
+        if ended:
+            raise RuntimeError("; ".join(ended))
+
     @property
     def categories(self) -> tuple[Category, ...]:
         return self.settings.traded_categories
@@ -142,11 +167,9 @@ class TrackingComponent:
 
     async def start(self) -> None:
         self._stop.clear()
-        self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="outbox-relay"))
+        self._spawn(self.relay.run(self._stop), "outbox-relay")
         if self.pruner is not None:
-            self._tasks.append(
-                asyncio.create_task(self.pruner.run(self._stop), name="outbox-retention")
-            )
+            self._spawn(self.pruner.run(self._stop), "outbox-retention")
         if self._paper is not None:
             self.paper_tracker = Tracker(
                 self.uow,
@@ -154,15 +177,11 @@ class TrackingComponent:
                 is_dry_run=True,
                 loss_warning_ratio=self._loss_warning_ratio,
             )
-            self._tasks.append(
-                asyncio.create_task(
-                    run_tracker(self.paper_tracker, PaperFeedSource(self._paper.updates)),
-                    name="paper-tracker",
-                )
+            self._spawn(
+                run_tracker(self.paper_tracker, PaperFeedSource(self._paper.updates)),
+                "paper-tracker",
             )
-            self._tasks.append(
-                asyncio.create_task(self._paper.watch(self._stop), name="paper-watch")
-            )
+            self._spawn(self._paper.watch(self._stop), "paper-watch")
         config = self._bybit_config
         if config is None:  # dry-run without an exchange: only the relay
             return
@@ -197,24 +216,16 @@ class TrackingComponent:
                 # any signal) until the stream drops; the ws-gateway source tells us nothing
                 # of its connection, so with it the store is never trusted
                 events = self._stream.connection_events()  # before trusting: none missed
-                self._tasks.append(
-                    asyncio.create_task(
-                        _distrust_on_disconnect(events, freshness), name="stream-watch"
-                    )
-                )
+                self._spawn(_distrust_on_disconnect(events, freshness), "stream-watch")
                 freshness.trust(STREAM_DOWN)
-        self._tasks.append(
-            asyncio.create_task(run_tracker(tracker, source, on_gap=self._gap), name="tracker")
-        )
-        self._tasks.append(
-            asyncio.create_task(
-                self.keeper.run(
-                    self._stop,
-                    snapshot_interval=float(self.settings.position_snapshot_interval),
-                    validation_interval=float(self.settings.position_validation_interval),
-                ),
-                name="positions",
-            )
+        self._spawn(run_tracker(tracker, source, on_gap=self._gap), "tracker")
+        self._spawn(
+            self.keeper.run(
+                self._stop,
+                snapshot_interval=float(self.settings.position_snapshot_interval),
+                validation_interval=float(self.settings.position_validation_interval),
+            ),
+            "positions",
         )
 
     async def _gap(self) -> None:
@@ -263,6 +274,13 @@ class TrackingComponent:
         if self._own_rest and self._rest is not None:
             await self._rest.close()
             self._rest = None
+
+
+def _ending(task: asyncio.Task[None]) -> str:
+    if task.cancelled():
+        return f"{task.get_name()} cancelled"
+    error = task.exception()
+    return f"{task.get_name()} ended" + (f": {error!r}" if error is not None else "")
 
 
 async def _distrust_on_disconnect(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from decimal import Decimal
 from typing import Any
 
@@ -132,3 +133,29 @@ async def test_the_store_is_trusted_only_while_the_private_stream_is_whole(
     finally:
         release.set()
         await component.stop()
+
+
+async def test_readiness_fails_while_a_tracking_task_has_ended(
+    sim: Any, pool: asyncpg.Pool, db_url: str, amqp_url: str
+) -> None:
+    """Every background task of tracking (tracker, relay, positions, ...) must run for the
+    service to be ready; one that ended — here the relay, cancelled from outside as a stand-in
+    for a bug that ended it — turns the readiness check `tracking` red, naming it."""
+    settings = load_settings(
+        environ={"ORDERMANAGER_DATABASE_URL": db_url, "ORDERMANAGER_RABBITMQ_URL": amqp_url}
+    )
+    component = TrackingComponent(settings, pool, BybitClientConfig.for_simulator(sim.url))
+    await component.start()
+    try:
+        component.check_alive()  # all running
+        names = {task.get_name() for task in component.tasks}
+        assert {"tracker", "outbox-relay", "positions"} <= names
+        relay = next(task for task in component.tasks if task.get_name() == "outbox-relay")
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+        with pytest.raises(RuntimeError, match="outbox-relay cancelled"):
+            component.check_alive()
+    finally:
+        await component.stop()
+    component.check_alive()  # a stopped component is not a dead one
