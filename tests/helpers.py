@@ -91,17 +91,22 @@ async def record_create_call(
 
 
 @contextlib.asynccontextmanager
-async def database_fails(pool: asyncpg.Pool, when: str) -> AsyncIterator[None]:
-    """Inside: the real database refuses every write ``when`` names (a trigger timing and event,
-    e.g. ``BEFORE INSERT ON orders FOR EACH ROW``) with 'the process died here'."""
+async def database_fails(pool: asyncpg.Pool, *whens: str) -> AsyncIterator[None]:
+    """Inside: the real database refuses every write each of ``whens`` names (a trigger timing
+    and event, e.g. ``BEFORE INSERT ON orders FOR EACH ROW``) with 'the process died here'."""
     async with pool.acquire() as conn:
         await conn.execute(
             "CREATE FUNCTION om_test_die() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN RAISE EXCEPTION 'the process died here'; END $$"
         )
-        table = when.split(" ON ", 1)[1].split()[0]
-        await conn.execute(f"CREATE TRIGGER om_test_die {when} EXECUTE FUNCTION om_test_die()")
+        tables = [when.split(" ON ", 1)[1].split()[0] for when in whens]
+        for n, when in enumerate(whens):
+            await conn.execute(
+                f"CREATE TRIGGER om_test_die_{n} {when} EXECUTE FUNCTION om_test_die()"
+            )
         try:
             yield
         finally:
-            await conn.execute(f"DROP TRIGGER om_test_die ON {table}; DROP FUNCTION om_test_die()")
+            for n, table in enumerate(tables):
+                await conn.execute(f"DROP TRIGGER om_test_die_{n} ON {table}")
+            await conn.execute("DROP FUNCTION om_test_die()")

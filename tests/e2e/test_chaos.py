@@ -33,6 +33,7 @@ from order_manager.config import DEV_API_KEY
 from order_manager.domain.plans import parse_order_link_id
 from order_manager.services.tracker import signal_id_from_token
 from tests.e2e.test_intake_service import World, until, world
+from tests.helpers import database_fails
 from tests.integration.reconcile.conftest import assert_db_matches_sim
 
 __all__ = ["world"]
@@ -246,3 +247,66 @@ async def assert_consistent(world: World, ids: set[str]) -> None:
     for row in sequences:
         assert list(row["seq"]) == list(range(1, len(row["seq"]) + 1)), row
         assert row["published"], row
+
+
+async def test_a_database_outage_loses_nothing(world: World) -> None:
+    """For a few seconds the database refuses every write to signals, orders, executions,
+    positions and the outbox — a failover, say — while a resting order of ours fills on the
+    exchange (its stream events cannot be stored) and a new signal arrives (it cannot even be
+    claimed). Afterwards, with no restart and nothing done by hand: the signal is executed (its
+    lane retried it, the message was never acked before), the fill is in our rows (the sync
+    after the lost batch ran again until it completed), every row equals the exchange's and
+    the service is ready."""
+    await world.service.start()
+    resting = build_signal(
+        asset="BTCUSDT",
+        side="buy",
+        amount=Decimal("1000"),
+        confidence=Decimal("0.9"),
+        metadata={"order_type": "limit"},
+    )
+    await world.publisher.publish_signal(resting)
+    await until(
+        lambda: _status_is(world, resting["signal_id"], "executed"), what="the resting order"
+    )
+    (row,) = await world.fetch(
+        "SELECT order_id FROM orders WHERE signal_id = $1", resting["signal_id"]
+    )
+    tables = ("signals", "orders", "executions", "positions", "outbox")
+    whens = [f"BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW" for table in tables]
+    arriving = build_signal(
+        asset="ETHUSDT", side="buy", amount=Decimal("500"), confidence=Decimal("0.9")
+    )
+    log = world.service.log_path
+    async with database_fails(world.pool, *whens):
+        fill = await world.admin.post("/sim/fill", json={"orderId": row["order_id"]})
+        assert fill.status_code == 200, fill.text
+        await world.publisher.publish_signal(arriving)
+
+        async def both_refused() -> bool:
+            text = log.read_text()
+            return "signal handling failed; retrying" in text and "batch could not be" in text
+
+        await until(both_refused, what="the signal and the stream batch refused")
+
+    await until(
+        lambda: _status_is(world, arriving["signal_id"], "executed"), what="the signal executed"
+    )
+
+    async def filled() -> bool:
+        rows = await world.fetch("SELECT status FROM orders WHERE order_id = $1", row["order_id"])
+        return [r["status"] for r in rows] == ["filled"]
+
+    await until(filled, what="the fill lost in the outage restored")
+    on_exchange = {o["orderId"]: o for o in await world.sim_orders()}
+    ours = await world.fetch("SELECT * FROM orders WHERE order_id IS NOT NULL")
+    assert len(ours) == len(on_exchange) == 2
+    for stored in ours:
+        assert_db_matches_sim(stored, on_exchange[stored["order_id"]])
+    async with httpx.AsyncClient(timeout=5) as http:
+        ready = await http.get(f"http://127.0.0.1:{world.service.port}/ready")
+    assert ready.status_code == 200, ready.text
+
+
+async def _status_is(world: World, signal_id: str, status: str) -> bool:
+    return await world.signal_status(signal_id) == status
