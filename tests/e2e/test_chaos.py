@@ -34,7 +34,7 @@ from order_manager.domain.plans import parse_order_link_id
 from order_manager.services.tracker import signal_id_from_token
 from tests.e2e.test_intake_service import World, until, world
 from tests.helpers import database_fails
-from tests.integration.reconcile.conftest import assert_db_matches_sim
+from tests.integration.reconcile.conftest import SIM_STATUS, assert_db_matches_sim
 
 __all__ = ["world"]
 
@@ -298,11 +298,22 @@ async def test_a_database_outage_loses_nothing(world: World) -> None:
         return [r["status"] for r in rows] == ["filled"]
 
     await until(filled, what="the fill lost in the outage restored")
+
+    async def rows_equal_the_exchange() -> bool:
+        # the new signal's market order fills on the exchange a moment after it executed; its
+        # stream events reach our row shortly after that
+        on_exchange = {o["orderId"]: o for o in await world.sim_orders()}
+        ours = await world.fetch("SELECT * FROM orders WHERE order_id IS NOT NULL")
+        return len(ours) == len(on_exchange) == 2 and all(
+            stored["status"] == SIM_STATUS[on_exchange[stored["order_id"]]["orderStatus"]]
+            and stored["cum_exec_qty"] == Decimal(on_exchange[stored["order_id"]]["cumExecQty"])
+            for stored in ours
+        )
+
+    await until(rows_equal_the_exchange, what="every row equal to the exchange's")
     on_exchange = {o["orderId"]: o for o in await world.sim_orders()}
-    ours = await world.fetch("SELECT * FROM orders WHERE order_id IS NOT NULL")
-    assert len(ours) == len(on_exchange) == 2
-    for stored in ours:
-        assert_db_matches_sim(stored, on_exchange[stored["order_id"]])
+    for stored in await world.fetch("SELECT * FROM orders WHERE order_id IS NOT NULL"):
+        assert_db_matches_sim(stored, on_exchange[stored["order_id"]])  # avg price too
     async with httpx.AsyncClient(timeout=5) as http:
         ready = await http.get(f"http://127.0.0.1:{world.service.port}/ready")
     assert ready.status_code == 200, ready.text
