@@ -398,7 +398,8 @@ class SignalPipeline:
         self.paper: Any = None  # the PaperExchange in dry-run / warm-up dry_run
         self.intake: SignalIntake | None = None
         self.sweepers: list[StaleOrderSweeper] = []
-        self._sweeps: list[asyncio.Task[None]] = []
+        #: periodic passes: intent settling, stale-order sweeps (ended first on a stop)
+        self._periodic: list[asyncio.Task[None]] = []
         self._uow: PostgresUnitOfWorkFactory | None = None
         self._gateways: list[ExchangeGateway] = []
         #: `ORDERMANAGER_ACCOUNT_SOURCE=store`: the tracker's commits and whether its store is
@@ -475,7 +476,7 @@ class SignalPipeline:
             raise RuntimeError("the signal pipeline did not open")
         self.intake.start()
         # intents their failed signals left `submitting` are settled while the service runs
-        self._sweeps = [
+        self._periodic = [
             asyncio.create_task(
                 Recovery(uow, g).watch(settings.intent_settle_interval_seconds),
                 name="intent-settler",
@@ -494,20 +495,20 @@ class SignalPipeline:
                 )
                 for g in used
             ]
-            self._sweeps += [
+            self._periodic += [
                 asyncio.create_task(sweeper.run(), name="stale-order-sweeper")
                 for sweeper in self.sweepers
             ]
 
     async def drain(self) -> None:
         """First step of a graceful stop: no new signals, in-flight ones finish (the rest stays
-        unacked), sweeps end — while tracking and the outbox relay still run."""
-        for task in self._sweeps:
+        unacked), the periodic passes end — while tracking and the outbox relay still run."""
+        for task in self._periodic:
             task.cancel()
-        for task in self._sweeps:
+        for task in self._periodic:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._sweeps = []
+        self._periodic = []
         if self.intake is not None:
             intake, self.intake = self.intake, None
             await intake.stop()

@@ -181,10 +181,7 @@ def untraded_after_cancel(order: ExchangeOrderUpdate | None, planned: Decimal) -
     converting a quantity that may still trade could trade it twice."""
     if order is None:
         return Decimal(0)
-    status = order.status
-    if not status.is_terminal or status is OrderStatus.FILLED:
-        return Decimal(0)
-    return max(Decimal(0), min(planned, order.qty - order.cum_exec_qty))
+    return _untraded(order.status, order.qty, order.cum_exec_qty, planned)
 
 
 def untraded_in_store(state: OrderState, planned: Decimal) -> Decimal:
@@ -192,9 +189,13 @@ def untraded_in_store(state: OrderState, planned: Decimal) -> Decimal:
     and cumulative fill are the exchange's own record of it (the tracker's, or the paper
     exchange's answer), so no lookup is needed — and after a restart of a dry-run none is
     possible: the new paper exchange knows no closed order of the old one."""
-    if not state.status.is_terminal or state.status is OrderStatus.FILLED:
+    return _untraded(state.status, state.qty, state.filled_qty, planned)
+
+
+def _untraded(status: OrderStatus, qty: Decimal, filled: Decimal, planned: Decimal) -> Decimal:
+    if not status.is_terminal or status is OrderStatus.FILLED:
         return Decimal(0)
-    return max(Decimal(0), min(planned, state.qty - state.filled_qty))
+    return max(Decimal(0), min(planned, qty - filled))
 
 
 def map_bybit_status(

@@ -41,7 +41,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -263,21 +263,30 @@ class Reconciler:
         """Start-up task: an `active` sync, repeated (up to `attempts`, `retry_delay_seconds`
         apart, doubling) while exchange queries fail; still incomplete after that, it raises
         and `/ready` reports why — the service must not call itself ready on unknown state."""
-        delay = retry_delay_seconds
-        for attempt in range(1, attempts + 1):
-            report = await self.sync(trigger="startup", scope="active", wait=True)
-            if not report.errors:
-                return
-            if attempt < attempts:
-                log.warning(
-                    "start-up reconciliation incomplete; retrying",
-                    attempt=attempt,
-                    errors=report.errors,
-                    retry_in_s=delay,
-                )
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise RuntimeError(f"start-up reconciliation incomplete: {'; '.join(report.errors)}")
+        delays = [retry_delay_seconds * 2**n for n in range(attempts - 1)]
+        report = await self._sync_until_complete("startup", delays)
+        if report.errors:
+            raise RuntimeError(f"start-up reconciliation incomplete: {'; '.join(report.errors)}")
+
+    async def _sync_until_complete(self, trigger: Trigger, delays: Iterable[float]) -> SyncReport:
+        """An `active` sync, run again after each of ``delays`` while it is incomplete (the
+        database or the exchange failing); returns the last run's report."""
+        pending = iter(delays)
+        attempt = 1
+        while True:
+            report = await self.sync(trigger=trigger, scope="active", wait=True)
+            delay = next(pending, None)
+            if not report.errors or delay is None:
+                return report
+            log.warning(
+                "reconciliation incomplete; retrying",
+                trigger=trigger,
+                attempt=attempt,
+                errors=report.errors,
+                retry_in_s=delay,
+            )
+            await asyncio.sleep(delay)
+            attempt += 1
 
     async def on_gap(self) -> None:
         """Gap handler of the private stream: schedule a sync, return at once."""
@@ -291,25 +300,14 @@ class Reconciler:
         apart; after the last one the periodic run takes over. Until the eighth session it ran
         once: a batch lost to a database outage stayed lost until the next periodic run (5 min
         by default)."""
-        delays = iter(self.gap_retry_delays)
-        while True:
-            report: SyncReport | None = None
-            try:
-                report = await self.sync(trigger="reconnect", scope="active", wait=True)
-            except Exception as exc:  # a background task: log it and try again
-                log.error("reconciliation after a gap failed", exc_info=exc)
-            if report is not None and not report.errors:
-                return report
-            delay = next(delays, None)
-            if delay is None:
-                log.error("reconciliation after a gap still incomplete; the periodic run retries")
-                return report
-            log.warning(
-                "reconciliation after a gap incomplete; retrying",
-                errors=None if report is None else report.errors,
-                retry_in_s=delay,
-            )
-            await asyncio.sleep(delay)
+        try:
+            report = await self._sync_until_complete("reconnect", self.gap_retry_delays)
+        except Exception as exc:  # a background task: log it, the periodic run retries
+            log.error("reconciliation after a gap failed", exc_info=exc)
+            return None
+        if report.errors:
+            log.error("reconciliation after a gap still incomplete; the periodic run retries")
+        return report
 
     async def cancel_pending(self) -> None:
         """Cancel a sync scheduled by `on_gap` that has not finished (shutdown)."""

@@ -612,16 +612,8 @@ class PaperExchange:
         order.status = (
             BybitOrderStatus.FILLED if order.leaves == 0 else BybitOrderStatus.PARTIALLY_FILLED
         )
-        fill = PositionFill(
-            order.side,
-            qty,
-            price,
-            fee,
-            f"paper-{self._run}-{next(self._ids):010d}",
-            order.position_idx,
-        )
         execution = Execution(
-            exec_id=fill.exec_id,
+            exec_id=f"paper-{self._run}-{next(self._ids):010d}",
             order_id=order.order_id,
             order_link_id=order.link,
             symbol=order.symbol,
@@ -633,11 +625,12 @@ class PaperExchange:
             is_maker=maker,
             category=order.category,
         )
-        self._book_and_emit(execution, fill)
+        self._book_and_emit(execution, order.position_idx)
 
-    def _book_and_emit(self, execution: Execution, fill: PositionFill) -> None:
-        """Book ``fill`` and publish it (and the position it moved) as the exchange would."""
+    def _book_and_emit(self, execution: Execution, position_idx: PositionIdx) -> None:
+        """Book the fill and publish it (and the position it moved) as the exchange would."""
         category = execution.category or Category.LINEAR
+        fill = PositionFill.from_execution(execution, position_idx)
         key = self._book(category, execution.symbol, fill)
         if self._publish:
             self.updates.put_nowait(
@@ -711,8 +704,7 @@ class PaperExchange:
             self._book(category, symbol, fill)
         for execution, position_idx in unbooked:
             exec_id = f"paper-restored-{execution.order_id}-{_ms(execution.exec_time)}"
-            restored = replace(execution, exec_id=exec_id)
-            self._book_and_emit(restored, PositionFill.from_execution(restored, position_idx))
+            self._book_and_emit(replace(execution, exec_id=exec_id), position_idx)
         for state in open_orders:
             if state.order_id is None or not state.status.is_open:
                 continue

@@ -345,7 +345,8 @@ class PgTrackingRepository:
                        COALESCE(sum(e.exec_fee), 0) AS fee
                 FROM executions e WHERE e.order_uuid = o.id
             ) f
-            WHERE o.is_dry_run = $1 AND o.order_id IS NOT NULL AND o.cum_exec_qty > f.qty
+            WHERE o.is_dry_run = $1 AND o.order_id IS NOT NULL AND o.cum_exec_qty > 0
+              AND o.cum_exec_qty > f.qty
             ORDER BY o.updated_at, o.id
             """,
             is_dry_run,
