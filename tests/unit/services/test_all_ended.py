@@ -11,17 +11,17 @@ from order_manager.services.executor import all_ended
 
 async def test_results_come_in_call_order() -> None:
     async def leg(n: int) -> int:
-        await asyncio.sleep(0)
         return n
 
     assert await all_ended(leg(n) for n in (3, 1, 2)) == [3, 1, 2]
 
 
 async def test_an_error_is_raised_only_after_the_other_legs_ended() -> None:
-    release = asyncio.Event()
+    release, failing = asyncio.Event(), asyncio.Event()
     ended: list[str] = []
 
     async def fails() -> str:
+        failing.set()
         raise RuntimeError("leg 1 failed")
 
     async def slow() -> str:
@@ -30,8 +30,8 @@ async def test_an_error_is_raised_only_after_the_other_legs_ended() -> None:
         return "slow"
 
     waiting = asyncio.create_task(all_ended([fails(), slow()]))
-    for _ in range(5):  # let the failing leg fail; the call must still be waiting
-        await asyncio.sleep(0)
+    await failing.wait()  # leg 1 has failed; the call must still be waiting for leg 2
+    await asyncio.wait({waiting}, timeout=0)
     assert not waiting.done()
     release.set()
     with pytest.raises(RuntimeError, match="leg 1 failed"):
