@@ -95,10 +95,10 @@ FAULTS: list[dict[str, Any]] = [
 ]
 
 
-def signal_mix(rng: random.Random) -> list[dict[str, Any]]:
+def signal_mix(rng: random.Random, count: int = SIGNALS) -> list[dict[str, Any]]:
     """Buys and sells, market and limit (limits amend or cancel each other), 100–600 USDT."""
     signals = []
-    for _ in range(SIGNALS):
+    for _ in range(count):
         limit = rng.random() < 0.5
         signals.append(
             build_signal(
@@ -195,11 +195,12 @@ async def sync_everything(world: World) -> None:
 
         await until(synced, what="a full sync")
 
-    async def outbox_drained() -> bool:
-        rows = await world.fetch("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
-        return int(rows[0]["n"]) == 0
+    await until(lambda: outbox_drained(world), what="every event published")
 
-    await until(outbox_drained, what="every event published")
+
+async def outbox_drained(world: World) -> bool:
+    rows = await world.fetch("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
+    return int(rows[0]["n"]) == 0
 
 
 async def assert_consistent(world: World, ids: set[str]) -> None:
@@ -237,7 +238,11 @@ async def assert_consistent(world: World, ids: set[str]) -> None:
         size = Decimal(position["size"])
         expected = (position["side"], size) if size else ("None", Decimal(0))
         assert ours.get(position["symbol"], ("None", Decimal(0))) == expected, (position, ours)
+    await assert_events_gapless(world)
 
+
+async def assert_events_gapless(world: World) -> None:
+    """Each aggregate's event sequences are 1..n, every one published."""
     sequences = await world.fetch(
         "SELECT aggregate_type, aggregate_id, array_agg(sequence ORDER BY sequence) AS seq,"
         " bool_and(published_at IS NOT NULL) AS published"
