@@ -214,6 +214,8 @@ class Settings(BaseSettings):
     stale_order_sweep_interval_seconds: int = Field(default=15, ge=1)
     #: seconds between two run-time passes over the intents of failed signals (services.recovery)
     intent_settle_interval_seconds: int = Field(default=30, ge=1)
+    #: seconds between two samples of the backlog gauges (services.backlog)
+    backlog_sample_interval_seconds: PositiveSeconds = 15.0
     loss_warning_threshold_pct: PositiveDecimal = Decimal("5")
 
     # ---- risk limits (USDT unless the name says otherwise)

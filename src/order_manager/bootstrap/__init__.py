@@ -52,6 +52,7 @@ from order_manager.adapters.rabbitmq.signal_consumer import RabbitSignalSource
 from order_manager.api.app import create_app
 from order_manager.api.probes import Probes
 from order_manager.api.routers import ApiServices, LateServices, build_routers
+from order_manager.bootstrap.monitoring import BacklogComponent
 from order_manager.bootstrap.tracking import STREAM_DOWN, TrackingComponent
 from order_manager.config import Settings, redact_url
 from order_manager.domain.enums import Category
@@ -798,4 +799,5 @@ def add_service(container: Container) -> tuple[SignalPipeline, TrackingWiring, A
         position_validator=tracking.validate_positions,
     )
     tracking.api = api
+    container.add_component(BacklogComponent(container))
     return pipeline, tracking, api
