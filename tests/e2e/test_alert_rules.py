@@ -26,6 +26,8 @@ __all__ = ["world"]
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RUNBOOK = ROOT / "docs" / "operations.md"
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+COMPOSE = ROOT / "docker-compose.yml"
 #: metrics Prometheus makes itself, not the service
 PROMETHEUS_OWN = {"up"}
 #: sample names of a family besides its own (a counter's TYPE line already names it `..._total`)
@@ -84,6 +86,24 @@ def test_every_rule_is_complete_and_its_runbook_exists() -> None:
         assert rule["annotations"]["runbook"] in runbook, (rule["alert"], sorted(runbook))
         assert selectors(rule["expr"]), rule
     assert len(seen) >= 10
+
+
+def test_the_shipped_prometheus_scrapes_the_job_the_rules_name_and_loads_them() -> None:
+    """docker-compose's Prometheus: its config and the rule file are mounted from the files
+    tested here, it loads that rule file, and it scrapes the job `up{job=...}` selects."""
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    selected = {job for rule in rules() for job in re.findall(r'up\{job="([^"]+)"\}', rule["expr"])}
+    assert selected and selected <= jobs, (selected, jobs)
+    mounts = {
+        target.partition(":")[0]: (ROOT / source).resolve()
+        for source, _, target in (
+            volume.partition(":")
+            for volume in yaml.safe_load(COMPOSE.read_text())["services"]["prometheus"]["volumes"]
+        )
+    }
+    assert mounts["/etc/prometheus/prometheus.yml"] == PROMETHEUS
+    assert {mounts[path] for path in config["rule_files"]} == {RULES}
 
 
 async def metrics(world: World) -> str:
