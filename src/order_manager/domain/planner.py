@@ -482,39 +482,9 @@ def _plan(
     notes: list[str],
     carried_conversion: Decimal = ZERO,
 ) -> Plan:
-    if instrument.symbol != signal.asset or signal.category_or(instrument.category) is not (
-        instrument.category
-    ):
-        raise ValueError("instrument does not match the signal")
-    if not instrument.is_trading:
-        raise _Refused(RejectCode.ASSET_NOT_TRADING, f"{instrument.symbol} is not trading")
-    if signal.confidence < config.min_confidence:
-        raise _Refused(
-            RejectCode.CONFIDENCE_BELOW_MINIMUM,
-            f"confidence {signal.confidence} < {config.min_confidence}",
-        )
-    if signal.metadata.expires_at is not None and now >= signal.metadata.expires_at:
-        raise _Refused(RejectCode.SIGNAL_EXPIRED, "signal expired before planning")
-    if market is None or not market.is_usable:
-        raise _Refused(RejectCode.MARKET_DATA_UNAVAILABLE, f"no usable book for {signal.asset}")
-    if not market.is_fresh(now, config.market_data_max_age):
-        raise _Refused(
-            RejectCode.MARKET_DATA_STALE,
-            f"book is {market.age(now).total_seconds():.3f}s old",
-            max_age_seconds=f"{config.market_data_max_age.total_seconds():g}",
-        )
-
+    market = _plannable(signal, instrument, market, config, now)
     side = signal.side
-    order_type, why = _choose_order_type(signal, market, config)
-    if carried_conversion > 0 and order_type is not OrderType.MARKET:
-        # the first run of this signal chose a market order (only market signals convert) and
-        # already cancelled the limits it converts: a fresher book must not strand them
-        order_type, why = OrderType.MARKET, f"carrying a conversion ({why} otherwise)"
-    notes.append(f"{order_type.value}: {why}")
-    tif, post_only = _time_in_force(signal, order_type, config)
-    asked = signal.metadata.time_in_force
-    if order_type is OrderType.MARKET and asked is not None and asked is not TimeInForce.IOC:
-        notes.append(f"time_in_force {asked.value} not applied: market orders are IOC")
+    order_type, tif, post_only = _order_type(signal, market, config, carried_conversion, notes)
     price = (
         _limit_price(signal, side, instrument, market, config)
         if order_type is OrderType.LIMIT
@@ -527,30 +497,10 @@ def _plan(
     # cancel and amend candidates: our own pending/partially filled orders only (never an
     # external order, a conditional order waiting for its trigger, or a submitting intent)
     resting = account.actionable_orders_for(instrument.category, instrument.symbol)
-    cancels: list[Cancel] = []
-    converted = ZERO
-    if config.cancel_opposite_orders:
-        cancels += [
-            cancel_of(o, CancelReason.OPPOSITE_SIGNAL) for o in resting if o.side is not side
-        ]
     same_side = [o for o in resting if o.side is side and not o.reduce_only]
-    if (
-        order_type is OrderType.MARKET
-        and config.pending_limits_on_market is not PendingLimitPolicy.KEEP
-    ):
-        limits = [o for o in same_side if o.order_type is OrderType.LIMIT]
-        cancels += [cancel_of(o, CancelReason.REPLACED_BY_MARKET) for o in limits]
-        if config.pending_limits_on_market is PendingLimitPolicy.CONVERT:
-            extra = sum((o.remaining_qty for o in limits), carried_conversion)
-            intents = [
-                _Intent(i.kind, i.side, i.qty + extra, i.position_idx)
-                if i.kind is LegIntent.OPEN
-                else i
-                for i in intents
-            ]
-            if extra:
-                converted = extra
-                notes.append(f"convert: {extra} from cancelled resting limits added")
+    cancels, intents, converted = _cancels_and_conversion(
+        side, order_type, resting, same_side, intents, config, carried_conversion, notes
+    )
 
     # TP/SL are validated up front (a bad one rejects the signal) and attach to opening legs;
     # a signal carrying them places its own order rather than amending one without them.
@@ -584,63 +534,10 @@ def _plan(
         else:
             places.append((intent, qty))
 
-    place_actions: list[Place] = []
-    leg = 0
-    for intent, qty in sorted(places, key=lambda p: p[0].kind is LegIntent.OPEN):
-        cap = _child_cap(
-            intent.kind, intent.side, order_type, reference, instrument, market, config
-        )
-        if cap < instrument.min_order_qty or cap <= 0:
-            raise _Refused(
-                RejectCode.TOO_MANY_LEGS,
-                f"largest allowed child order {cap} is below the minimum quantity",
-            )
-        opening = intent.kind is LegIntent.OPEN
-        has_positions = instrument.category.has_positions
-        max_parts = config.max_split_orders if opening else None
-        try:
-            children = split_quantity(qty, cap, instrument.qty_step, max_parts)
-        except ValueError as exc:
-            if not (opening and config.reduce_instead_of_reject):
-                raise _Refused(RejectCode.TOO_MANY_LEGS, f"order of {qty} {exc}") from exc
-            qty = cap * config.max_split_orders
-            notes.append(f"capped to {qty} ({config.max_split_orders} orders of {cap})")
-            children = split_quantity(qty, cap, instrument.qty_step, max_parts)
-        if len(children) > 1:
-            notes.append(f"split {qty} into {len(children)} orders of at most {cap}")
-        for child in children:
-            _check_minimums(child, reference, instrument, not opening and has_positions)
-        slippage = None
-        if order_type is OrderType.MARKET:
-            slippage = signal.metadata.max_slippage_bps
-            if slippage is None:
-                slippage = config.max_slippage_bps
-        for index, child in enumerate(children, start=1):
-            leg += 1
-            place_actions.append(
-                Place(
-                    leg=leg,
-                    order_link_id=order_link_id(config.order_link_id_prefix, signal.signal_id, leg),
-                    category=instrument.category,
-                    symbol=instrument.symbol,
-                    side=intent.side,
-                    order_type=order_type,
-                    qty=child,
-                    price=price,
-                    time_in_force=tif,
-                    reduce_only=not opening and instrument.category.has_positions,
-                    post_only=post_only,
-                    position_idx=intent.position_idx,
-                    intent=intent.kind,
-                    reference_price=reference,
-                    notional=instrument.notional(child, reference),
-                    take_profit=take if opening else None,
-                    stop_loss=stop if opening else None,
-                    slippage_tolerance_bps=slippage,
-                    split_index=index,
-                    split_count=len(children),
-                )
-            )
+    template = _LegTemplate(
+        signal, instrument, market, config, order_type, price, tif, post_only, reference, take, stop
+    )
+    place_actions = _place_actions(places, template, notes)
     actions: tuple[Action, ...] = (*cancels, *amends, *place_actions)
     if not amends and not place_actions:
         raise _Refused(RejectCode.BELOW_MIN_QTY, "nothing left to place")
@@ -653,6 +550,195 @@ def _plan(
         notes=tuple(notes),
         converted_qty=converted,
     )
+
+
+def _plannable(
+    signal: TradingSignal,
+    instrument: Instrument,
+    market: MarketSnapshot | None,
+    config: PlannerConfig,
+    now: datetime,
+) -> MarketSnapshot:
+    """The signal can be planned now: its instrument trades, its confidence and expiry allow
+    it, and the book is usable and fresh (returned). Refuses otherwise."""
+    if instrument.symbol != signal.asset or signal.category_or(instrument.category) is not (
+        instrument.category
+    ):
+        raise ValueError("instrument does not match the signal")
+    if not instrument.is_trading:
+        raise _Refused(RejectCode.ASSET_NOT_TRADING, f"{instrument.symbol} is not trading")
+    if signal.confidence < config.min_confidence:
+        raise _Refused(
+            RejectCode.CONFIDENCE_BELOW_MINIMUM,
+            f"confidence {signal.confidence} < {config.min_confidence}",
+        )
+    if signal.metadata.expires_at is not None and now >= signal.metadata.expires_at:
+        raise _Refused(RejectCode.SIGNAL_EXPIRED, "signal expired before planning")
+    if market is None or not market.is_usable:
+        raise _Refused(RejectCode.MARKET_DATA_UNAVAILABLE, f"no usable book for {signal.asset}")
+    if not market.is_fresh(now, config.market_data_max_age):
+        raise _Refused(
+            RejectCode.MARKET_DATA_STALE,
+            f"book is {market.age(now).total_seconds():.3f}s old",
+            max_age_seconds=f"{config.market_data_max_age.total_seconds():g}",
+        )
+    return market
+
+
+def _order_type(
+    signal: TradingSignal,
+    market: MarketSnapshot,
+    config: PlannerConfig,
+    carried_conversion: Decimal,
+    notes: list[str],
+) -> tuple[OrderType, TimeInForce, bool]:
+    """Order type (noted with its reason), time in force and post-only."""
+    order_type, why = _choose_order_type(signal, market, config)
+    if carried_conversion > 0 and order_type is not OrderType.MARKET:
+        # the first run of this signal chose a market order (only market signals convert) and
+        # already cancelled the limits it converts: a fresher book must not strand them
+        order_type, why = OrderType.MARKET, f"carrying a conversion ({why} otherwise)"
+    notes.append(f"{order_type.value}: {why}")
+    tif, post_only = _time_in_force(signal, order_type, config)
+    asked = signal.metadata.time_in_force
+    if order_type is OrderType.MARKET and asked is not None and asked is not TimeInForce.IOC:
+        notes.append(f"time_in_force {asked.value} not applied: market orders are IOC")
+    return order_type, tif, post_only
+
+
+def _cancels_and_conversion(
+    side: Side,
+    order_type: OrderType,
+    resting: Iterable[OpenOrder],
+    same_side: Iterable[OpenOrder],
+    intents: list[_Intent],
+    config: PlannerConfig,
+    carried_conversion: Decimal,
+    notes: list[str],
+) -> tuple[list[Cancel], list[_Intent], Decimal]:
+    """Cancels of opposite resting orders (``cancel_opposite_orders``) and, for a market
+    signal, of same-side resting limits (``pending_limits_on_market``); under ``convert`` their
+    remaining quantity (plus ``carried_conversion``) joins the opening legs. Returns the
+    cancels, the intents and the converted quantity."""
+    cancels: list[Cancel] = []
+    converted = ZERO
+    if config.cancel_opposite_orders:
+        cancels += [
+            cancel_of(o, CancelReason.OPPOSITE_SIGNAL) for o in resting if o.side is not side
+        ]
+    if order_type is not OrderType.MARKET or (
+        config.pending_limits_on_market is PendingLimitPolicy.KEEP
+    ):
+        return cancels, intents, converted
+    limits = [o for o in same_side if o.order_type is OrderType.LIMIT]
+    cancels += [cancel_of(o, CancelReason.REPLACED_BY_MARKET) for o in limits]
+    if config.pending_limits_on_market is PendingLimitPolicy.CONVERT:
+        extra = sum((o.remaining_qty for o in limits), carried_conversion)
+        intents = [
+            _Intent(i.kind, i.side, i.qty + extra, i.position_idx)
+            if i.kind is LegIntent.OPEN
+            else i
+            for i in intents
+        ]
+        if extra:
+            converted = extra
+            notes.append(f"convert: {extra} from cancelled resting limits added")
+    return cancels, intents, converted
+
+
+@dataclass(frozen=True, slots=True)
+class _LegTemplate:
+    """What every placed leg of one plan shares."""
+
+    signal: TradingSignal
+    instrument: Instrument
+    market: MarketSnapshot
+    config: PlannerConfig
+    order_type: OrderType
+    price: Decimal | None
+    tif: TimeInForce
+    post_only: bool
+    reference: Decimal
+    take_profit: Decimal | None
+    stop_loss: Decimal | None
+
+
+def _place_actions(
+    places: list[tuple[_Intent, Decimal]], t: _LegTemplate, notes: list[str]
+) -> list[Place]:
+    """The ``Place`` actions, reducing legs first, each split into children no larger than its
+    cap (``_child_cap``); legs numbered from 1 across the plan (the orderLinkId's leg)."""
+    instrument, config = t.instrument, t.config
+    slippage = None
+    if t.order_type is OrderType.MARKET:
+        slippage = t.signal.metadata.max_slippage_bps
+        if slippage is None:
+            slippage = config.max_slippage_bps
+    actions: list[Place] = []
+    for intent, qty in sorted(places, key=lambda p: p[0].kind is LegIntent.OPEN):
+        opening = intent.kind is LegIntent.OPEN
+        reduce_only = not opening and instrument.category.has_positions
+        children = _children(intent, qty, t, notes)
+        for child in children:
+            _check_minimums(child, t.reference, instrument, reduce_only)
+        for index, child in enumerate(children, start=1):
+            leg = len(actions) + 1
+            actions.append(
+                Place(
+                    leg=leg,
+                    order_link_id=order_link_id(
+                        config.order_link_id_prefix, t.signal.signal_id, leg
+                    ),
+                    category=instrument.category,
+                    symbol=instrument.symbol,
+                    side=intent.side,
+                    order_type=t.order_type,
+                    qty=child,
+                    price=t.price,
+                    time_in_force=t.tif,
+                    reduce_only=reduce_only,
+                    post_only=t.post_only,
+                    position_idx=intent.position_idx,
+                    intent=intent.kind,
+                    reference_price=t.reference,
+                    notional=instrument.notional(child, t.reference),
+                    take_profit=t.take_profit if opening else None,
+                    stop_loss=t.stop_loss if opening else None,
+                    slippage_tolerance_bps=slippage,
+                    split_index=index,
+                    split_count=len(children),
+                )
+            )
+    return actions
+
+
+def _children(
+    intent: _Intent, qty: Decimal, t: _LegTemplate, notes: list[str]
+) -> tuple[Decimal, ...]:
+    """``qty`` split into children of at most the leg's cap; an opening leg needing more than
+    ``max_split_orders`` children is refused — or capped with ``reduce_instead_of_reject``."""
+    instrument, config = t.instrument, t.config
+    cap = _child_cap(
+        intent.kind, intent.side, t.order_type, t.reference, instrument, t.market, config
+    )
+    if cap < instrument.min_order_qty or cap <= 0:
+        raise _Refused(
+            RejectCode.TOO_MANY_LEGS,
+            f"largest allowed child order {cap} is below the minimum quantity",
+        )
+    opening = intent.kind is LegIntent.OPEN
+    max_parts = config.max_split_orders if opening else None
+    try:
+        children = split_quantity(qty, cap, instrument.qty_step, max_parts)
+    except ValueError as exc:
+        if not (opening and config.reduce_instead_of_reject):
+            raise _Refused(RejectCode.TOO_MANY_LEGS, f"order of {qty} {exc}") from exc
+        qty = cap * config.max_split_orders
+        notes.append(f"capped to {qty} ({config.max_split_orders} orders of {cap})")
+        children = split_quantity(qty, cap, instrument.qty_step, max_parts)
+    if len(children) > 1:
+        notes.append(f"split {qty} into {len(children)} orders of at most {cap}")
+    return children
 
 
 def _note_tpsl_not_attached(
