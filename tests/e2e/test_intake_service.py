@@ -46,13 +46,24 @@ class Service:
     port: int
     process: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> None:
+    async def spawn(self) -> int:
+        """Start the process without waiting for it; returns where its log lines begin."""
         script = Path(sys.executable).parent / "order-manager"
         log_file = self.log_path.open("a")
+        offset = log_file.tell()
         self.process = await asyncio.create_subprocess_exec(
             str(script), "run", env=self.env, stdout=log_file, stderr=log_file
         )
         log_file.close()
+        return offset
+
+    def log_since(self, offset: int) -> str:
+        with self.log_path.open() as log:
+            log.seek(offset)
+            return log.read()
+
+    async def start(self) -> None:
+        await self.spawn()
 
         async def ready() -> bool:
             assert self.process is not None
