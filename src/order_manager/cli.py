@@ -7,6 +7,7 @@
     order-manager send-signal    publish trading signal(s) to model-service.trading_signals
     order-manager dlq list       show what the signals' dead-letter queue holds (keeps it all)
                   dlq replay     deliver chosen dead-lettered signals again (FR-019 retry)
+                  dlq discard    remove chosen dead letters, each saved to a file first
     order-manager version
 
 Exit codes: 0 success, 1 runtime failure (database unreachable, schema not current, ...),

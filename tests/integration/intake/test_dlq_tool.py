@@ -1,4 +1,4 @@
-"""`order-manager dlq list|replay` on a real RabbitMQ (a fresh vhost).
+"""`order-manager dlq list|replay|discard` on a real RabbitMQ (a fresh vhost).
 
 The dead-letter queue is filled exactly as the intake fills it (`RabbitDeadLetterPublisher`):
 a signal that failed with the exchange unavailable, one that failed long ago (stale), a
@@ -8,11 +8,13 @@ ones to the signals queue, body byte for byte, and keeps the rest in their order
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import aio_pika
 import pytest
@@ -150,6 +152,63 @@ async def test_a_dry_run_replays_nothing_and_a_replay_needs_a_choice(
     code, _, err = await _cli("replay", "--signal-id", "nope", amqp_url=amqp_url)
     assert code == 2 and "expected a UUID" in err
     assert await _drain(amqp_url, SIGNALS_QUEUE) == []
+    assert [m.body for m in await _drain(amqp_url, DLQ)] == [
+        letters.fresh,
+        letters.stale,
+        letters.malformed,
+    ]
+
+
+async def test_discard_all_malformed_saves_each_one_exactly_before_removing_it(
+    amqp_url: str, letters: Letters, tmp_path: Path
+) -> None:
+    saved = tmp_path / "discarded.jsonl"
+    code, out, err = await _cli(
+        "discard", "--all-malformed", "--save", str(saved), amqp_url=amqp_url
+    )
+
+    assert code == 0, err
+    assert "1 discarded" in out and "2 kept" in out and str(saved) in out
+    (record,) = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert base64.b64decode(record["body_base64"]) == letters.malformed  # byte for byte
+    assert record["reason"] == "missing_field" and record["trace_id"] == "t-1"
+    assert record["queue"] == DLQ and record["discarded_at"]
+    # failed signals are never taken by --all-malformed: they may still be replayed
+    assert [m.body for m in await _drain(amqp_url, DLQ)] == [letters.fresh, letters.stale]
+
+
+async def test_discard_a_named_failed_signal_appends_to_the_file(
+    amqp_url: str, letters: Letters, tmp_path: Path
+) -> None:
+    saved = tmp_path / "discarded.jsonl"
+    saved.write_text('{"earlier": true}\n')
+    code, out, err = await _cli(
+        "discard", "--signal-id", letters.stale_id, "--save", str(saved), amqp_url=amqp_url
+    )
+
+    assert code == 0, err
+    assert "1 discarded" in out and "2 kept" in out
+    lines = saved.read_text().splitlines()
+    assert lines[0] == '{"earlier": true}'  # appended, never overwritten
+    assert [json.loads(line)["signal_id"] for line in lines[1:]] == [letters.stale_id]
+    assert [m.body for m in await _drain(amqp_url, DLQ)] == [letters.fresh, letters.malformed]
+
+
+async def test_discard_refuses_without_a_choice_a_file_or_a_writable_file(
+    amqp_url: str, letters: Letters, tmp_path: Path
+) -> None:
+    code, _, err = await _cli("discard", "--save", str(tmp_path / "x"), amqp_url=amqp_url)
+    assert code == 2 and "--reason CODE, --signal-id ID or --all-malformed" in err
+    code, _, err = await _cli("discard", "--all-malformed", amqp_url=amqp_url)
+    assert code == 2 and "--save FILE is required" in err
+    unwritable = tmp_path / "no-such-dir" / "discarded.jsonl"
+    code, _, err = await _cli(
+        "discard", "--all-malformed", "--save", str(unwritable), amqp_url=amqp_url
+    )
+    assert code == 1 and "--save" in err and "No such file" in err
+    code, out, err = await _cli("discard", "--all-malformed", "--dry-run", amqp_url=amqp_url)
+    assert code == 0, err
+    assert "1 would discard" in out and "missing_field" in out
     assert [m.body for m in await _drain(amqp_url, DLQ)] == [
         letters.fresh,
         letters.stale,

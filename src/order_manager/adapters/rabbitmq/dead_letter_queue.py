@@ -1,4 +1,4 @@
-"""Reading and replaying ``order-manager.signals.dlq`` (the ``order-manager dlq`` commands).
+"""Reading, replaying and discarding ``order-manager.signals.dlq`` (``order-manager dlq``).
 
 What lands in the dead-letter queue (messages.md §2; ``dead_letters.py`` writes it): malformed
 messages (``x-om-reason`` a ``DEAD_LETTER_CODES`` code) and signals whose attempt ended
@@ -14,6 +14,10 @@ is how an operator does that without the broker's management UI.
   dead-letter queue; the others are handed back untouched. A crash in between leaves the
   message in both queues: the signal is delivered twice, which FR-019's deduplication absorbs
   (a signal is executed at most once per ``signal_id``); nothing is ever lost.
+* ``discard`` takes up to ``limit`` messages; each one ``select`` accepts is handed to the
+  caller's ``archive`` (the CLI appends it to a file and syncs it to disk) and only then
+  acknowledged — removed from the broker; the others are handed back untouched. A crash in
+  between leaves it archived *and* still queued; nothing is ever lost.
 
 The signal fields shown (``signal_id``, ``asset``, ``timestamp``) are read best-effort from the
 body: a malformed body simply has none.
@@ -22,13 +26,13 @@ body: a malformed body simply has none.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from order_manager.adapters.rabbitmq.connection import open_plain
 
@@ -132,10 +136,64 @@ async def replay(
 ) -> ReplayReport:
     """Republish to ``target`` every one of the first ``limit`` dead letters ``select`` accepts
     (confirmed by the broker before its dead-letter copy is acknowledged); keep the rest."""
+
+    async def forward(
+        channel: AbstractChannel, message: AbstractIncomingMessage, letter: DeadLetter
+    ) -> None:
+        headers: dict[str, str] = {"x-om-replayed-from": queue}
+        if letter.reason:
+            headers["x-om-replayed-reason"] = letter.reason
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                letter.body,
+                headers=headers,  # type: ignore[arg-type]
+                content_type=message.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=target,
+            mandatory=True,
+        )
+
+    return await _take(url, queue, select=select, limit=limit, before_ack=forward)
+
+
+async def discard(
+    url: str,
+    queue: str,
+    *,
+    select: Callable[[DeadLetter], bool],
+    archive: Callable[[DeadLetter], None],
+    limit: int,
+) -> ReplayReport:
+    """Remove every one of the first ``limit`` dead letters ``select`` accepts, each handed to
+    ``archive`` first (it must have kept the letter durably when it returns: the message is
+    acknowledged — gone from the broker — right after); keep the rest. ``replayed`` in the
+    report holds the discarded ones."""
+
+    async def keep_copy(
+        _channel: AbstractChannel, _message: AbstractIncomingMessage, letter: DeadLetter
+    ) -> None:
+        archive(letter)
+
+    return await _take(url, queue, select=select, limit=limit, before_ack=keep_copy)
+
+
+async def _take(
+    url: str,
+    queue: str,
+    *,
+    select: Callable[[DeadLetter], bool],
+    limit: int,
+    before_ack: Callable[[AbstractChannel, AbstractIncomingMessage, DeadLetter], Awaitable[None]],
+) -> ReplayReport:
+    """Read up to ``limit`` messages from the head of ``queue``; for each one ``select``
+    accepts run ``before_ack`` and then acknowledge it (removed); the others are handed back
+    when the channel closes, in their order. A failure leaves the message being handled, and
+    every later one, in the queue."""
     # a plain connection: a one-shot command fails on a lost connection instead of reconnecting
     # (what it held unacknowledged goes back to the queue with the connection)
     connection = await open_plain(url, client_properties={"connection_name": "order-manager dlq"})
-    replayed: list[DeadLetter] = []
+    taken: list[DeadLetter] = []
     kept: list[DeadLetter] = []
     try:
         try:
@@ -154,22 +212,10 @@ async def replay(
             if not select(letter):
                 kept.append(letter)  # stays unacknowledged: back in the queue at close
                 continue
-            headers: dict[str, str] = {"x-om-replayed-from": queue}
-            if letter.reason:
-                headers["x-om-replayed-reason"] = letter.reason
-            await channel.default_exchange.publish(
-                aio_pika.Message(
-                    letter.body,
-                    headers=headers,  # type: ignore[arg-type]
-                    content_type=message.content_type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key=target,
-                mandatory=True,
-            )
+            await before_ack(channel, message, letter)
             await message.ack()
-            replayed.append(letter)
+            taken.append(letter)
         await channel.close()  # hands every kept message back, in its order
     finally:
         await connection.close()
-    return ReplayReport(replayed, kept)
+    return ReplayReport(taken, kept)
