@@ -110,7 +110,7 @@ class SignalOrder(Order):
     relation: str | None
 
 
-class Signal(_Model):
+class SignalSummary(_Model):
     signal_id: str
     status: str
     symbol: str | None
@@ -129,7 +129,15 @@ class Signal(_Model):
     received_at: datetime
     completed_at: datetime | None
     updated_at: datetime
+
+
+class Signal(SignalSummary):
     orders: list[SignalOrder]
+
+
+class SignalPage(_Model):
+    items: list[SignalSummary]
+    pagination: Pagination
 
 
 class Position(_Model):

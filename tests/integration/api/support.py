@@ -89,19 +89,28 @@ async def seed_signal(
     symbol: str = "BTCUSDT",
     reason_code: str | None = None,
     reason_message: str | None = None,
+    received_at: datetime | None = None,
+    strategy_id: str = "strat-a",
+    is_dry_run: bool = False,
 ) -> str:
     sid = str(uuid.uuid4())
     async with pool.acquire() as conn:
         await conn.execute(
             "INSERT INTO signals (signal_id, status, symbol, signal_type, strategy_id, amount,"
-            " amount_unit, confidence, raw, reason_code, reason_message)"
-            " VALUES ($1::uuid, $2, $3, 'buy', 'strat-a', 1000, 'quote', 0.8, $4, $5, $6)",
+            " amount_unit, confidence, raw, reason_code, reason_message, received_at,"
+            " is_dry_run, completed_at)"
+            " VALUES ($1::uuid, $2, $3, 'buy', $7, 1000, 'quote', 0.8, $4, $5, $6,"
+            " COALESCE($8, now()), $9, CASE WHEN $2 IN ('executed', 'rejected', 'failed')"
+            " THEN COALESCE($8, now()) + interval '1 second' END)",
             sid,
             status,
             symbol,
             json.loads('{"seeded": true}'),
             reason_code,
             reason_message,
+            strategy_id,
+            received_at,
+            is_dry_run,
         )
     return sid
 

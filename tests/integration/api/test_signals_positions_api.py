@@ -1,4 +1,5 @@
-"""`GET /api/v1/signals/{id}` and the position endpoints on the real app and database."""
+"""`GET /api/v1/signals`, `GET /api/v1/signals/{id}` and the position endpoints on the real app
+and database."""
 
 from __future__ import annotations
 
@@ -61,6 +62,79 @@ async def test_unknown_and_malformed_signal_ids(api: ApiHarness) -> None:
     malformed = await api.client.get("/api/v1/signals/abc")
     assert malformed.status_code == 422
     assert malformed.json()["error"].startswith("path signal_id")
+
+
+T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+
+
+async def _signals(api: ApiHarness, **query: str) -> tuple[list[str], dict[str, int]]:
+    response = await api.client.get("/api/v1/signals", params=query)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return [item["signal_id"] for item in body["items"]], body["pagination"]
+
+
+async def test_signals_list_filters_sorts_and_pages(api: ApiHarness) -> None:
+    def at(minutes: int) -> datetime:
+        return T0 + timedelta(minutes=minutes)
+
+    executed = await seed_signal(api.pool, status="executed", received_at=at(0))
+    stuck = await seed_signal(api.pool, status="processing", received_at=at(1))
+    waiting = await seed_signal(api.pool, status="received", symbol="ETHUSDT", received_at=at(2))
+    stale = await seed_signal(
+        api.pool,
+        status="rejected",
+        reason_code="stale_signal",
+        received_at=at(3),
+        strategy_id="strat-b",
+    )
+    broke = await seed_signal(
+        api.pool, status="failed", reason_code="exchange_unavailable", received_at=at(4)
+    )
+    paper = await seed_signal(api.pool, status="executed", received_at=at(5), is_dry_run=True)
+
+    newest_first, page = await _signals(api)
+    assert newest_first == [paper, broke, stale, waiting, stuck, executed]
+    assert page == {"page": 1, "page_size": 50, "total_items": 6, "total_pages": 1}
+    assert (await _signals(api, status="open"))[0] == [waiting, stuck]
+    assert (await _signals(api, status="FAILED,rejected"))[0] == [broke, stale]
+    assert (await _signals(api, reason="stale_signal,exchange_unavailable"))[0] == [broke, stale]
+    assert (await _signals(api, asset="ETHUSDT"))[0] == [waiting]
+    assert (await _signals(api, strategy_id="strat-b"))[0] == [stale]
+    assert (await _signals(api, dry_run="true"))[0] == [paper]
+    window = {"from": at(1).isoformat(), "to": at(3).isoformat()}
+    assert (await _signals(api, **window))[0] == [waiting, stuck]  # from inclusive, to exclusive
+    assert (await _signals(api, sort="received_at", page_size="2"))[0] == [executed, stuck]
+    second, page = await _signals(api, sort="received_at", page_size="4", page="2")
+    assert second == [broke, paper]
+    assert page == {"page": 2, "page_size": 4, "total_items": 6, "total_pages": 2}
+    past, page = await _signals(api, page="9")
+    assert past == [] and page["total_items"] == 6  # a page past the end keeps the total
+    # signals in progress have no completed_at: they come last in both directions
+    by_completion, _ = await _signals(api, sort="-completed_at")
+    assert by_completion[:4] == [paper, broke, stale, executed]
+    assert set(by_completion[4:]) == {stuck, waiting}
+    by_completion, _ = await _signals(api, sort="completed_at")
+    assert by_completion[:4] == [executed, stale, broke, paper]
+    assert set(by_completion[4:]) == {stuck, waiting}
+    item = (await api.client.get("/api/v1/signals", params={"status": "failed"})).json()
+    assert item["items"][0]["reason_code"] == "exchange_unavailable"
+    assert "orders" not in item["items"][0]  # the list is a summary: GET /signals/{id} has them
+
+
+async def test_signals_list_refuses_bad_filters_precisely(api: ApiHarness) -> None:
+    cases = {
+        "status=done": "query status: unknown status 'done'",
+        "reason=Stale-Signal": "query reason: 'Stale-Signal' is not a reason code",
+        "asset=btc": "query asset: must be a symbol",
+        "sort=amount": "query sort: unknown sort 'amount'",
+        "from=2026-11-29T08:00:00": "query from: timestamp needs a timezone offset",
+        "page_size=501": "page_size",
+    }
+    for query, message in cases.items():
+        response = await api.client.get(f"/api/v1/signals?{query}")
+        assert response.status_code == 422, (query, response.text)
+        assert message in response.json()["error"], (query, response.json())
 
 
 async def test_positions_list_skips_flat_books_unless_asked(api: ApiHarness) -> None:

@@ -131,15 +131,30 @@ SIGNAL_COLUMNS = (
 )
 
 
-def order_sort_clause(sort: str) -> str:
+_SIGNAL_SORT_COLUMNS = {
+    "received_at": "received_at",
+    "updated_at": "updated_at",
+    "completed_at": "completed_at",
+}
+_SIGNAL_SELECT = ", ".join(
+    "signal_id::text AS signal_id" if c == "signal_id" else c for c in SIGNAL_COLUMNS
+)
+
+
+def _sort_clause(sort: str, columns: Mapping[str, str], tie: str, nulls: str = "") -> str:
     """`ORDER BY` text for an allow-listed sort key; `ValueError` for anything else."""
     descending = sort.startswith("-")
-    column = _SORT_COLUMNS.get(sort.removeprefix("-"))
+    column = columns.get(sort.removeprefix("-"))
     if column is None:
-        allowed = ", ".join(f"{p}{k}" for k in _SORT_COLUMNS for p in ("", "-"))
+        allowed = ", ".join(f"{p}{k}" for k in columns for p in ("", "-"))
         raise ValueError(f"unknown sort {sort!r}; allowed: {allowed}")
     direction = "DESC" if descending else "ASC"
-    return f"{column} {direction}, o.id {direction}"
+    return f"{column} {direction}{nulls}, {tie} {direction}"
+
+
+def order_sort_clause(sort: str) -> str:
+    """`ORDER BY` text for an allow-listed order sort key; `ValueError` for anything else."""
+    return _sort_clause(sort, _SORT_COLUMNS, "o.id")
 
 
 def _is_uuid(value: str) -> bool:
@@ -248,15 +263,67 @@ class PgReadQueries:
         record["links"] = [dict(link) for link in links]
         return record
 
+    async def list_signals(
+        self,
+        *,
+        symbol: str | None,
+        statuses: Sequence[str],
+        reason_codes: Sequence[str],
+        strategy_id: str | None,
+        received_from: datetime | None,
+        received_to: datetime | None,
+        is_dry_run: bool | None,
+        sort: str,
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[Record], int]:
+        # completed_at is NULL while a signal is in progress: those come last either way
+        order_by = _sort_clause(sort, _SIGNAL_SORT_COLUMNS, "signal_id", " NULLS LAST")
+        conditions: list[str] = []
+        args: list[Any] = []
+
+        def bind(condition: str, value: object) -> None:
+            args.append(value)
+            conditions.append(condition.replace("$?", f"${len(args)}"))
+
+        if symbol is not None:
+            bind("symbol = $?", symbol)
+        if statuses:
+            bind("status = ANY($?::text[])", list(statuses))
+        if reason_codes:
+            bind("reason_code = ANY($?::text[])", list(reason_codes))
+        if strategy_id is not None:
+            bind("strategy_id = $?", strategy_id)
+        if received_from is not None:
+            bind("received_at >= $?", received_from)
+        if received_to is not None:
+            bind("received_at < $?", received_to)
+        if is_dry_run is not None:
+            bind("is_dry_run = $?", is_dry_run)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        args.extend((limit, offset))
+        sql = (
+            f"SELECT {_SIGNAL_SELECT}, count(*) OVER () AS total_count FROM signals {where}"
+            f" ORDER BY {order_by} LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+        )
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(sql, *args)
+            if rows:
+                total = int(rows[0]["total_count"])
+            elif offset == 0:
+                total = 0
+            else:  # a page past the end still reports the real total
+                total = int(
+                    await conn.fetchval(f"SELECT count(*) FROM signals {where}", *args[:-2])
+                )
+        return [_record(r, SIGNAL_COLUMNS) for r in rows], total
+
     async def get_signal(self, signal_id: str) -> Record | None:
         if not _is_uuid(signal_id):
             return None
-        columns = ", ".join(
-            "signal_id::text AS signal_id" if c == "signal_id" else c for c in SIGNAL_COLUMNS
-        )
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(
-                f"SELECT {columns} FROM signals WHERE signal_id = $1::uuid", signal_id
+                f"SELECT {_SIGNAL_SELECT} FROM signals WHERE signal_id = $1::uuid", signal_id
             )
             if row is None:
                 return None

@@ -31,6 +31,10 @@ from typing import Any, Protocol
 ORDER_SORT_FIELDS = ("created_at", "updated_at", "symbol", "status", "qty")
 ORDER_SORTS = tuple(f"{prefix}{name}" for name in ORDER_SORT_FIELDS for prefix in ("", "-"))
 
+#: sort keys the signals list accepts (``-`` prefix = descending)
+SIGNAL_SORT_FIELDS = ("received_at", "updated_at", "completed_at")
+SIGNAL_SORTS = tuple(f"{prefix}{name}" for name in SIGNAL_SORT_FIELDS for prefix in ("", "-"))
+
 Record = Mapping[str, Any]
 
 
@@ -60,6 +64,26 @@ class ReadQueries(Protocol):
         ``fills`` (exec_id, exec_qty, exec_price, exec_value, exec_fee, fee_currency, is_maker,
         exec_type, exec_time) and ``links`` (signal_id, relation, sequence, allocated_qty,
         created_at)."""
+        ...
+
+    async def list_signals(
+        self,
+        *,
+        symbol: str | None,
+        statuses: Sequence[str],
+        reason_codes: Sequence[str],
+        strategy_id: str | None,
+        received_from: datetime | None,
+        received_to: datetime | None,
+        is_dry_run: bool | None,
+        sort: str,
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[Record], int]:
+        """One page of signal records (the keys of ``get_signal`` without ``orders``) and the
+        total number of matching rows. Empty sequences = any; ``received_from`` inclusive,
+        ``received_to`` exclusive. Raises ``ValueError`` for a ``sort`` outside
+        ``SIGNAL_SORTS``."""
         ...
 
     async def get_signal(self, signal_id: str) -> Record | None:
