@@ -224,6 +224,19 @@ def _scale(
     return new_places, new_amends
 
 
+class _Problems:
+    """The exceeded limits of one check: every one noted, the first one reported."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.first: Rejection | None = None
+
+    def add(self, code: RejectCode, message: str, **details: str) -> None:
+        self.notes.append(f"{code.value}: {message}")
+        if self.first is None:
+            self.first = Rejection(code, message, details)
+
+
 def check(plan: Plan, account: AccountState, limits: RiskLimits, now: datetime) -> RiskDecision:
     """Apply every limit to ``plan``; see the module docstring for the rules."""
     if plan.is_rejected:
@@ -231,100 +244,144 @@ def check(plan: Plan, account: AccountState, limits: RiskLimits, now: datetime) 
     instrument = plan.instrument
     if instrument is None or plan.reference_price is None:
         raise ValueError("an executable plan carries its instrument and reference price")
-    notes: list[str] = []
-    first_problem: Rejection | None = None
-
-    def problem(code: RejectCode, message: str, **details: str) -> None:
-        nonlocal first_problem
-        notes.append(f"{code.value}: {message}")
-        if first_problem is None:
-            first_problem = Rejection(code, message, details)
-
+    problems = _Problems()
     places, amends = _opening(plan)
     reducing = [p for p in plan.places if p.intent is LegIntent.REDUCE]
     original = (tuple(places), tuple(amends), tuple(reducing))
 
-    # spot sells spend base coin
-    if limits.enable_balance_check and instrument.category is Category.SPOT and reducing:
-        selling = sum((p.qty for p in reducing), ZERO)
-        available = account.available(instrument.base_coin)
-        if selling > available:
-            problem(
-                RejectCode.INSUFFICIENT_BALANCE,
-                f"selling {selling} {instrument.base_coin} but {available} available",
-                required=str(selling),
-                available=str(available),
-            )
-            if limits.reduce_instead_of_reject and available > 0:
-                reducing = _scale(reducing, [], available / selling, instrument)[0]
-            else:
-                reducing = []
-
+    reducing = _spot_sell_balance(reducing, instrument, account, limits, problems)
     if (places or amends) and account.trading_paused:
-        problem(RejectCode.TRADING_PAUSED, "trading is paused: only reducing orders allowed")
+        problems.add(RejectCode.TRADING_PAUSED, "trading is paused: only reducing orders allowed")
         places, amends = [], []
+    places = _orders_per_minute(places, instrument, account, limits, now, problems)
+    places = _max_order_size(places, instrument, limits, problems)
+    places, amends = _account_bounds(plan, places, amends, instrument, account, limits, problems)
+    return _decision(plan, places, amends, reducing, original, problems)
 
+
+def _spot_sell_balance(
+    reducing: list[Place],
+    instrument: Instrument,
+    account: AccountState,
+    limits: RiskLimits,
+    problems: _Problems,
+) -> list[Place]:
+    """Spot sells spend the base coin: with the balance check on, they must fit it."""
+    if not (limits.enable_balance_check and instrument.category is Category.SPOT and reducing):
+        return reducing
+    selling = sum((p.qty for p in reducing), ZERO)
+    available = account.available(instrument.base_coin)
+    if selling <= available:
+        return reducing
+    problems.add(
+        RejectCode.INSUFFICIENT_BALANCE,
+        f"selling {selling} {instrument.base_coin} but {available} available",
+        required=str(selling),
+        available=str(available),
+    )
+    if limits.reduce_instead_of_reject and available > 0:
+        return _scale(reducing, [], available / selling, instrument)[0]
+    return []
+
+
+def _orders_per_minute(
+    places: list[Place],
+    instrument: Instrument,
+    account: AccountState,
+    limits: RiskLimits,
+    now: datetime,
+    problems: _Problems,
+) -> list[Place]:
     limit = limits.max_orders_per_minute_per_symbol
-    if places and limit is not None:
-        recent = sum(
-            1
-            for t in account.recent_order_times.get(instrument.symbol, ())
-            if now - t < RATE_WINDOW
-        )
-        room = max(0, limit - recent)
-        if len(places) > room:
-            problem(
-                RejectCode.RATE_LIMITED,
-                f"{recent} orders for {instrument.symbol} in the last minute (max {limit})",
-                recent=str(recent),
-                limit=str(limit),
-            )
-            places = places[:room] if limits.reduce_instead_of_reject else []
+    if not places or limit is None:
+        return places
+    recent = sum(
+        1 for t in account.recent_order_times.get(instrument.symbol, ()) if now - t < RATE_WINDOW
+    )
+    room = max(0, limit - recent)
+    if len(places) <= room:
+        return places
+    problems.add(
+        RejectCode.RATE_LIMITED,
+        f"{recent} orders for {instrument.symbol} in the last minute (max {limit})",
+        recent=str(recent),
+        limit=str(limit),
+    )
+    return places[:room] if limits.reduce_instead_of_reject else []
 
-    if limits.max_order_notional is not None:
-        for place in list(places):
-            if place.notional > limits.max_order_notional:
-                problem(
-                    RejectCode.MAX_ORDER_SIZE,
-                    f"order value {place.notional} above {limits.max_order_notional}",
-                )
-                places.remove(place)
-                if limits.reduce_instead_of_reject:
-                    factor = limits.max_order_notional / place.notional
-                    places += _scale([place], [], factor, instrument)[0]
-        places.sort(key=lambda p: p.leg)
 
+def _max_order_size(
+    places: list[Place], instrument: Instrument, limits: RiskLimits, problems: _Problems
+) -> list[Place]:
+    cap = limits.max_order_notional
+    if cap is None:
+        return places
+    kept: list[Place] = []
+    for place in places:
+        if place.notional <= cap:
+            kept.append(place)
+            continue
+        problems.add(RejectCode.MAX_ORDER_SIZE, f"order value {place.notional} above {cap}")
+        if limits.reduce_instead_of_reject:
+            kept += _scale([place], [], cap / place.notional, instrument)[0]
+    return sorted(kept, key=lambda p: p.leg)
+
+
+def _account_bounds(
+    plan: Plan,
+    places: list[Place],
+    amends: list[Amend],
+    instrument: Instrument,
+    account: AccountState,
+    limits: RiskLimits,
+    problems: _Problems,
+) -> tuple[list[Place], list[Amend]]:
+    """Position, exposure, ratio, daily volume and balance bounds on the opening notional:
+    every exceeded one noted (most fundamental first); scaled to the tightest or refused."""
     requested = _notional(places, amends)
-    if requested > 0:
-        side = places[0].side if places else amends[0].side
-        idx = places[0].position_idx if places else None
-        bounds = _bounds(plan, instrument, account, limits, side, idx)
-        violated = [b for b in bounds if b.allowed < requested]
-        if violated:
-            for bound in sorted(violated, key=lambda b: _PRIORITY.index(b.code)):
-                allowed = max(ZERO, bound.allowed)
-                problem(
-                    bound.code,
-                    f"{bound.message} (requested {requested}, allowed {allowed})",
-                    requested=str(requested),
-                    allowed=str(allowed),
-                )
-            tightest = min(violated, key=lambda b: b.allowed)
-            if limits.reduce_instead_of_reject and tightest.allowed > 0:
-                places, amends = _scale(places, amends, tightest.allowed / requested, instrument)
-            else:
-                places, amends = [], []
+    if requested <= 0:
+        return places, amends
+    side = places[0].side if places else amends[0].side
+    idx = places[0].position_idx if places else None
+    bounds = _bounds(plan, instrument, account, limits, side, idx)
+    violated = [b for b in bounds if b.allowed < requested]
+    if not violated:
+        return places, amends
+    for bound in sorted(violated, key=lambda b: _PRIORITY.index(b.code)):
+        allowed = max(ZERO, bound.allowed)
+        problems.add(
+            bound.code,
+            f"{bound.message} (requested {requested}, allowed {allowed})",
+            requested=str(requested),
+            allowed=str(allowed),
+        )
+    tightest = min(violated, key=lambda b: b.allowed)
+    if limits.reduce_instead_of_reject and tightest.allowed > 0:
+        return _scale(places, amends, tightest.allowed / requested, instrument)
+    return [], []
 
+
+def _decision(
+    plan: Plan,
+    places: list[Place],
+    amends: list[Amend],
+    reducing: list[Place],
+    original: tuple[tuple[Place, ...], tuple[Amend, ...], tuple[Place, ...]],
+    problems: _Problems,
+) -> RiskDecision:
+    """Rejected when no order action is left, approved when nothing changed, else the plan
+    with the surviving (and scaled) actions, in their order, cancels kept."""
+    notes = tuple(problems.notes)
     if not places and not amends and not reducing:
-        rejection = first_problem or Rejection(RejectCode.BELOW_MIN_QTY, "nothing left to place")
+        rejection = problems.first or Rejection(RejectCode.BELOW_MIN_QTY, "nothing left to place")
         return RiskDecision(
             RiskVerdict.REJECTED,
-            Plan.rejected(plan.signal_id, rejection, plan.notes + tuple(notes)),
-            tuple(notes),
+            Plan.rejected(plan.signal_id, rejection, plan.notes + notes),
+            notes,
             rejection,
         )
     if (tuple(places), tuple(amends), tuple(reducing)) == original:
-        return RiskDecision(RiskVerdict.APPROVED, plan, tuple(notes))
+        return RiskDecision(RiskVerdict.APPROVED, plan, notes)
     by_leg = {p.leg: p for p in (*places, *reducing)}
     amend_by_link = {a.order_link_id: a for a in amends}
     survivors: list[Action] = []
@@ -335,8 +392,8 @@ def check(plan: Plan, account: AccountState, limits: RiskLimits, now: datetime) 
             survivors.append(amend_by_link[action.order_link_id])
         elif isinstance(action, Place) and action.leg in by_leg:
             survivors.append(by_leg[action.leg])
-    adjusted = replace(plan, actions=tuple(survivors), notes=plan.notes + tuple(notes))
-    return RiskDecision(RiskVerdict.ADJUSTED, adjusted, tuple(notes), first_problem)
+    adjusted = replace(plan, actions=tuple(survivors), notes=plan.notes + notes)
+    return RiskDecision(RiskVerdict.ADJUSTED, adjusted, notes, problems.first)
 
 
 def commitment(plan: Plan, account: AccountState, now: datetime) -> Commitment:
