@@ -168,17 +168,7 @@ async def test_faults_duplicates_reordering_and_a_restart_leave_everything_consi
 
     rules = (await world.admin.get("/sim/faults")).json()["rules"]
     assert sum(rule["applied"] for rule in rules) >= 20, rules  # the chaos did happen
-    # the faults stop; failed signals are replayed (as from the DLQ), then a restart
-    r = await world.admin.delete("/sim/faults")
-    assert r.status_code == 200
-    failed = [s for s in sent if (await statuses(world))[s["signal_id"]] == "failed"]
-    for s in failed:
-        await world.publisher.publish_signal(s)
-    await until(lambda: all_settled(world, ids), what="replays settled", within=60)
-    await world.service.terminate()
-    await world.service.start()
-    await sync_everything(world)
-
+    await calm_replay_restart_sync(world, sent)
     await assert_consistent(world, ids)
 
 
@@ -225,15 +215,23 @@ async def test_repeated_kills_one_during_start_up_leave_everything_consistent(
     await world.service.start()
     await until(lambda: all_settled(world, ids), what="every signal settled", within=120)
 
-    await world.admin.delete("/sim/faults")
+    await calm_replay_restart_sync(world, sent)
+    await assert_consistent(world, ids, executed_at_least=len(ids) // 2)
+
+
+async def calm_replay_restart_sync(world: World, sent: list[dict[str, Any]]) -> None:
+    """The faults stop; failed signals are replayed (as from the DLQ); a clean restart (start-up
+    recovery and reconciliation); a full sync and every event published."""
+    r = await world.admin.delete("/sim/faults")
+    assert r.status_code == 200
     failed = [s for s in sent if (await statuses(world))[s["signal_id"]] == "failed"]
     for s in failed:
         await world.publisher.publish_signal(s)
+    ids = {s["signal_id"] for s in sent}
     await until(lambda: all_settled(world, ids), what="replays settled", within=60)
     await world.service.terminate()
     await world.service.start()
     await sync_everything(world)
-    await assert_consistent(world, ids, executed_at_least=len(ids) // 2)
 
 
 async def sync_everything(world: World) -> None:

@@ -165,6 +165,52 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
+class _Filter:
+    """``WHERE`` conditions with their bound parameters (``$?`` in a condition is its own)."""
+
+    def __init__(self) -> None:
+        self.conditions: list[str] = []
+        self.args: list[Any] = []
+
+    def bind(self, condition: str, value: object) -> None:
+        self.args.append(value)
+        self.conditions.append(condition.replace("$?", f"${len(self.args)}"))
+
+    @property
+    def where(self) -> str:
+        return f"WHERE {' AND '.join(self.conditions)}" if self.conditions else ""
+
+
+async def _page(
+    pool: asyncpg.Pool,
+    *,
+    select: str,
+    source: str,
+    found: _Filter,
+    order_by: str,
+    limit: int,
+    offset: int,
+    columns: Sequence[str],
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of ``SELECT select FROM source`` and the total, read together; a page past the
+    end still reports the real total."""
+    args = [*found.args, limit, offset]
+    sql = (
+        f"SELECT {select}, count(*) OVER () AS total_count FROM {source} {found.where}"
+        f" ORDER BY {order_by} LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+    )
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(sql, *args)
+        if rows:
+            total = int(rows[0]["total_count"])
+        elif offset == 0:
+            total = 0
+        else:
+            count_sql = f"SELECT count(*) FROM {source} {found.where}"
+            total = int(await conn.fetchval(count_sql, *found.args))
+    return [_record(r, columns) for r in rows], total
+
+
 class PgReadQueries:
     """`ReadQueries` over an asyncpg pool."""
 
@@ -185,49 +231,35 @@ class PgReadQueries:
         limit: int,
         offset: int,
     ) -> tuple[Sequence[Record], int]:
-        order_by = order_sort_clause(sort)
-        conditions: list[str] = []
-        args: list[Any] = []
-
-        def bind(condition: str, value: object) -> None:
-            args.append(value)
-            conditions.append(condition.replace("$?", f"${len(args)}"))
-
+        found = _Filter()
         if symbol is not None:
-            bind("o.symbol = $?", symbol)
+            found.bind("o.symbol = $?", symbol)
         if statuses:
-            bind("o.status = ANY($?::text[])", list(statuses))
+            found.bind("o.status = ANY($?::text[])", list(statuses))
         if signal_id is not None:
-            bind(
+            found.bind(
                 "(o.signal_id = $?::uuid OR o.id IN (SELECT l.order_uuid"
                 " FROM signal_order_links l WHERE l.signal_id = $?::uuid))",
                 signal_id,
             )
         if side is not None:
-            bind("o.side = $?", side)
+            found.bind("o.side = $?", side)
         if created_from is not None:
-            bind("o.created_at >= $?", created_from)
+            found.bind("o.created_at >= $?", created_from)
         if created_to is not None:
-            bind("o.created_at < $?", created_to)
+            found.bind("o.created_at < $?", created_to)
         if is_dry_run is not None:
-            bind("o.is_dry_run = $?", is_dry_run)
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        args.extend((limit, offset))
-        sql = (
-            f"SELECT {_ORDER_SELECT}, count(*) OVER () AS total_count FROM orders o {where}"
-            f" ORDER BY {order_by} LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+            found.bind("o.is_dry_run = $?", is_dry_run)
+        return await _page(
+            self._pool,
+            select=_ORDER_SELECT,
+            source="orders o",
+            found=found,
+            order_by=order_sort_clause(sort),
+            limit=limit,
+            offset=offset,
+            columns=ORDER_COLUMNS,
         )
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(sql, *args)
-        if rows:
-            return [_record(r, ORDER_COLUMNS) for r in rows], int(rows[0]["total_count"])
-        if offset == 0:
-            return [], 0
-        # a page past the end still reports the real total
-        count_sql = f"SELECT count(*) FROM orders o {where}"
-        async with self._pool.acquire() as conn:
-            total = await conn.fetchval(count_sql, *args[:-2])
-        return [], int(total)
 
     async def find_order(self, identifier: str) -> Record | None:
         async with self._pool.acquire() as conn:
@@ -279,44 +311,31 @@ class PgReadQueries:
     ) -> tuple[Sequence[Record], int]:
         # completed_at is NULL while a signal is in progress: those come last either way
         order_by = _sort_clause(sort, _SIGNAL_SORT_COLUMNS, "signal_id", " NULLS LAST")
-        conditions: list[str] = []
-        args: list[Any] = []
-
-        def bind(condition: str, value: object) -> None:
-            args.append(value)
-            conditions.append(condition.replace("$?", f"${len(args)}"))
-
+        found = _Filter()
         if symbol is not None:
-            bind("symbol = $?", symbol)
+            found.bind("symbol = $?", symbol)
         if statuses:
-            bind("status = ANY($?::text[])", list(statuses))
+            found.bind("status = ANY($?::text[])", list(statuses))
         if reason_codes:
-            bind("reason_code = ANY($?::text[])", list(reason_codes))
+            found.bind("reason_code = ANY($?::text[])", list(reason_codes))
         if strategy_id is not None:
-            bind("strategy_id = $?", strategy_id)
+            found.bind("strategy_id = $?", strategy_id)
         if received_from is not None:
-            bind("received_at >= $?", received_from)
+            found.bind("received_at >= $?", received_from)
         if received_to is not None:
-            bind("received_at < $?", received_to)
+            found.bind("received_at < $?", received_to)
         if is_dry_run is not None:
-            bind("is_dry_run = $?", is_dry_run)
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        args.extend((limit, offset))
-        sql = (
-            f"SELECT {_SIGNAL_SELECT}, count(*) OVER () AS total_count FROM signals {where}"
-            f" ORDER BY {order_by} LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+            found.bind("is_dry_run = $?", is_dry_run)
+        return await _page(
+            self._pool,
+            select=_SIGNAL_SELECT,
+            source="signals",
+            found=found,
+            order_by=order_by,
+            limit=limit,
+            offset=offset,
+            columns=SIGNAL_COLUMNS,
         )
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(sql, *args)
-            if rows:
-                total = int(rows[0]["total_count"])
-            elif offset == 0:
-                total = 0
-            else:  # a page past the end still reports the real total
-                total = int(
-                    await conn.fetchval(f"SELECT count(*) FROM signals {where}", *args[:-2])
-                )
-        return [_record(r, SIGNAL_COLUMNS) for r in rows], total
 
     async def get_signal(self, signal_id: str) -> Record | None:
         if not _is_uuid(signal_id):

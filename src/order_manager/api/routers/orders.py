@@ -27,19 +27,7 @@ MAX_PAGE_SIZE = 500
 
 def parse_statuses(raw: str | None) -> tuple[str, ...]:
     """`status=filled,cancelled` (comma-separated, case-insensitive) or `status=active`."""
-    if raw is None:
-        return ()
-    out: list[str] = []
-    for part in raw.split(","):
-        value = part.strip().lower()
-        if value == ACTIVE:
-            out.extend(_ACTIVE_STATUSES)
-        elif value in _STATUSES:
-            out.append(value)
-        else:
-            allowed = ", ".join(sorted(_STATUSES | {ACTIVE}))
-            params.invalid("status", f"unknown status {part.strip()!r}; allowed: {allowed}")
-    return tuple(dict.fromkeys(out))
+    return params.statuses(raw, _STATUSES, {ACTIVE: _ACTIVE_STATUSES})
 
 
 def parse_side(raw: str | None) -> str | None:
@@ -97,12 +85,7 @@ def router(services: ServicesView) -> APIRouter:
         )
         return schemas.OrderPage(
             items=[schemas.Order.model_validate(item) for item in items],
-            pagination=schemas.Pagination(
-                page=page,
-                page_size=page_size,
-                total_items=total,
-                total_pages=params.total_pages(total, page_size),
-            ),
+            pagination=params.pagination(page, page_size, total),
         )
 
     @api.get("/orders/{order_ref}", response_model=schemas.OrderDetail)

@@ -9,9 +9,11 @@ the parameter named.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import NoReturn
 
+from order_manager.api import schemas
 from order_manager.api.errors import ApiError
 
 ASSET_PATTERN = r"^[A-Z0-9]{1,40}$"
@@ -54,3 +56,29 @@ def asset(value: str, where: str = "path") -> str:
 
 def total_pages(total: int, page_size: int) -> int:
     return (total + page_size - 1) // page_size
+
+
+def statuses(
+    raw: str | None, known: Collection[str], shorthands: Mapping[str, tuple[str, ...]]
+) -> tuple[str, ...]:
+    """`status=a,b` (comma-separated, case-insensitive), each a ``known`` status or a
+    shorthand standing for several; duplicates dropped, order kept."""
+    if raw is None:
+        return ()
+    out: list[str] = []
+    for part in raw.split(","):
+        value = part.strip().lower()
+        if value in shorthands:
+            out.extend(shorthands[value])
+        elif value in known:
+            out.append(value)
+        else:
+            allowed = ", ".join([*sorted(known), *shorthands])
+            invalid("status", f"unknown status {part.strip()!r}; allowed: {allowed}")
+    return tuple(dict.fromkeys(out))
+
+
+def pagination(page: int, page_size: int, total: int) -> schemas.Pagination:
+    return schemas.Pagination(
+        page=page, page_size=page_size, total_items=total, total_pages=total_pages(total, page_size)
+    )

@@ -75,12 +75,7 @@ def router(services: ServicesView) -> APIRouter:
         return schemas.SnapshotPage(
             asset=asset,
             items=[schemas.PositionSnapshot.model_validate(r) for r in rows],
-            pagination=schemas.Pagination(
-                page=page,
-                page_size=page_size,
-                total_items=total,
-                total_pages=params.total_pages(total, page_size),
-            ),
+            pagination=params.pagination(page, page_size, total),
         )
 
     return api

@@ -28,19 +28,7 @@ MAX_PAGE_SIZE = 500
 
 def parse_statuses(raw: str | None) -> tuple[str, ...]:
     """`status=failed,rejected` (comma-separated, case-insensitive) or `status=open`."""
-    if raw is None:
-        return ()
-    out: list[str] = []
-    for part in raw.split(","):
-        value = part.strip().lower()
-        if value == OPEN:
-            out.extend(_OPEN_STATUSES)
-        elif value in _STATUSES:
-            out.append(value)
-        else:
-            allowed = ", ".join((*_STATUSES, OPEN))
-            params.invalid("status", f"unknown status {part.strip()!r}; allowed: {allowed}")
-    return tuple(dict.fromkeys(out))
+    return params.statuses(raw, _STATUSES, {OPEN: _OPEN_STATUSES})
 
 
 def parse_reasons(raw: str | None) -> tuple[str, ...]:
@@ -105,12 +93,7 @@ def router(services: ServicesView) -> APIRouter:
         )
         return schemas.SignalPage(
             items=[schemas.SignalSummary.model_validate(item) for item in items],
-            pagination=schemas.Pagination(
-                page=page,
-                page_size=page_size,
-                total_items=total,
-                total_pages=params.total_pages(total, page_size),
-            ),
+            pagination=params.pagination(page, page_size, total),
         )
 
     @api.get("/signals/{signal_id}", response_model=schemas.Signal)
