@@ -12,7 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
-_WAITING = """
+WAITING_SQL = """
 SELECT
     (SELECT count(*) FROM signals WHERE status IN ('received', 'processing')) AS signals_n,
     (SELECT min(received_at) FROM signals WHERE status IN ('received', 'processing'))
@@ -31,7 +31,7 @@ class PgBacklogQueries:
 
     async def waiting(self) -> dict[str, tuple[int, datetime | None]]:
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(_WAITING)
+            row = await conn.fetchrow(WAITING_SQL)
         assert row is not None
         return {
             "signals_in_progress": (int(row["signals_n"]), row["signals_oldest"]),
