@@ -1,14 +1,16 @@
-"""The backlog gauges in the running service, and the alert rules that read them.
+"""The backlog gauges in the running service, and the alert rules and dashboard that read them.
 
 `deploy/prometheus/alerts.yml` is only worth something if every metric it names is one the
 service exports (a renamed metric makes an alert silently never fire) and every rule says where
-its runbook is. Checked against the real service's `/metrics` after it handled a signal — and
-while the exchange sits on a create, the service's own gauges must show the signal in progress
-and its intent `submitting`.
+its runbook is; the same for every panel of `deploy/grafana/dashboards/order-manager.json`.
+Checked against the real service's `/metrics` after it handled a signal — and while the
+exchange sits on a create, the service's own gauges must show the signal in progress and its
+intent `submitting`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RUNBOOK = ROOT / "docs" / "operations.md"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "order-manager.json"
 COMPOSE = ROOT / "docker-compose.yml"
 #: metrics Prometheus makes itself, not the service
 PROMETHEUS_OWN = {"up"}
@@ -37,6 +41,16 @@ SUFFIXES = {"histogram": ("_bucket", "_count", "_sum")}
 def rules() -> list[dict[str, Any]]:
     loaded = yaml.safe_load(RULES.read_text())
     return [rule for group in loaded["groups"] for rule in group["rules"]]
+
+
+def panel_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every target of the dashboard."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    ]
 
 
 def anchors(markdown: str) -> set[str]:
@@ -106,6 +120,37 @@ def test_the_shipped_prometheus_scrapes_the_job_the_rules_name_and_loads_them() 
     assert {mounts[path] for path in config["rule_files"]} == {RULES}
 
 
+def test_the_shipped_grafana_provisions_the_datasource_and_dashboard_it_uses() -> None:
+    """docker-compose's Grafana: the dashboard's panels use the provisioned datasource, the
+    provider loads the folder the dashboard is mounted into, and every panel has a query."""
+    datasource = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"][0]
+    dashboard = json.loads(DASHBOARD.read_text())
+    uids = {
+        ds["uid"]
+        for panel in dashboard["panels"]
+        for ds in [panel["datasource"], *(t["datasource"] for t in panel["targets"])]
+    }
+    assert uids == {datasource["uid"]}
+    assert all(panel["targets"] for panel in dashboard["panels"])
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+    provider = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "order-manager.yml").read_text()
+    )["providers"][0]
+    mounts = {
+        target.partition(":")[0]: (ROOT / source).resolve()
+        for source, _, target in (
+            volume.partition(":")
+            for volume in yaml.safe_load(COMPOSE.read_text())["services"]["grafana"]["volumes"]
+        )
+    }
+    assert mounts[provider["options"]["path"]] == DASHBOARD.parent
+    assert mounts["/etc/grafana/provisioning/datasources"] == GRAFANA / "provisioning" / (
+        "datasources"
+    )
+
+
 async def metrics(world: World) -> str:
     async with httpx.AsyncClient(timeout=5) as http:
         r = await http.get(f"http://127.0.0.1:{world.service.port}/metrics")
@@ -130,13 +175,14 @@ async def test_the_service_exports_what_the_rules_read_and_its_gauges_see_a_stuc
 
     text = await metrics(world)
     names, labels = exported(text)
-    for rule in rules():
-        for metric, selected in selectors(rule["expr"]):
+    queries = [(rule["alert"], rule["expr"]) for rule in rules()] + panel_queries()
+    for where, expr in queries:
+        for metric, selected in selectors(expr):
             if metric in PROMETHEUS_OWN:
                 continue
-            assert metric in names, f"{rule['alert']}: {metric} is not exported"
+            assert metric in names, f"{where}: {metric} is not exported"
             if metric in labels:  # labelled samples exist: the selected labels must be theirs
-                assert selected <= labels[metric], (rule["alert"], metric, labels[metric])
+                assert selected <= labels[metric], (where, metric, labels[metric])
 
     # the exchange sits on the next create before executing it (a stream event cannot settle
     # the intent either): the signal stays in progress with its intent `submitting`, and the
