@@ -165,3 +165,37 @@ async def test_a_failed_sample_changes_no_gauge_and_the_monitor_keeps_running(
     assert gauge("om_backlog_waiting", "intents_submitting") == 1  # unchanged
     assert gauge("om_backlog_oldest_seconds", "intents_submitting") == 60
     assert gauge("om_backlog_sampled_timestamp_seconds") == WALL  # grows old: alerted on
+
+
+async def test_with_the_broker_unreachable_the_database_gauges_still_move(
+    pool: asyncpg.Pool, amqp_url: str
+) -> None:
+    """A broker outage is when unpublished events pile up: their gauges must keep moving;
+    only the dead-letter gauge and the sample time stay, and the sample counts as failed."""
+    connection = await connect(amqp_url, name="test-backlog-outage")
+    monitor_ = monitor(pool, connection)
+    await monitor_.sample()
+    assert gauge("om_backlog_waiting", "outbox_unpublished") == 0
+    await connection.close()  # this monitor's broker is gone
+    async with pool.acquire() as conn:
+        await add_event(conn, published=False, age=timedelta(seconds=30))
+    failures = gauge("om_backlog_sample_failures_total") or 0
+    later = BacklogMonitor(
+        PgBacklogQueries(pool),
+        RabbitQueueDepth(connection, DLQ),  # type: ignore[arg-type]
+        interval=0.01,
+        clock=lambda: NOW,
+        wall=lambda: WALL + 60,
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(later.run(stop))
+
+    async def failed_once() -> bool:
+        return (gauge("om_backlog_sample_failures_total") or 0) > failures
+
+    await until(failed_once, what="a sample failing on the broker")
+    stop.set()
+    await asyncio.wait_for(running, timeout=10)
+    assert gauge("om_backlog_waiting", "outbox_unpublished") == 1
+    assert gauge("om_backlog_oldest_seconds", "outbox_unpublished") == 30
+    assert gauge("om_backlog_sampled_timestamp_seconds") == WALL  # not WALL + 60

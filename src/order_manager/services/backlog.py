@@ -15,9 +15,11 @@ dead-letter queue (`ports.backlog.QueueDepth`), then sets:
 * ``om_backlog_sampled_timestamp_seconds`` — when the last sample completed (Unix time);
 * ``om_backlog_sample_failures_total`` — samples that failed.
 
-A failed sample (database or broker unreachable) changes no gauge and is logged; the sample
-time then grows old, which is itself alerted on (`deploy/prometheus/alerts.yml`), so a dead
-monitor or an unreachable database never reads as "nothing waiting". Ages are computed from
+A failed sample is logged and counted, and the sample time grows old, which is itself
+alerted on (`deploy/prometheus/alerts.yml`), so a dead monitor or an unreachable database never
+reads as "nothing waiting". The database's gauges do not depend on the broker: with RabbitMQ
+unreachable they are still set (the unpublished events pile up exactly then), only the
+dead-letter gauge and the sample time stay as they were. Ages are computed from
 the rows' own timestamps (the database's clock) against this process's UTC clock.
 """
 
@@ -53,6 +55,8 @@ SAMPLED = Gauge(
     "om_backlog_sampled_timestamp_seconds", "Unix time of the last complete backlog sample"
 )
 FAILED = Counter("om_backlog_sample_failures_total", "Backlog samples that failed")
+#: seconds the dead-letter queue's depth may take before the sample counts as failed
+DEPTH_TIMEOUT = 5.0
 
 
 def utc_now() -> datetime:
@@ -66,8 +70,11 @@ class BacklogSample:
     at: datetime
 
     def oldest_seconds(self, kind: str) -> float:
-        oldest = self.waiting[kind][1]
-        return 0.0 if oldest is None else max(0.0, (self.at - oldest).total_seconds())
+        return _age(self.at, self.waiting[kind][1])
+
+
+def _age(now: datetime, oldest: datetime | None) -> float:
+    return 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
 
 
 class BacklogMonitor:
@@ -87,16 +94,21 @@ class BacklogMonitor:
         self._wall = wall
 
     async def sample(self) -> BacklogSample:
-        """Read everything, then set every gauge (none when a read fails: it raises)."""
+        """Read the database, set its gauges, then read the dead-letter queue and set its gauge
+        and the sample time. A database failure raises with no gauge changed. A broker failure
+        (or no answer within ``DEPTH_TIMEOUT``) still leaves the database's gauges set — during
+        a broker outage the unpublished events are exactly what must stay visible — and raises
+        with the dead-letter gauge and the sample time unchanged."""
         waiting = await self._queries.waiting()
-        dead_letters = await self._dead_letters.depth()
-        sample = BacklogSample(waiting, dead_letters, self._clock())
+        at = self._clock()
         for kind in WAITING_KINDS:
-            WAITING.labels(kind).set(waiting[kind][0])
-            OLDEST.labels(kind).set(sample.oldest_seconds(kind))
+            count, oldest = waiting[kind]
+            WAITING.labels(kind).set(count)
+            OLDEST.labels(kind).set(_age(at, oldest))
+        dead_letters = await asyncio.wait_for(self._dead_letters.depth(), DEPTH_TIMEOUT)
         DEAD_LETTERS.set(dead_letters)
         SAMPLED.set(self._wall())
-        return sample
+        return BacklogSample(waiting, dead_letters, at)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sample every ``interval`` seconds until ``stop`` is set; a failed sample is logged
