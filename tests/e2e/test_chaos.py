@@ -29,6 +29,7 @@ import random
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -362,12 +363,18 @@ async def test_a_database_outage_loses_nothing(world: World) -> None:
 
     await until(filled, what="the fill lost in the outage restored")
 
+    await every_row_equals_the_exchange(world, orders=2)
+
+
+async def every_row_equals_the_exchange(world: World, *, orders: int) -> None:
+    """Wait until our ``orders`` order rows agree with the exchange (a market order fills on
+    the exchange a moment after its signal executed; its stream events reach our row shortly
+    after that), then compare every field, and check the service is ready."""
+
     async def rows_equal_the_exchange() -> bool:
-        # the new signal's market order fills on the exchange a moment after it executed; its
-        # stream events reach our row shortly after that
         on_exchange = {o["orderId"]: o for o in await world.sim_orders()}
         ours = await world.fetch("SELECT * FROM orders WHERE order_id IS NOT NULL")
-        return len(ours) == len(on_exchange) == 2 and all(
+        return len(ours) == len(on_exchange) == orders and all(
             stored["status"] == SIM_STATUS[on_exchange[stored["order_id"]]["orderStatus"]]
             and stored["cum_exec_qty"] == Decimal(on_exchange[stored["order_id"]]["cumExecQty"])
             for stored in ours
@@ -380,6 +387,50 @@ async def test_a_database_outage_loses_nothing(world: World) -> None:
     async with httpx.AsyncClient(timeout=5) as http:
         ready = await http.get(f"http://127.0.0.1:{world.service.port}/ready")
     assert ready.status_code == 200, ready.text
+
+
+async def test_every_database_connection_dropped_the_service_carries_on(world: World) -> None:
+    """A failover as the service sees it: every connection it holds to PostgreSQL — its pool,
+    the outbox listener — is terminated at once, while a resting order of ours fills on the
+    exchange and a new signal arrives. Without a restart: the signal executes, the fill reaches
+    our row, every event is published, every row equals the exchange's, the service is ready."""
+    await world.service.start()
+    resting = build_signal(
+        asset="BTCUSDT",
+        side="buy",
+        amount=Decimal("1000"),
+        confidence=Decimal("0.9"),
+        metadata={"order_type": "limit"},
+    )
+    await world.publisher.publish_signal(resting)
+    await until(
+        lambda: _status_is(world, resting["signal_id"], "executed"), what="the resting order"
+    )
+    (row,) = await world.fetch(
+        "SELECT order_id FROM orders WHERE signal_id = $1", resting["signal_id"]
+    )
+    killer = await asyncpg.connect(world.service.env["ORDERMANAGER_DATABASE_URL"])
+    try:
+        killed = await killer.fetchval(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await killer.close()
+    assert killed >= 3, killed  # the service's pool and its listener (and the test's pool)
+    await world.pool.expire_connections()
+    fill = await world.admin.post("/sim/fill", json={"orderId": row["order_id"]})
+    assert fill.status_code == 200, fill.text
+    arriving = build_signal(
+        asset="ETHUSDT", side="buy", amount=Decimal("500"), confidence=Decimal("0.9")
+    )
+    await world.publisher.publish_signal(arriving)
+
+    await until(
+        lambda: _status_is(world, arriving["signal_id"], "executed"), what="the signal executed"
+    )
+    await every_row_equals_the_exchange(world, orders=2)
+    await until(lambda: outbox_drained(world), what="every event published")
 
 
 async def _status_is(world: World, signal_id: str, status: str) -> bool:
