@@ -28,6 +28,7 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -431,6 +432,61 @@ async def test_every_database_connection_dropped_the_service_carries_on(world: W
     )
     await every_row_equals_the_exchange(world, orders=2)
     await until(lambda: outbox_drained(world), what="every event published")
+
+
+async def test_every_broker_connection_dropped_the_service_carries_on(
+    world: World, rabbitmq_api: str, amqp_url: str
+) -> None:
+    """The broker side of a failover: RabbitMQ force-closes every connection the service holds
+    (signal consumer, outbox publisher, dead-letter publisher), while a resting order of ours
+    fills. Without a restart: a new signal is consumed and executed, the events of both orders
+    are confirmed by the broker, rows equal the exchange's, the service is ready."""
+    await world.service.start()
+    resting = build_signal(
+        asset="BTCUSDT",
+        side="buy",
+        amount=Decimal("1000"),
+        confidence=Decimal("0.9"),
+        metadata={"order_type": "limit"},
+    )
+    await world.publisher.publish_signal(resting)
+    await until(
+        lambda: _status_is(world, resting["signal_id"], "executed"), what="the resting order"
+    )
+    (row,) = await world.fetch(
+        "SELECT order_id FROM orders WHERE signal_id = $1", resting["signal_id"]
+    )
+    api = urlsplit(rabbitmq_api)
+    base = urlunsplit((api.scheme, f"{api.hostname}:{api.port}", api.path, "", ""))
+    vhost = urlsplit(amqp_url).path.lstrip("/")
+    async with httpx.AsyncClient(auth=(api.username or "guest", api.password or "guest")) as mq:
+
+        async def service_connections() -> list[str]:
+            # the management API lists a connection once its statistics were collected
+            listed = (await mq.get(f"{base}/vhosts/{vhost}/connections")).json()
+            names = [
+                c["name"]
+                for c in listed
+                if c.get("client_properties", {}).get("connection_name") != "e2e-publisher"
+            ]
+            return names if len(names) >= 2 else []  # consumer and publisher at least
+
+        await until(service_connections, what="the service's broker connections listed")
+        for name in await service_connections():
+            r = await mq.delete(f"{base}/connections/{quote(name, safe='')}")
+            assert r.status_code == 204, r.text
+    fill = await world.admin.post("/sim/fill", json={"orderId": row["order_id"]})
+    assert fill.status_code == 200, fill.text
+    arriving = build_signal(
+        asset="ETHUSDT", side="buy", amount=Decimal("500"), confidence=Decimal("0.9")
+    )
+    await world.publisher.publish_signal(arriving)
+
+    await until(
+        lambda: _status_is(world, arriving["signal_id"], "executed"), what="the signal executed"
+    )
+    await every_row_equals_the_exchange(world, orders=2)
+    await until(lambda: outbox_drained(world), what="every event confirmed by the broker")
 
 
 async def _status_is(world: World, signal_id: str, status: str) -> bool:
