@@ -38,7 +38,7 @@ import json
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
@@ -196,6 +196,7 @@ def discard_(
         return named or (all_malformed and not letter.is_failed_signal)
 
     with contextlib.ExitStack() as stack:
+        archive_file: TextIO | None = None
         if save is not None and not dry_run:
             try:  # open (and so check) the file before anything leaves the queue
                 archive_file = stack.enter_context(open(save, "a", encoding="utf-8"))
@@ -203,6 +204,7 @@ def discard_(
                 fail(f"--save {save}: {exc}", EXIT_FAILURE)
 
         def archive(letter: DeadLetter) -> None:
+            assert archive_file is not None, "a dry run discards nothing"
             record = letter.as_json(now) | {
                 "queue": config.signals_dlq,
                 "discarded_at": datetime.now(UTC).isoformat(),

@@ -322,31 +322,12 @@ async def test_a_database_outage_loses_nothing(world: World) -> None:
     lane retried it, the message was never acked before), the fill is in our rows (the sync
     after the lost batch ran again until it completed), every row equals the exchange's and
     the service is ready."""
-    await world.service.start()
-    resting = build_signal(
-        asset="BTCUSDT",
-        side="buy",
-        amount=Decimal("1000"),
-        confidence=Decimal("0.9"),
-        metadata={"order_type": "limit"},
-    )
-    await world.publisher.publish_signal(resting)
-    await until(
-        lambda: _status_is(world, resting["signal_id"], "executed"), what="the resting order"
-    )
-    (row,) = await world.fetch(
-        "SELECT order_id FROM orders WHERE signal_id = $1", resting["signal_id"]
-    )
+    order_id = await start_with_a_resting_order(world)
     tables = ("signals", "orders", "executions", "positions", "outbox")
     whens = [f"BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW" for table in tables]
-    arriving = build_signal(
-        asset="ETHUSDT", side="buy", amount=Decimal("500"), confidence=Decimal("0.9")
-    )
     log = world.service.log_path
     async with database_fails(world.pool, *whens):
-        fill = await world.admin.post("/sim/fill", json={"orderId": row["order_id"]})
-        assert fill.status_code == 200, fill.text
-        await world.publisher.publish_signal(arriving)
+        arriving = await fill_it_and_send_a_signal(world, order_id)
 
         async def both_refused() -> bool:
             text = log.read_text()
@@ -359,7 +340,7 @@ async def test_a_database_outage_loses_nothing(world: World) -> None:
     )
 
     async def filled() -> bool:
-        rows = await world.fetch("SELECT status FROM orders WHERE order_id = $1", row["order_id"])
+        rows = await world.fetch("SELECT status FROM orders WHERE order_id = $1", order_id)
         return [r["status"] for r in rows] == ["filled"]
 
     await until(filled, what="the fill lost in the outage restored")
@@ -395,21 +376,7 @@ async def test_every_database_connection_dropped_the_service_carries_on(world: W
     the outbox listener — is terminated at once, while a resting order of ours fills on the
     exchange and a new signal arrives. Without a restart: the signal executes, the fill reaches
     our row, every event is published, every row equals the exchange's, the service is ready."""
-    await world.service.start()
-    resting = build_signal(
-        asset="BTCUSDT",
-        side="buy",
-        amount=Decimal("1000"),
-        confidence=Decimal("0.9"),
-        metadata={"order_type": "limit"},
-    )
-    await world.publisher.publish_signal(resting)
-    await until(
-        lambda: _status_is(world, resting["signal_id"], "executed"), what="the resting order"
-    )
-    (row,) = await world.fetch(
-        "SELECT order_id FROM orders WHERE signal_id = $1", resting["signal_id"]
-    )
+    order_id = await start_with_a_resting_order(world)
     killer = await asyncpg.connect(world.service.env["ORDERMANAGER_DATABASE_URL"])
     try:
         killed = await killer.fetchval(
@@ -420,12 +387,7 @@ async def test_every_database_connection_dropped_the_service_carries_on(world: W
         await killer.close()
     assert killed >= 3, killed  # the service's pool and its listener (and the test's pool)
     await world.pool.expire_connections()
-    fill = await world.admin.post("/sim/fill", json={"orderId": row["order_id"]})
-    assert fill.status_code == 200, fill.text
-    arriving = build_signal(
-        asset="ETHUSDT", side="buy", amount=Decimal("500"), confidence=Decimal("0.9")
-    )
-    await world.publisher.publish_signal(arriving)
+    arriving = await fill_it_and_send_a_signal(world, order_id)
 
     await until(
         lambda: _status_is(world, arriving["signal_id"], "executed"), what="the signal executed"
@@ -441,21 +403,7 @@ async def test_every_broker_connection_dropped_the_service_carries_on(
     (signal consumer, outbox publisher, dead-letter publisher), while a resting order of ours
     fills. Without a restart: a new signal is consumed and executed, the events of both orders
     are confirmed by the broker, rows equal the exchange's, the service is ready."""
-    await world.service.start()
-    resting = build_signal(
-        asset="BTCUSDT",
-        side="buy",
-        amount=Decimal("1000"),
-        confidence=Decimal("0.9"),
-        metadata={"order_type": "limit"},
-    )
-    await world.publisher.publish_signal(resting)
-    await until(
-        lambda: _status_is(world, resting["signal_id"], "executed"), what="the resting order"
-    )
-    (row,) = await world.fetch(
-        "SELECT order_id FROM orders WHERE signal_id = $1", resting["signal_id"]
-    )
+    order_id = await start_with_a_resting_order(world)
     api = urlsplit(rabbitmq_api)
     base = urlunsplit((api.scheme, f"{api.hostname}:{api.port}", api.path, "", ""))
     vhost = urlsplit(amqp_url).path.lstrip("/")
@@ -475,18 +423,44 @@ async def test_every_broker_connection_dropped_the_service_carries_on(
         for name in await service_connections():
             r = await mq.delete(f"{base}/connections/{quote(name, safe='')}")
             assert r.status_code == 204, r.text
-    fill = await world.admin.post("/sim/fill", json={"orderId": row["order_id"]})
-    assert fill.status_code == 200, fill.text
-    arriving = build_signal(
-        asset="ETHUSDT", side="buy", amount=Decimal("500"), confidence=Decimal("0.9")
-    )
-    await world.publisher.publish_signal(arriving)
+    arriving = await fill_it_and_send_a_signal(world, order_id)
 
     await until(
         lambda: _status_is(world, arriving["signal_id"], "executed"), what="the signal executed"
     )
     await every_row_equals_the_exchange(world, orders=2)
     await until(lambda: outbox_drained(world), what="every event confirmed by the broker")
+
+
+async def start_with_a_resting_order(world: World) -> str:
+    """Start the service and rest a BTCUSDT limit buy of ours; returns its exchange id."""
+    await world.service.start()
+    resting = build_signal(
+        asset="BTCUSDT",
+        side="buy",
+        amount=Decimal("1000"),
+        confidence=Decimal("0.9"),
+        metadata={"order_type": "limit"},
+    )
+    await world.publisher.publish_signal(resting)
+    await until(
+        lambda: _status_is(world, resting["signal_id"], "executed"), what="the resting order"
+    )
+    (row,) = await world.fetch(
+        "SELECT order_id FROM orders WHERE signal_id = $1", resting["signal_id"]
+    )
+    return str(row["order_id"])
+
+
+async def fill_it_and_send_a_signal(world: World, order_id: str) -> dict[str, Any]:
+    """The exchange fills the resting order; a new ETHUSDT market buy signal is published."""
+    fill = await world.admin.post("/sim/fill", json={"orderId": order_id})
+    assert fill.status_code == 200, fill.text
+    arriving = build_signal(
+        asset="ETHUSDT", side="buy", amount=Decimal("500"), confidence=Decimal("0.9")
+    )
+    await world.publisher.publish_signal(arriving)
+    return arriving
 
 
 async def _status_is(world: World, signal_id: str, status: str) -> bool:

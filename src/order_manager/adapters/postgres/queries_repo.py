@@ -141,7 +141,9 @@ _SIGNAL_SELECT = ", ".join(
 )
 
 
-def _sort_clause(sort: str, columns: Mapping[str, str], tie: str, nulls: str = "") -> str:
+def _sort_clause(
+    sort: str, columns: Mapping[str, str], tie: str, *, nulls_last: bool = False
+) -> str:
     """`ORDER BY` text for an allow-listed sort key; `ValueError` for anything else."""
     descending = sort.startswith("-")
     column = columns.get(sort.removeprefix("-"))
@@ -149,6 +151,7 @@ def _sort_clause(sort: str, columns: Mapping[str, str], tie: str, nulls: str = "
         allowed = ", ".join(f"{p}{k}" for k in columns for p in ("", "-"))
         raise ValueError(f"unknown sort {sort!r}; allowed: {allowed}")
     direction = "DESC" if descending else "ASC"
+    nulls = " NULLS LAST" if nulls_last else ""
     return f"{column} {direction}{nulls}, {tie} {direction}"
 
 
@@ -310,7 +313,7 @@ class PgReadQueries:
         offset: int,
     ) -> tuple[Sequence[Record], int]:
         # completed_at is NULL while a signal is in progress: those come last either way
-        order_by = _sort_clause(sort, _SIGNAL_SORT_COLUMNS, "signal_id", " NULLS LAST")
+        order_by = _sort_clause(sort, _SIGNAL_SORT_COLUMNS, "signal_id", nulls_last=True)
         found = _Filter()
         if symbol is not None:
             found.bind("symbol = $?", symbol)

@@ -320,14 +320,7 @@ class PgTrackingRepository:
             (
                 Category(r["category"]),
                 r["symbol"],
-                PositionFill(
-                    side=Side(r["side"]),
-                    qty=r["exec_qty"],
-                    price=r["exec_price"],
-                    fee=r["exec_fee"],
-                    exec_id=r["exec_id"],
-                    position_idx=PositionIdx(r["position_idx"]),
-                ),
+                _position_fill(r, PositionIdx(r["position_idx"])),
             )
             for r in rows
         ]
@@ -402,14 +395,7 @@ class PgTrackingRepository:
         )
         return [
             (
-                PositionFill(
-                    side=Side(r["side"]),
-                    qty=r["exec_qty"],
-                    price=r["exec_price"],
-                    fee=r["exec_fee"],
-                    exec_id=r["exec_id"],
-                    position_idx=position_idx,
-                ),
+                _position_fill(r, position_idx),
                 (r["exec_time"], int(r["seq"]), r["exec_id"]),
             )
             for r in rows
@@ -635,3 +621,15 @@ class PgTrackingRepository:
             dict(raw),
             message,
         )
+
+
+def _position_fill(row: asyncpg.Record, position_idx: PositionIdx) -> PositionFill:
+    """A stored execution as it moves its position book."""
+    return PositionFill(
+        side=Side(row["side"]),
+        qty=row["exec_qty"],
+        price=row["exec_price"],
+        fee=row["exec_fee"],
+        exec_id=row["exec_id"],
+        position_idx=position_idx,
+    )
